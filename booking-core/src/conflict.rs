@@ -1,0 +1,224 @@
+//! Conflict rules: half-open overlap of blocked ranges between active bookings.
+//!
+//! [`IntervalIndex`] answers "does this range hit an active booking?" in `O(log n)` for
+//! one professional. It relies on the engine's invariant that the ranges it holds never
+//! overlap each other (it refuses inserts that would break it), so entries sorted by start
+//! are also sorted by end and only a handful of neighbours can ever overlap a query.
+//! [`naive_conflicts`] is the `O(n)` oracle it is tested against.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Booking, BookingId, TimeRange};
+
+/// What the index keeps about one blocking booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The booking.
+    pub id: BookingId,
+    /// Its blocked range.
+    pub blocked: TimeRange,
+    /// `Some` for holds: the instant at which the entry stops blocking.
+    pub hold_expires_at: Option<DateTime<Utc>>,
+}
+
+impl IndexEntry {
+    /// The entry for a booking (which should be active when inserted).
+    pub fn of(b: &Booking) -> Self {
+        Self {
+            id: b.id,
+            blocked: b.blocked,
+            hold_expires_at: match b.status {
+                crate::BookingStatus::PendingPayment => b.hold_expires_at,
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether the entry still blocks at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.hold_expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// Non-overlapping blocked ranges of one professional, keyed by start.
+///
+/// ```
+/// use booking_core::conflict::{IndexEntry, IntervalIndex};
+/// use booking_core::{BookingId, TimeRange};
+/// use chrono::{TimeZone, Utc};
+///
+/// let at = |h| Utc.with_ymd_and_hms(2027, 3, 1, h, 0, 0).unwrap();
+/// let now = at(0);
+/// let mut index = IntervalIndex::default();
+/// let nine_to_ten = TimeRange::new(at(9), at(10)).unwrap();
+/// index.insert(IndexEntry { id: BookingId::new_at(now), blocked: nine_to_ten, hold_expires_at: None }).unwrap();
+/// assert!(index.first_active_conflict(&TimeRange::new(at(9), at(11)).unwrap(), now).is_some());
+/// assert!(index.first_active_conflict(&TimeRange::new(at(10), at(11)).unwrap(), now).is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct IntervalIndex {
+    by_start: BTreeMap<DateTime<Utc>, IndexEntry>,
+}
+
+impl IntervalIndex {
+    /// Number of entries (active or not yet removed).
+    pub fn len(&self) -> usize {
+        self.by_start.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_start.is_empty()
+    }
+
+    /// Every entry whose blocked range overlaps `range`, active or not, in start order.
+    /// `O(log n + k)` for `k` results.
+    pub fn overlapping(&self, range: &TimeRange) -> impl Iterator<Item = &IndexEntry> + '_ {
+        // The entry starting before `range` can overlap only if it is the last such one
+        // (entries are disjoint, so ends are sorted like starts).
+        let before = self
+            .by_start
+            .range(..range.start())
+            .next_back()
+            .map(|(_, e)| e)
+            .filter(|e| e.blocked.end() > range.start());
+        let inside = self
+            .by_start
+            .range((Bound::Included(range.start()), Bound::Excluded(range.end())))
+            .map(|(_, e)| e);
+        before.into_iter().chain(inside)
+    }
+
+    /// The first entry that overlaps `range` and is still active at `now`.
+    pub fn first_active_conflict(
+        &self,
+        range: &TimeRange,
+        now: DateTime<Utc>,
+    ) -> Option<&IndexEntry> {
+        self.overlapping(range).find(|e| e.is_active(now))
+    }
+
+    /// Inserts an entry. Fails, leaving the index unchanged, with the overlapping
+    /// entry if there is one (active or not: the caller removes stale entries first).
+    pub fn insert(&mut self, entry: IndexEntry) -> Result<(), IndexEntry> {
+        if let Some(hit) = self.overlapping(&entry.blocked).next() {
+            return Err(*hit);
+        }
+        self.by_start.insert(entry.blocked.start(), entry);
+        Ok(())
+    }
+
+    /// Removes the entry of booking `id` starting at `start`; returns whether it was there.
+    pub fn remove(&mut self, start: DateTime<Utc>, id: BookingId) -> bool {
+        match self.by_start.get(&start) {
+            Some(e) if e.id == id => {
+                self.by_start.remove(&start);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// All entries in start order.
+    pub fn iter(&self) -> impl Iterator<Item = &IndexEntry> + '_ {
+        self.by_start.values()
+    }
+
+    /// Whether no two entries overlap (the invariant; for tests and loom models).
+    pub fn is_consistent(&self) -> bool {
+        self.by_start
+            .values()
+            .zip(self.by_start.values().skip(1))
+            .all(|(a, b)| a.blocked.end() <= b.blocked.start())
+            && self.by_start.iter().all(|(k, e)| *k == e.blocked.start())
+    }
+}
+
+/// The `O(n)` oracle: whether `range` overlaps the blocked range of any booking in
+/// `bookings` that is active at `now`.
+pub fn naive_conflicts<'a>(
+    bookings: impl IntoIterator<Item = &'a Booking>,
+    range: &TimeRange,
+    now: DateTime<Utc>,
+) -> bool {
+    bookings
+        .into_iter()
+        .any(|b| b.is_active(now) && b.blocked.overlaps(range))
+}
+
+/// Whether any two bookings in the list that are active at `now` and belong to the same
+/// professional have overlapping blocked ranges (the invariant every store keeps).
+pub fn find_overlap<'a>(
+    bookings: impl IntoIterator<Item = &'a Booking>,
+    now: DateTime<Utc>,
+) -> Option<(BookingId, BookingId)> {
+    let mut active: Vec<&Booking> = bookings.into_iter().filter(|b| b.is_active(now)).collect();
+    active.sort_by_key(|b| (b.professional_id, b.blocked.start()));
+    active.windows(2).find_map(|w| {
+        (w[0].professional_id == w[1].professional_id && w[0].blocked.overlaps(&w[1].blocked))
+            .then_some((w[0].id, w[1].id))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
+
+    fn at(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap() + Duration::minutes(min)
+    }
+
+    proptest! {
+        /// Whatever sequence of inserts and removals, the index agrees with a naive scan.
+        #[test]
+        fn index_agrees_with_naive_scan(
+            ops in proptest::collection::vec((0i64..600, 1i64..90, any::<bool>(), 0i64..600), 1..80),
+            now_min in 0i64..600,
+        ) {
+            let now = at(now_min);
+            let mut index = IntervalIndex::default();
+            let mut all: Vec<IndexEntry> = Vec::new();
+            for (start, len, hold, expiry) in ops {
+                let r = TimeRange::new(at(start), at(start + len)).unwrap();
+                let naive = all.iter().any(|e| e.blocked.overlaps(&r));
+                let fast_any = index.overlapping(&r).next().is_some();
+                prop_assert_eq!(naive, fast_any);
+                let naive_active = all.iter().any(|e| e.blocked.overlaps(&r) && e.is_active(now));
+                prop_assert_eq!(naive_active, index.first_active_conflict(&r, now).is_some());
+                let entry = IndexEntry {
+                    id: BookingId::new_at(at(start)),
+                    blocked: r,
+                    hold_expires_at: hold.then(|| at(expiry)),
+                };
+                if index.insert(entry).is_ok() {
+                    all.push(entry);
+                } else if let Some(victim) = all.pop() {
+                    prop_assert!(index.remove(victim.blocked.start(), victim.id));
+                }
+                prop_assert!(index.is_consistent());
+                prop_assert_eq!(index.len(), all.len());
+            }
+        }
+    }
+
+    #[test]
+    fn back_to_back_never_conflicts() {
+        let mut index = IntervalIndex::default();
+        let a = TimeRange::new(at(0), at(60)).unwrap();
+        let b = TimeRange::new(at(60), at(120)).unwrap();
+        index
+            .insert(IndexEntry { id: BookingId::new_at(at(0)), blocked: a, hold_expires_at: None })
+            .unwrap();
+        index
+            .insert(IndexEntry { id: BookingId::new_at(at(1)), blocked: b, hold_expires_at: None })
+            .unwrap();
+        assert_eq!(index.len(), 2);
+        let inner = TimeRange::new(at(59), at(61)).unwrap();
+        assert_eq!(index.overlapping(&inner).count(), 2);
+    }
+}

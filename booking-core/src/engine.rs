@@ -1,0 +1,481 @@
+//! [`BookingEngine`]: the use cases, and the only caller of the stores.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::auth::{Actor, Principal, TokenHash};
+use crate::clock::Clock;
+use crate::domain::{
+    Booking, BookingId, BookingStatus, Client, ClientId, NewClient, NewProfessional, Professional,
+    ProfessionalId, ProfessionalPatch, TimeRange, Transition, price_for,
+};
+use crate::error::{Entity, Error, Result};
+use crate::idempotency::{
+    Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, LeaseId, Scope, StoredResponse,
+};
+use crate::schedule::Schedule;
+use crate::store::{BookingOwner, BookingQuery, Cursor, Inserted, Page, ProfessionalQuery, Store};
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// `Some(ttl)`: new bookings start as `pending_payment` holds that block their slot for
+    /// `ttl` (payments are configured). `None`: bookings are confirmed at once.
+    pub hold_ttl: Option<Duration>,
+    /// Idempotency lease and retention.
+    pub idempotency: IdempotencyPolicy,
+    /// The longest booking accepted (default 24 hours).
+    pub max_booking_length: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            hold_ttl: None,
+            idempotency: IdempotencyPolicy::default(),
+            max_booking_length: Duration::hours(24),
+        }
+    }
+}
+
+/// A client's request for a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRequest {
+    /// Who books.
+    pub client_id: ClientId,
+    /// Who is booked.
+    pub professional_id: ProfessionalId,
+    /// The range to book.
+    pub range: TimeRange,
+    /// The idempotent request this comes from (see [`crate::idempotency::request_ref`]);
+    /// a retry with the same reference returns the booking the first attempt created.
+    pub request_ref: Option<String>,
+}
+
+/// Filters of a booking list; whose bookings is decided by the actor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BookingFilter {
+    /// Only this effective status.
+    pub status: Option<BookingStatus>,
+    /// Only bookings starting at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only bookings starting before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Only this professional's bookings.
+    pub professional_id: Option<ProfessionalId>,
+    /// Page size (1..=100; `None` = 20).
+    pub limit: Option<u32>,
+    /// Continue after this cursor.
+    pub after: Option<Cursor>,
+}
+
+/// The booking engine: every use case, over a [`Store`] and a [`Clock`].
+///
+/// Build one over any adapter (`booking-memory`, `booking-postgres` or your own) with
+/// [`BookingEngine::new`]; the repository's `examples/` show a complete program.
+pub struct BookingEngine<S: ?Sized, C> {
+    store: Arc<S>,
+    clock: C,
+    config: EngineConfig,
+}
+
+impl<S: ?Sized, C: Clone> Clone for BookingEngine<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            clock: self.clock.clone(),
+            config: self.config,
+        }
+    }
+}
+
+impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
+    /// An engine over `store`, reading time from `clock`.
+    pub fn new(store: Arc<S>, clock: C, config: EngineConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The current instant, from the clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    // ---- directory -------------------------------------------------------------------
+
+    /// Validates and stores a professional whose API token hashes to `token`.
+    pub async fn create_professional(
+        &self,
+        input: &NewProfessional,
+        token: TokenHash,
+    ) -> Result<Professional> {
+        let now = self.now();
+        let p = input.validate(ProfessionalId::new_at(now), now)?;
+        self.store.insert_professional(&p, token).await?;
+        Ok(p)
+    }
+
+    /// A professional by id.
+    pub async fn get_professional(&self, id: ProfessionalId) -> Result<Professional> {
+        self.store
+            .get_professional(id)
+            .await?
+            .ok_or(Error::NotFound(Entity::Professional))
+    }
+
+    /// Updates a professional: the admin or the professional themself.
+    pub async fn update_professional(
+        &self,
+        actor: Actor,
+        id: ProfessionalId,
+        patch: &ProfessionalPatch,
+    ) -> Result<Professional> {
+        self.may_manage_professional(actor, id).await?;
+        self.store.update_professional(id, patch, self.now()).await
+    }
+
+    /// Active professionals matching the query.
+    pub async fn search_professionals(
+        &self,
+        query: &ProfessionalQuery,
+    ) -> Result<Page<Professional>> {
+        crate::store::check_limit(query.limit)?;
+        self.store.search_professionals(query).await
+    }
+
+    /// Validates and stores a client whose API token hashes to `token`.
+    pub async fn create_client(&self, input: &NewClient, token: TokenHash) -> Result<Client> {
+        let now = self.now();
+        let c = input.validate(ClientId::new_at(now), now)?;
+        self.store.insert_client(&c, token).await?;
+        Ok(c)
+    }
+
+    /// A client by id.
+    pub async fn get_client(&self, id: ClientId) -> Result<Client> {
+        self.store
+            .get_client(id)
+            .await?
+            .ok_or(Error::NotFound(Entity::Client))
+    }
+
+    /// The owner of a bearer token, if any.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>> {
+        self.store.principal_for_token(TokenHash::of(token)).await
+    }
+
+    async fn may_manage_professional(&self, actor: Actor, id: ProfessionalId) -> Result<()> {
+        // Existence first, so that a missing professional is a 404 for everybody.
+        self.get_professional(id).await?;
+        match actor {
+            Actor::Admin => Ok(()),
+            Actor::Professional(p) if p == id => Ok(()),
+            _ => Err(Error::Forbidden(
+                "only the professional or an admin may change this".into(),
+            )),
+        }
+    }
+
+    // ---- schedules and availability --------------------------------------------------
+
+    /// Replaces a professional's schedule (admin or the professional).
+    pub async fn set_schedule(
+        &self,
+        actor: Actor,
+        id: ProfessionalId,
+        schedule: Schedule,
+    ) -> Result<Schedule> {
+        self.may_manage_professional(actor, id).await?;
+        self.store.put_schedule(id, &schedule).await?;
+        Ok(schedule)
+    }
+
+    /// A professional's schedule.
+    pub async fn get_schedule(&self, id: ProfessionalId) -> Result<Schedule> {
+        self.get_professional(id).await?;
+        self.store
+            .get_schedule(id)
+            .await?
+            .ok_or(Error::NotFound(Entity::Schedule))
+    }
+
+    /// Bookable slots of `duration` inside `window` (at most 31 days). An inactive
+    /// professional or one without a schedule has none.
+    pub async fn availability(
+        &self,
+        id: ProfessionalId,
+        window: TimeRange,
+        duration: Duration,
+    ) -> Result<Vec<TimeRange>> {
+        let now = self.now();
+        let professional = self.get_professional(id).await?;
+        let Some(schedule) = self.store.get_schedule(id).await? else {
+            // Validate the query all the same, so bad input is reported consistently.
+            Schedule::always_open(professional.timezone).available_slots(
+                &window,
+                duration,
+                now,
+                &[],
+            )?;
+            return Ok(Vec::new());
+        };
+        if !professional.is_active {
+            schedule.available_slots(&window, duration, now, &[])?;
+            return Ok(Vec::new());
+        }
+        // Bookings whose blocked range reaches into the window widened by the buffers can
+        // block slots in it.
+        let reach = window
+            .widen(schedule.buffer_before(), schedule.buffer_after())
+            .unwrap_or(window);
+        let blocked = self.store.blocked_ranges(id, reach, now).await?;
+        schedule.available_slots(&window, duration, now, &blocked)
+    }
+
+    /// The seam where "may this range be booked at all" is decided: the professional is
+    /// active, has a schedule whose working hours, notice and horizon admit `range`, and the
+    /// range has a sane shape. Returns the blocked range (the range widened by the
+    /// schedule's buffers). Conflicts with other bookings are the store's job.
+    pub async fn check_bookable(
+        &self,
+        professional: &Professional,
+        range: &TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<TimeRange> {
+        if !range.is_minute_aligned() {
+            return Err(Error::invalid("start", "start and end must be whole minutes"));
+        }
+        if range.duration() > self.config.max_booking_length {
+            return Err(Error::invalid(
+                "end",
+                format!(
+                    "a booking lasts at most {} minutes",
+                    self.config.max_booking_length.num_minutes()
+                ),
+            ));
+        }
+        if !professional.is_active {
+            return Err(Error::OutsideAvailability(
+                "the professional is not accepting bookings".into(),
+            ));
+        }
+        let schedule = self
+            .store
+            .get_schedule(professional.id)
+            .await?
+            .ok_or_else(|| {
+                Error::OutsideAvailability("the professional has no schedule yet".into())
+            })?;
+        schedule.admits(range, now)?;
+        range.widen(schedule.buffer_before(), schedule.buffer_after())
+    }
+
+    /// Books `request.range` for the client: a confirmed booking, or a `pending_payment`
+    /// hold when [`EngineConfig::hold_ttl`] is set. A retry of the same idempotent request
+    /// returns [`Inserted::Existing`] with the first attempt's booking.
+    pub async fn create_booking(&self, request: &BookingRequest) -> Result<Inserted> {
+        let now = self.now();
+        let professional = self.get_professional(request.professional_id).await?;
+        if let Some(r) = &request.request_ref {
+            if let Some(existing) = self
+                .store
+                .find_booking_by_request(request.professional_id, r)
+                .await?
+            {
+                return Ok(Inserted::Existing(existing));
+            }
+        }
+        self.get_client(request.client_id).await?;
+        let blocked = self
+            .check_bookable(&professional, &request.range, now)
+            .await?;
+        let price = price_for(
+            professional.hourly_rate(),
+            request.range.duration().num_minutes(),
+        )?;
+        let (status, hold_expires_at) = match self.config.hold_ttl {
+            Some(ttl) => (BookingStatus::PendingPayment, Some(now + ttl)),
+            None => (BookingStatus::Confirmed, None),
+        };
+        let booking = Booking {
+            id: BookingId::new_at(now),
+            professional_id: professional.id,
+            client_id: request.client_id,
+            range: request.range,
+            blocked,
+            status,
+            price,
+            hold_expires_at,
+            request_ref: request.request_ref.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_booking(&booking, now).await
+    }
+
+    /// A booking the actor may see ([`Error::NotFound`] otherwise). The status is the
+    /// effective one: a hold that ran out reads `expired` even before the sweep.
+    pub async fn get_booking(&self, actor: Actor, id: BookingId) -> Result<Booking> {
+        let b = self.visible_booking(actor, id).await?;
+        Ok(self.present(b))
+    }
+
+    async fn visible_booking(&self, actor: Actor, id: BookingId) -> Result<Booking> {
+        let b = self
+            .store
+            .get_booking(id)
+            .await?
+            .ok_or(Error::NotFound(Entity::Booking))?;
+        let visible = match actor {
+            Actor::Admin => true,
+            Actor::Client(c) => b.client_id == c,
+            Actor::Professional(p) => b.professional_id == p,
+        };
+        if visible {
+            Ok(b)
+        } else {
+            Err(Error::NotFound(Entity::Booking))
+        }
+    }
+
+    fn present(&self, mut b: Booking) -> Booking {
+        b.status = b.effective_status(self.now());
+        b
+    }
+
+    /// The actor's bookings (admin: all), ordered by `(start, id)`.
+    pub async fn list_bookings(&self, actor: Actor, filter: &BookingFilter) -> Result<Page<Booking>> {
+        let limit = crate::store::check_limit(filter.limit.unwrap_or(20))?;
+        if let (Some(f), Some(t)) = (filter.from, filter.to) {
+            if f > t {
+                return Err(Error::invalid("to", "must not be before from"));
+            }
+        }
+        let owner = match actor {
+            Actor::Admin => BookingOwner::All,
+            Actor::Client(c) => BookingOwner::Client(c),
+            Actor::Professional(p) => BookingOwner::Professional(p),
+        };
+        let query = BookingQuery {
+            owner,
+            status: filter.status,
+            from: filter.from,
+            to: filter.to,
+            professional_id: filter.professional_id,
+            limit,
+            after: filter.after,
+            now: self.now(),
+        };
+        let mut page = self.store.list_bookings(&query).await?;
+        page.items = page.items.into_iter().map(|b| self.present(b)).collect();
+        Ok(page)
+    }
+
+    /// Cancels a booking: its client, its professional or the admin.
+    pub async fn cancel_booking(&self, actor: Actor, id: BookingId) -> Result<Booking> {
+        self.visible_booking(actor, id).await?;
+        self.store
+            .transition_booking(id, Transition::Cancel, self.now())
+            .await
+    }
+
+    /// Confirms a booking after payment (a hold, or an expired hold whose slot is still
+    /// free). Called by payment processing, not by clients.
+    pub async fn confirm_booking(&self, id: BookingId) -> Result<Booking> {
+        self.store
+            .transition_booking(id, Transition::Confirm, self.now())
+            .await
+    }
+
+    /// Moves a booking to `range`, atomically: its client only. The new range must be
+    /// bookable and free; otherwise nothing changes.
+    pub async fn reschedule_booking(
+        &self,
+        actor: Actor,
+        id: BookingId,
+        range: TimeRange,
+    ) -> Result<Booking> {
+        let now = self.now();
+        let b = self.visible_booking(actor, id).await?;
+        if actor != Actor::Client(b.client_id) {
+            return Err(Error::Forbidden(
+                "only the booking's client may reschedule it".into(),
+            ));
+        }
+        // Refuse a reschedule of a finished booking before looking at availability, so
+        // the answer is about the booking rather than the calendar.
+        if !b.is_active(now) {
+            return Err(Error::InvalidState(format!(
+                "cannot reschedule a booking that is {}",
+                b.effective_status(now)
+            )));
+        }
+        let professional = self.get_professional(b.professional_id).await?;
+        let blocked = self.check_bookable(&professional, &range, now).await?;
+        self.store.reschedule_booking(id, range, blocked, now).await
+    }
+
+    /// Marks up to `limit` holds that ran out as `expired`; returns them.
+    pub async fn expire_due_holds(&self, limit: usize) -> Result<Vec<Booking>> {
+        self.store.expire_due_holds(self.now(), limit).await
+    }
+
+    // ---- idempotency -----------------------------------------------------------------
+
+    /// Begins an idempotent request.
+    pub async fn begin_request(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+    ) -> Result<Decision> {
+        self.store
+            .begin(scope, key, fingerprint, self.now(), &self.config.idempotency)
+            .await
+    }
+
+    /// Stores the final response of a started request.
+    pub async fn complete_request(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        lease: LeaseId,
+        response: &StoredResponse,
+    ) -> Result<bool> {
+        self.store.complete(scope, key, lease, response).await
+    }
+
+    /// Releases a started request without a stored answer (a 5xx), so a retry runs again.
+    pub async fn abandon_request(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        lease: LeaseId,
+    ) -> Result<bool> {
+        self.store.abandon(scope, key, lease).await
+    }
+
+    /// Deletes up to `limit` expired idempotency records.
+    pub async fn purge_idempotency(&self, limit: usize) -> Result<u64> {
+        self.store.purge_expired(self.now(), limit).await
+    }
+}

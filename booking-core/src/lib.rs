@@ -1,0 +1,73 @@
+//! # booking-core
+//!
+//! The pure domain logic of a booking engine that lets clients book time with
+//! professionals and never double-books. No I/O, no async runtime, no wall clock: storage
+//! sits behind the traits in [`store`], time behind [`Clock`].
+//!
+//! ## Guarantees (checked by [`testing`] against every adapter)
+//!
+//! * No two active bookings of one professional have overlapping blocked ranges, under any
+//!   concurrency. Ranges are half-open, so back-to-back bookings never conflict; buffers
+//!   widen the *blocked* range, never the booked one.
+//! * A `pending_payment` hold blocks its slot until `hold_expires_at` and not an instant
+//!   longer.
+//! * Every booking change is recorded with its [`events::DomainEvent`] in the same atomic
+//!   step.
+//! * Idempotent requests run at most once at a time and replay their final answer; a
+//!   retry after a crash never creates a second booking.
+//! * Slots are computed in the professional's time zone and are correct across daylight
+//!   saving transitions ([`schedule`]).
+//!
+//! ## Features
+//!
+//! | feature   | what it adds |
+//! |-----------|--------------|
+//! | `testing` | [`testing`]: the adapter conformance suite (`conformance_suite!`), proptest strategies and a reference model |
+//!
+//! ## Example
+//!
+//! ```
+//! use booking_core::{TimeRange, conflict::{IndexEntry, IntervalIndex}, BookingId};
+//! use chrono::{TimeZone, Utc};
+//!
+//! let at = |h| Utc.with_ymd_and_hms(2027, 3, 1, h, 0, 0).unwrap();
+//! let mut index = IntervalIndex::default();
+//! let taken = TimeRange::new(at(9), at(10)).unwrap();
+//! index.insert(IndexEntry { id: BookingId::new_at(at(0)), blocked: taken, hold_expires_at: None }).unwrap();
+//! // 10:00-11:00 touches 9:00-10:00 but does not overlap it.
+//! assert!(index.first_active_conflict(&TimeRange::new(at(10), at(11)).unwrap(), at(0)).is_none());
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod clock;
+pub mod conflict;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod idempotency;
+pub mod schedule;
+pub mod store;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[doc(hidden)]
+pub mod testing_doc;
+
+pub use auth::{Actor, Principal, TokenHash};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use domain::{
+    Booking, BookingId, BookingStatus, Category, Client, ClientId, Currency, EventId, GeoPoint,
+    Money, NewBooking, NewClient, NewProfessional, Professional, ProfessionalId,
+    ProfessionalPatch, TimeRange, Transition, price_for,
+};
+pub use engine::{BookingEngine, BookingFilter, BookingRequest, EngineConfig};
+pub use error::{Entity, Error, FieldError, Result};
+pub use events::{DomainEvent, EventKind};
+pub use idempotency::{Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, Scope};
+pub use schedule::Schedule;
+pub use store::{Cursor, Inserted, Page, Store};

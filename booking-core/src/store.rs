@@ -1,0 +1,354 @@
+//! Storage traits: use-case sized, each operation atomic.
+//!
+//! Every method is one transaction in a database adapter and one critical section in the
+//! memory adapter. Methods that change a booking record the matching
+//! [`DomainEvent`](crate::events::DomainEvent) in the outbox in that same step. The engine
+//! never needs a transaction spanning two calls.
+//!
+//! All traits are object safe; [`Store`] bundles them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::auth::{Principal, TokenHash};
+use crate::domain::{
+    Booking, BookingId, BookingStatus, Category, Client, ClientId, EventId, Professional,
+    ProfessionalId, ProfessionalPatch, TimeRange, Transition,
+};
+use crate::error::{Error, Result};
+use crate::events::DomainEvent;
+use crate::idempotency::{
+    Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, LeaseId, Scope, StoredResponse,
+};
+use crate::schedule::Schedule;
+
+/// One page of a keyset-paginated list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items, in list order.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// A keyset position: the sort key of the last item returned.
+///
+/// Rendered as an opaque string; clients must not build their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor {
+    /// Primary sort key (microseconds since the epoch for bookings, cents for professionals).
+    pub primary: i64,
+    /// Tie breaker: the id.
+    pub id: uuid::Uuid,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.primary, self.id.simple())
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid("cursor", "is not a cursor returned by this list");
+        let (p, id) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            primary: p.parse().map_err(|_| bad())?,
+            id: uuid::Uuid::try_parse(id).map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Cursor {
+    /// The cursor after booking `b` in `(start, id)` order.
+    pub fn after_booking(b: &Booking) -> Self {
+        Self {
+            primary: b.range.start().timestamp_micros(),
+            id: b.id.as_uuid(),
+        }
+    }
+
+    /// The cursor after professional `p` in `(hourly_rate_cents, id)` order.
+    pub fn after_professional(p: &Professional) -> Self {
+        Self {
+            primary: p.hourly_rate_cents,
+            id: p.id.as_uuid(),
+        }
+    }
+}
+
+/// Whose bookings a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingOwner {
+    /// Every booking (admin).
+    All,
+    /// One client's.
+    Client(ClientId),
+    /// One professional's.
+    Professional(ProfessionalId),
+}
+
+/// A booking list query, ordered by `(start, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingQuery {
+    /// Whose bookings.
+    pub owner: BookingOwner,
+    /// Only this (effective) status: a hold that ran out counts as `expired`.
+    pub status: Option<BookingStatus>,
+    /// Only bookings starting at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only bookings starting before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Only this professional's bookings.
+    pub professional_id: Option<ProfessionalId>,
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Continue after this position.
+    pub after: Option<Cursor>,
+    /// The instant used to tell live holds from expired ones.
+    pub now: DateTime<Utc>,
+}
+
+impl BookingQuery {
+    /// Whether `b` matches the filters (not the cursor); adapters may use it as the spec.
+    pub fn matches(&self, b: &Booking) -> bool {
+        let owner = match self.owner {
+            BookingOwner::All => true,
+            BookingOwner::Client(c) => b.client_id == c,
+            BookingOwner::Professional(p) => b.professional_id == p,
+        };
+        owner
+            && self.status.is_none_or(|s| b.effective_status(self.now) == s)
+            && self.from.is_none_or(|f| b.range.start() >= f)
+            && self.to.is_none_or(|t| b.range.start() < t)
+            && self.professional_id.is_none_or(|p| b.professional_id == p)
+    }
+}
+
+/// A professional search, ordered by `(hourly_rate_cents, id)`; only active professionals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfessionalQuery {
+    /// Only this category.
+    pub category: Option<Category>,
+    /// Minimum hourly rate, inclusive.
+    pub min_rate_cents: Option<i64>,
+    /// Maximum hourly rate, inclusive.
+    pub max_rate_cents: Option<i64>,
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Continue after this position.
+    pub after: Option<Cursor>,
+}
+
+impl ProfessionalQuery {
+    /// Whether `p` matches the filters (not the cursor).
+    pub fn matches(&self, p: &Professional) -> bool {
+        p.is_active
+            && self.category.as_ref().is_none_or(|c| &p.category == c)
+            && self.min_rate_cents.is_none_or(|m| p.hourly_rate_cents >= m)
+            && self.max_rate_cents.is_none_or(|m| p.hourly_rate_cents <= m)
+    }
+}
+
+/// The result of inserting a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// The booking was stored (and its `BookingCreated` event recorded).
+    Created(Booking),
+    /// A booking created by the same request (same `request_ref`) already exists; nothing
+    /// changed.
+    Existing(Booking),
+}
+
+impl Inserted {
+    /// The booking, either way.
+    pub fn booking(&self) -> &Booking {
+        match self {
+            Inserted::Created(b) | Inserted::Existing(b) => b,
+        }
+    }
+}
+
+/// Bookings: the only place where "no two active bookings of one professional overlap" is
+/// enforced.
+#[async_trait]
+pub trait BookingStore: Send + Sync {
+    /// Stores `booking` unless its blocked range overlaps the blocked range of an active
+    /// booking of the same professional ([`Error::SlotUnavailable`]). Holds of that
+    /// professional that ran out (`hold_expires_at <= now`) and overlap are marked `expired`
+    /// (with their event) in the same step. If `booking.request_ref` is set and a booking of
+    /// the same professional carries it, that booking is returned as [`Inserted::Existing`]
+    /// before any conflict check, and nothing changes.
+    async fn insert_booking(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted>;
+
+    /// The booking of `professional_id` created by the request `request_ref`, if any.
+    async fn find_booking_by_request(
+        &self,
+        professional_id: ProfessionalId,
+        request_ref: &str,
+    ) -> Result<Option<Booking>>;
+
+    /// One booking by id.
+    async fn get_booking(&self, id: BookingId) -> Result<Option<Booking>>;
+
+    /// Applies `transition` if [`Booking::plan`] allows it at `now`; re-confirming an expired
+    /// hold also requires its blocked range to be free ([`Error::SlotUnavailable`]).
+    /// [`Error::NotFound`] if there is no such booking.
+    async fn transition_booking(
+        &self,
+        id: BookingId,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking>;
+
+    /// Moves an active booking to `range` / `blocked` in one step: the old range is released
+    /// and the new one taken, or nothing changes ([`Error::SlotUnavailable`] when the new
+    /// blocked range hits another active booking; the booking's own old range never counts).
+    async fn reschedule_booking(
+        &self,
+        id: BookingId,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking>;
+
+    /// A page of bookings in `(start, id)` order.
+    async fn list_bookings(&self, query: &BookingQuery) -> Result<Page<Booking>>;
+
+    /// Blocked ranges of the professional's bookings active at `now` that overlap `window`,
+    /// sorted by start.
+    async fn blocked_ranges(
+        &self,
+        professional_id: ProfessionalId,
+        window: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TimeRange>>;
+
+    /// Marks up to `limit` holds with `hold_expires_at <= now` as `expired`, recording their
+    /// events; returns the bookings changed.
+    async fn expire_due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>>;
+}
+
+/// Professionals, clients and their API tokens.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync {
+    /// Stores a new professional with the hash of their API token.
+    async fn insert_professional(&self, professional: &Professional, token: TokenHash)
+    -> Result<()>;
+
+    /// One professional by id.
+    async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>>;
+
+    /// Applies a validated partial update atomically.
+    async fn update_professional(
+        &self,
+        id: ProfessionalId,
+        patch: &ProfessionalPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Professional>;
+
+    /// A page of active professionals matching the query.
+    async fn search_professionals(&self, query: &ProfessionalQuery) -> Result<Page<Professional>>;
+
+    /// Stores a new client with the hash of their API token.
+    async fn insert_client(&self, client: &Client, token: TokenHash) -> Result<()>;
+
+    /// One client by id.
+    async fn get_client(&self, id: ClientId) -> Result<Option<Client>>;
+
+    /// The owner of an API token, if any.
+    async fn principal_for_token(&self, token: TokenHash) -> Result<Option<Principal>>;
+}
+
+/// Professionals' weekly schedules.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Replaces the professional's schedule ([`Error::NotFound`] if no such professional).
+    async fn put_schedule(&self, professional_id: ProfessionalId, schedule: &Schedule)
+    -> Result<()>;
+
+    /// The professional's schedule, if one was set.
+    async fn get_schedule(&self, professional_id: ProfessionalId) -> Result<Option<Schedule>>;
+}
+
+/// Idempotency records; see [`crate::idempotency`].
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Atomically looks up `(scope, key)` and applies [`crate::idempotency::decide`].
+    async fn begin(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        now: DateTime<Utc>,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Decision>;
+
+    /// Stores the final response, if `lease` still owns the record (otherwise does nothing
+    /// and returns `false`).
+    async fn complete(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        lease: LeaseId,
+        response: &StoredResponse,
+    ) -> Result<bool>;
+
+    /// Deletes the in-flight record owned by `lease`, so that a retry runs the request again
+    /// (used after a 5xx). Returns whether a record was deleted.
+    async fn abandon(&self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> Result<bool>;
+
+    /// Deletes up to `limit` records with `expires_at <= now`; returns how many.
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<u64>;
+}
+
+/// The outbox of domain events.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Events in recording order after `after` (exclusive), at most `limit`.
+    async fn events_after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>>;
+}
+
+/// Readiness of the backing store.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// A cheap round trip proving the store can serve requests.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Everything the engine needs from storage.
+pub trait Store:
+    BookingStore + DirectoryStore + ScheduleStore + IdempotencyStore + OutboxStore + HealthCheck
+{
+}
+
+impl<T> Store for T where
+    T: BookingStore + DirectoryStore + ScheduleStore + IdempotencyStore + OutboxStore + HealthCheck
+{
+}
+
+/// Page size validation shared by adapters and the server: 1..=100.
+pub fn check_limit(limit: u32) -> Result<u32> {
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Error::invalid("limit", "must be between 1 and 100"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_roundtrip_and_rejects_garbage() {
+        let c = Cursor { primary: -42, id: uuid::Uuid::from_u128(7) };
+        assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
+        assert!("nope".parse::<Cursor>().is_err());
+        assert!("1.zz".parse::<Cursor>().is_err());
+    }
+}

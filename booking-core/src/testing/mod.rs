@@ -1,0 +1,120 @@
+//! The adapter conformance suite, proptest strategies and a reference model
+//! (feature `testing`).
+//!
+//! Every behaviour that storage adapters promise is a named async check in [`checks`];
+//! [`conformance_suite!`](crate::conformance_suite) expands to one `#[test]` per check for
+//! an adapter. An adapter of your own runs the very same suite:
+//!
+//! ```ignore
+//! use std::sync::Arc;
+//! use booking_core::testing::StoreFactory;
+//!
+//! struct MyFactory;
+//!
+//! #[async_trait::async_trait]
+//! impl StoreFactory for MyFactory {
+//!     type Store = my_adapter::MyStore;
+//!     async fn new_store(&self) -> Arc<Self::Store> {
+//!         Arc::new(my_adapter::MyStore::new())
+//!     }
+//! }
+//!
+//! booking_core::conformance_suite!(MyFactory);
+//! ```
+
+pub mod checks;
+pub mod fixtures;
+pub mod model;
+pub mod strategies;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::store::Store;
+
+pub use fixtures::Fixture;
+
+/// Creates a fresh, empty store for one check.
+#[async_trait]
+pub trait StoreFactory: Send + Sync + 'static {
+    /// The adapter under test.
+    type Store: Store + 'static;
+
+    /// A new empty store (for a database adapter: on a fresh database).
+    async fn new_store(&self) -> Arc<Self::Store>;
+}
+
+/// Runs one check against a fresh store on a multi-thread runtime (so race checks really
+/// race). Used by [`conformance_suite!`](crate::conformance_suite).
+pub fn run<F, C, Fut>(factory: &F, check: C)
+where
+    F: StoreFactory,
+    C: FnOnce(Arc<F::Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime for the conformance check");
+    runtime.block_on(async {
+        let store = factory.new_store().await;
+        check(store).await;
+    });
+}
+
+/// Expands to one `#[test]` per conformance check, each on a fresh store from the factory.
+///
+/// The argument is an expression whose type implements [`StoreFactory`].
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@tests $factory;
+            back_to_back_bookings_do_not_conflict,
+            overlapping_booking_is_refused,
+            buffers_widen_the_blocked_range,
+            professionals_do_not_share_slots,
+            legal_transitions_apply,
+            illegal_transitions_are_refused_and_change_nothing,
+            hold_blocks_until_it_expires,
+            expired_hold_reconfirms_only_if_the_slot_is_free,
+            sweep_expires_due_holds_once,
+            cancel_releases_the_slot,
+            reschedule_moves_atomically,
+            reschedule_into_a_taken_slot_changes_nothing,
+            reschedule_may_overlap_its_own_old_range,
+            retry_of_a_created_booking_returns_it,
+            pagination_has_no_gaps_or_duplicates,
+            list_filters_by_owner_status_and_time,
+            idempotency_replays_the_stored_response,
+            idempotency_rejects_a_different_request,
+            idempotency_in_flight_until_the_lease_runs_out,
+            idempotency_only_the_lease_owner_completes,
+            idempotency_abandon_lets_a_retry_run,
+            idempotency_keys_expire_and_are_purged,
+            idempotency_scopes_are_independent,
+            outbox_records_each_change_once,
+            failed_operations_record_no_event,
+            directory_roundtrip_and_tokens,
+            search_filters_and_paginates,
+            schedule_roundtrip,
+            booking_outside_availability_is_refused,
+            availability_excludes_blocked_slots,
+            race_many_tasks_one_slot_one_winner,
+            race_overlapping_requests_never_overlap,
+            race_one_idempotency_key_one_start,
+            race_reschedule_against_new_booking,
+            state_machine_matches_the_model,
+        );
+    };
+    (@tests $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testing::run(&$factory, |store| $crate::testing::checks::$name(store));
+            }
+        )*
+    };
+}

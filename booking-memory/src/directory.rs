@@ -1,0 +1,121 @@
+//! Professionals, clients and API tokens.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+
+use booking_core::store::{Cursor, Page, ProfessionalQuery};
+use booking_core::{
+    Client, ClientId, Entity, Error, Principal, Professional, ProfessionalId, ProfessionalPatch,
+    Result, TokenHash,
+};
+use chrono::{DateTime, Utc};
+
+/// The directory; one read-write lock guards all of it (writes are rare and short).
+#[derive(Debug, Default)]
+pub(crate) struct Directory {
+    professionals: HashMap<ProfessionalId, Professional>,
+    /// Search order `(hourly_rate_cents, id)`.
+    by_rate: BTreeSet<(i64, ProfessionalId)>,
+    clients: HashMap<ClientId, Client>,
+    tokens: HashMap<TokenHash, Principal>,
+}
+
+impl Directory {
+    pub(crate) fn insert_professional(&mut self, p: &Professional, token: TokenHash) -> Result<()> {
+        if self.professionals.contains_key(&p.id) || self.tokens.contains_key(&token) {
+            return Err(Error::AlreadyExists(Entity::Professional));
+        }
+        self.tokens.insert(token, Principal::Professional(p.id));
+        self.by_rate.insert((p.hourly_rate_cents, p.id));
+        self.professionals.insert(p.id, p.clone());
+        Ok(())
+    }
+
+    pub(crate) fn professional(&self, id: ProfessionalId) -> Option<&Professional> {
+        self.professionals.get(&id)
+    }
+
+    pub(crate) fn update_professional(
+        &mut self,
+        id: ProfessionalId,
+        patch: &ProfessionalPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Professional> {
+        let current = self
+            .professionals
+            .get(&id)
+            .ok_or(Error::NotFound(Entity::Professional))?;
+        let next = current.apply_patch(patch, now)?;
+        if next.hourly_rate_cents != current.hourly_rate_cents {
+            self.by_rate.remove(&(current.hourly_rate_cents, id));
+            self.by_rate.insert((next.hourly_rate_cents, id));
+        }
+        self.professionals.insert(id, next.clone());
+        Ok(next)
+    }
+
+    /// `O(log n + scanned)`: walks the `(rate, id)` order from the cursor or the minimum
+    /// rate and stops past the maximum rate.
+    pub(crate) fn search(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
+        let limit = booking_core::store::check_limit(query.limit)? as usize;
+        let from_cursor = query
+            .after
+            .map(|c| Bound::Excluded((c.primary, ProfessionalId::from_uuid(c.id))));
+        let from_min = query
+            .min_rate_cents
+            .map(|m| Bound::Included((m, ProfessionalId::from_uuid(uuid::Uuid::nil()))));
+        // Start at whichever of the two bounds is later.
+        let lower = match (from_cursor, from_min) {
+            (Some(Bound::Excluded(c)), Some(Bound::Included(m))) if m > c => Bound::Included(m),
+            (Some(c), _) => c,
+            (None, Some(m)) => m,
+            (None, None) => Bound::Unbounded,
+        };
+        let mut items = Vec::with_capacity(limit + 1);
+        for (rate, id) in self.by_rate.range((lower, Bound::Unbounded)) {
+            if items.len() > limit || query.max_rate_cents.is_some_and(|m| *rate > m) {
+                break;
+            }
+            if let Some(p) = self.professionals.get(id).filter(|p| query.matches(p)) {
+                items.push(p.clone());
+            }
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(Cursor::after_professional)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) fn insert_client(&mut self, c: &Client, token: TokenHash) -> Result<()> {
+        if self.clients.contains_key(&c.id) || self.tokens.contains_key(&token) {
+            return Err(Error::AlreadyExists(Entity::Client));
+        }
+        self.tokens.insert(token, Principal::Client(c.id));
+        self.clients.insert(c.id, c.clone());
+        Ok(())
+    }
+
+    pub(crate) fn client(&self, id: ClientId) -> Option<&Client> {
+        self.clients.get(&id)
+    }
+
+    pub(crate) fn principal(&self, token: &TokenHash) -> Option<Principal> {
+        self.tokens.get(token).copied()
+    }
+
+    /// Checks that the search order matches the professionals.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        let ok = self.by_rate.len() == self.professionals.len()
+            && self.professionals.values().all(|p| {
+                self.by_rate.contains(&(p.hourly_rate_cents, p.id))
+            });
+        if ok {
+            Ok(())
+        } else {
+            Err("professional search order out of step".into())
+        }
+    }
+}

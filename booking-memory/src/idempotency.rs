@@ -1,0 +1,112 @@
+//! Idempotency records.
+
+use std::collections::{BTreeSet, HashMap};
+
+use booking_core::idempotency::{
+    self, Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, IdempotencyRecord, LeaseId,
+    RecordState, Scope, StoredResponse,
+};
+use chrono::{DateTime, Utc};
+
+type RecordKey = (Scope, IdempotencyKey);
+
+/// Records by `(scope, key)` plus an expiry order, so a purge visits only what it deletes
+/// (`O(k log n)` for `k` deleted records) instead of scanning every record.
+#[derive(Debug, Default)]
+pub(crate) struct IdempotencyTable {
+    records: HashMap<RecordKey, IdempotencyRecord>,
+    by_expiry: BTreeSet<(DateTime<Utc>, Scope, IdempotencyKey)>,
+}
+
+impl IdempotencyTable {
+    /// Looks the record up and applies [`idempotency::decide`], storing what it returns.
+    pub(crate) fn begin(
+        &mut self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        now: DateTime<Utc>,
+        policy: &IdempotencyPolicy,
+    ) -> Decision {
+        let k = (scope.clone(), key.clone());
+        let (decision, record) =
+            idempotency::decide(self.records.get(&k), scope, key, fingerprint, now, policy);
+        if let Some(record) = record {
+            if let Some(old) = self.records.get(&k) {
+                self.by_expiry
+                    .remove(&(old.expires_at, scope.clone(), key.clone()));
+            }
+            self.by_expiry
+                .insert((record.expires_at, scope.clone(), key.clone()));
+            self.records.insert(k, record);
+        }
+        decision
+    }
+
+    /// Stores the final response if `lease` owns the record.
+    pub(crate) fn complete(
+        &mut self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        lease: LeaseId,
+        response: &StoredResponse,
+    ) -> bool {
+        match self.records.get_mut(&(scope.clone(), key.clone())) {
+            Some(rec) if idempotency::owns(rec, lease) => {
+                rec.state = RecordState::Completed(response.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Deletes the record if `lease` owns it.
+    pub(crate) fn abandon(&mut self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> bool {
+        let k = (scope.clone(), key.clone());
+        match self.records.get(&k) {
+            Some(rec) if idempotency::owns(rec, lease) => {
+                self.by_expiry
+                    .remove(&(rec.expires_at, scope.clone(), key.clone()));
+                self.records.remove(&k);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Deletes up to `limit` records with `expires_at <= now`.
+    pub(crate) fn purge_expired(&mut self, now: DateTime<Utc>, limit: usize) -> u64 {
+        let mut purged = 0;
+        while purged < limit {
+            match self.by_expiry.first() {
+                Some((at, _, _)) if *at <= now => {}
+                _ => break,
+            }
+            let Some((_, scope, key)) = self.by_expiry.pop_first() else {
+                break;
+            };
+            self.records.remove(&(scope, key));
+            purged += 1;
+        }
+        purged as u64
+    }
+
+    /// Checks that the expiry order matches the records.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let ok = self.by_expiry.len() == self.records.len()
+            && self.records.values().all(|r| {
+                self.by_expiry
+                    .contains(&(r.expires_at, r.scope.clone(), r.key.clone()))
+            });
+        if ok {
+            Ok(())
+        } else {
+            Err("idempotency expiry order out of step".into())
+        }
+    }
+
+    /// Number of stored records.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+}

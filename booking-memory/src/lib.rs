@@ -1,0 +1,718 @@
+//! # booking-memory
+//!
+//! An in-process [`booking_core::Store`]: every storage trait of `booking-core` over plain
+//! `std::sync` locks, with `O(log n)` conflict checks per professional. It backs the
+//! reference server when no database is configured, and tests and examples everywhere.
+//!
+//! ```
+//! use booking_core::store::BookingStore;
+//! use booking_core::testing_doc::sample_booking;
+//! use booking_core::{BookingStatus, Error, Inserted};
+//! use booking_memory::MemoryStore;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let (booking, now) = sample_booking(BookingStatus::Confirmed);
+//! assert!(matches!(store.insert_booking(&booking, now).await, Ok(Inserted::Created(_))));
+//!
+//! // Another booking of the same professional over the same range is refused.
+//! let mut rival = booking.clone();
+//! rival.id = booking_core::BookingId::new_at(now);
+//! assert_eq!(store.insert_booking(&rival, now).await, Err(Error::SlotUnavailable));
+//! # });
+//! ```
+//!
+//! ## Design
+//!
+//! * **Shards.** Booking data is sharded per professional: a striped map
+//!   `ProfessionalId -> Arc<Mutex<ProShard>>`. A shard holds the professional's
+//!   [`IntervalIndex`](booking_core::conflict::IntervalIndex) (blocked ranges of confirmed
+//!   bookings and holds, never overlapping), the bookings in `(start, id)` list order, an id
+//!   map and the `request_ref -> booking` map. Every booking operation is one critical
+//!   section on one shard, so professionals never contend with each other.
+//! * **Leaf structures.** Global maps that must follow booking changes each sit behind their
+//!   own lock: booking routes (`BookingId -> ProfessionalId`, striped), the per-client list
+//!   index (striped), the due-hold queue `(hold_expires_at, id)` used by the sweep, and the
+//!   outbox. The directory, schedules and idempotency records have one lock each.
+//! * **Lock order.** `shard map stripe` (only to find the shard's `Arc`, released before
+//!   the next step) → `one shard mutex` → `leaf locks, one at a time`. A thread never holds
+//!   two shard mutexes, never holds a leaf lock while taking any other lock, and never takes
+//!   a shard mutex while holding anything. The order is never reversed, so there are no
+//!   deadlocks; `tests/loom.rs` explores the races.
+//! * **Atomic outbox.** A booking change appends its events to the outbox *while still
+//!   holding the shard mutex*. Booking state is only ever read under that mutex, so a reader
+//!   who sees an event and then reads the booking waits for the writer's critical section
+//!   to end and sees the change; a reader who sees the change did so after the critical
+//!   section, when the event was already appended. Events of one critical section are
+//!   appended as one batch, in one global recording order.
+//! * **Refusals change nothing.** A conflicting insert, transition or reschedule is
+//!   detected by a read-only scan before the first write, so it records no event and
+//!   expires nothing. When the request succeeds, holds that ran out and overlap its range
+//!   are expired (with their events) in the same critical section.
+//! * **No lock across `.await`.** The trait methods are `async` only for the trait's sake;
+//!   each body is a synchronous critical section and never suspends.
+//! * **Poisoning** is recovered from; see the `sync` module for why that is sound.
+//!
+//! ## Costs
+//!
+//! | operation | cost |
+//! |---|---|
+//! | insert / transition / reschedule | `O(log n)` in the professional's bookings, plus `O(k log n)` for `k` overlapping expired holds |
+//! | `blocked_ranges` | `O(log n + k)` |
+//! | `list_bookings` by professional | `O(log n + scanned)` |
+//! | `list_bookings` by client | `O(scanned · log n)` through the per-client index |
+//! | `list_bookings` for admin | one bounded page per professional, merged |
+//! | `expire_due_holds` | `O(k log n)` for `k` holds expired |
+//! | `search_professionals` | `O(log n + scanned)` in `(rate, id)` order |
+//! | `purge_expired` | `O(k log n)` for `k` records deleted |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod directory;
+mod idempotency;
+mod outbox;
+mod shard;
+mod striped;
+mod sync;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use booking_core::events::DomainEvent;
+use booking_core::idempotency::{
+    Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, LeaseId, Scope, StoredResponse,
+};
+use booking_core::store::{
+    BookingOwner, BookingQuery, BookingStore, Cursor, DirectoryStore, HealthCheck,
+    IdempotencyStore, OutboxStore, Page, ProfessionalQuery, ScheduleStore,
+};
+use booking_core::{
+    Booking, BookingId, Client, ClientId, Entity, Error, EventId, Inserted, Principal,
+    Professional, ProfessionalId, ProfessionalPatch, Result, Schedule, TimeRange, TokenHash,
+    Transition,
+};
+use chrono::{DateTime, Utc};
+
+use crate::directory::Directory;
+use crate::idempotency::IdempotencyTable;
+use crate::outbox::Outbox;
+use crate::shard::{DueKey, Effects, ListKey, ProShard, due_key, in_index, list_key};
+use crate::striped::Striped;
+use crate::sync::{Arc, Mutex, RwLock, lock, read, write};
+
+/// How many client-index entries a client list copies out per leaf-lock acquisition.
+const CLIENT_CHUNK: usize = 64;
+
+type Shard = Arc<Mutex<ProShard>>;
+
+/// The in-memory store. Cheap to share behind an `Arc`; see the [crate docs](crate) for the
+/// lock layout.
+///
+/// ```
+/// use booking_memory::MemoryStore;
+/// use booking_core::store::HealthCheck;
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = std::sync::Arc::new(MemoryStore::default());
+/// store.ping().await.unwrap();
+/// # });
+/// ```
+pub struct MemoryStore {
+    /// Professional -> shard. Level 1: held only to find or create a shard.
+    shards: Striped<ProfessionalId, Shard>,
+    /// Booking -> professional, to route by id. Leaf.
+    routes: Striped<BookingId, ProfessionalId>,
+    /// Client -> their bookings in list order. Leaf.
+    by_client: Striped<ClientId, BTreeMap<ListKey, ProfessionalId>>,
+    /// Stored holds by deadline, exactly the bookings with a [`due_key`]. Leaf.
+    due: Mutex<std::collections::BTreeSet<DueKey>>,
+    /// Domain events in recording order. Leaf.
+    outbox: Mutex<Outbox>,
+    /// Professionals, clients, tokens. Leaf.
+    directory: RwLock<Directory>,
+    /// Weekly schedules. Leaf.
+    schedules: RwLock<HashMap<ProfessionalId, Schedule>>,
+    /// Idempotency records. Leaf.
+    idempotency: Mutex<IdempotencyTable>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("events", &lock(&self.outbox).len())
+            .field("idempotency_records", &lock(&self.idempotency).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    ///
+    /// ```
+    /// let store = booking_memory::MemoryStore::new();
+    /// assert!(store.check_invariants().is_ok());
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            shards: Striped::new(),
+            routes: Striped::new(),
+            by_client: Striped::new(),
+            due: Mutex::new(std::collections::BTreeSet::new()),
+            outbox: Mutex::new(Outbox::default()),
+            directory: RwLock::new(Directory::default()),
+            schedules: RwLock::new(HashMap::new()),
+            idempotency: Mutex::new(IdempotencyTable::default()),
+        }
+    }
+
+    /// Verifies every internal invariant: each shard's interval index is consistent and
+    /// holds exactly its confirmed bookings and holds, the due queue holds exactly the
+    /// stored holds, routes and the per-client index match the shards, and so on.
+    ///
+    /// Meant for tests and models; it locks each structure in turn, so run it when the
+    /// store is quiescent.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let shards = self.all_shards();
+        let mut due_expected = std::collections::BTreeSet::new();
+        let mut client_expected: HashMap<ClientId, BTreeMap<ListKey, ProfessionalId>> =
+            HashMap::new();
+        let mut bookings = 0usize;
+        for (pro, shard) in &shards {
+            let s = lock(shard);
+            s.check().map_err(|e| format!("shard {pro}: {e}"))?;
+            for b in s.bookings.values() {
+                bookings += 1;
+                if b.professional_id != *pro {
+                    return Err(format!("booking {} in the wrong shard", b.id));
+                }
+                if self.routes.read(&b.id, |m| m.get(&b.id).copied()) != Some(*pro) {
+                    return Err(format!("booking {} has no route", b.id));
+                }
+                due_expected.extend(due_key(b));
+                client_expected
+                    .entry(b.client_id)
+                    .or_default()
+                    .insert(list_key(b), *pro);
+            }
+        }
+        if *lock(&self.due) != due_expected {
+            return Err("due-hold queue does not match the stored holds".into());
+        }
+        let mut routes = 0usize;
+        self.routes.for_each_stripe(|m| routes += m.len());
+        if routes != bookings {
+            return Err(format!("{routes} routes for {bookings} bookings"));
+        }
+        let mut client_ok = true;
+        let mut clients = 0usize;
+        self.by_client.for_each_stripe(|m| {
+            for (c, set) in m {
+                if !set.is_empty() {
+                    clients += 1;
+                }
+                client_ok &= client_expected.get(c).is_some_and(|e| e == set) || set.is_empty();
+            }
+        });
+        if !client_ok || clients != client_expected.len() {
+            return Err("per-client index does not match the bookings".into());
+        }
+        let outbox = lock(&self.outbox);
+        let mut ids = std::collections::HashSet::new();
+        if !outbox.all().iter().all(|e| ids.insert(e.id)) {
+            return Err("duplicate event id in the outbox".into());
+        }
+        drop(outbox);
+        read(&self.directory).check()?;
+        lock(&self.idempotency).check()?;
+        Ok(())
+    }
+
+    /// The number of bookings stored for `professional` and of entries in its interval
+    /// index (for tests and benchmarks).
+    #[doc(hidden)]
+    pub fn shard_stats(&self, professional: ProfessionalId) -> (usize, usize) {
+        self.shard(professional).map_or((0, 0), |s| {
+            let s = lock(&s);
+            (s.bookings.len(), s.index.len())
+        })
+    }
+
+    // ---- shards ---------------------------------------------------------------------
+
+    fn shard(&self, pro: ProfessionalId) -> Option<Shard> {
+        self.shards.read(&pro, |m| m.get(&pro).cloned())
+    }
+
+    fn shard_or_create(&self, pro: ProfessionalId) -> Shard {
+        if let Some(s) = self.shard(pro) {
+            return s;
+        }
+        self.shards.write(&pro, |m| {
+            Arc::clone(
+                m.entry(pro)
+                    .or_insert_with(|| Arc::new(Mutex::new(ProShard::default()))),
+            )
+        })
+    }
+
+    fn all_shards(&self) -> Vec<(ProfessionalId, Shard)> {
+        let mut out = Vec::new();
+        self.shards.for_each_stripe(|m| {
+            out.extend(m.iter().map(|(k, v)| (*k, Arc::clone(v))));
+        });
+        out
+    }
+
+    fn route(&self, id: BookingId) -> Option<ProfessionalId> {
+        self.routes.read(&id, |m| m.get(&id).copied())
+    }
+
+    /// Applies a critical section's effects to the leaf structures. Called with the shard
+    /// mutex held (lock order shard -> leaf); takes each leaf lock alone. The outbox comes
+    /// last, so that once an event is visible every structure reflects its change.
+    fn commit(&self, fx: Effects) {
+        let Effects {
+            events,
+            due_remove,
+            due_add,
+            client_remove,
+            client_add,
+        } = fx;
+        if !due_remove.is_empty() || !due_add.is_empty() {
+            let mut due = lock(&self.due);
+            for k in &due_remove {
+                due.remove(k);
+            }
+            due.extend(due_add);
+        }
+        for (client, key) in client_remove {
+            self.by_client.write(&client, |m| {
+                if let Some(set) = m.get_mut(&client) {
+                    set.remove(&key);
+                }
+            });
+        }
+        for (client, key, pro) in client_add {
+            self.by_client.write(&client, |m| {
+                m.entry(client).or_default().insert(key, pro);
+            });
+        }
+        if !events.is_empty() {
+            lock(&self.outbox).append(events);
+        }
+    }
+
+    // ---- bookings -------------------------------------------------------------------
+
+    fn insert_booking_now(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted> {
+        let shard = self.shard_or_create(booking.professional_id);
+        let mut s = lock(&shard);
+        if let Some(r) = &booking.request_ref {
+            if let Some(existing) = s.by_request(r) {
+                return Ok(Inserted::Existing(existing.clone()));
+            }
+        }
+        // Read-only: a refusal changes nothing.
+        let due = s.scan(&booking.blocked, now, None)?;
+        // Claim the id (first write; fails cleanly on a duplicate id).
+        let claimed = self.routes.write(&booking.id, |m| match m.entry(booking.id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(booking.professional_id);
+                true
+            }
+        });
+        if !claimed {
+            return Err(Error::AlreadyExists(Entity::Booking));
+        }
+        let mut fx = Effects::default();
+        let result = s
+            .expire_holds(&due, now, &mut fx)
+            .and_then(|_| s.insert_new(booking.clone(), &mut fx));
+        if result.is_err() {
+            self.routes.write(&booking.id, |m| m.remove(&booking.id));
+        }
+        // Expirations that did happen are committed either way, with their events.
+        self.commit(fx);
+        result.map(Inserted::Created)
+    }
+
+    fn get_booking_now(&self, id: BookingId) -> Option<Booking> {
+        let pro = self.route(id)?;
+        let shard = self.shard(pro)?;
+        let s = lock(&shard);
+        s.get(id).cloned()
+    }
+
+    fn locked_booking_shard(&self, id: BookingId) -> Result<Shard> {
+        self.route(id)
+            .and_then(|pro| self.shard(pro))
+            .ok_or(Error::NotFound(Entity::Booking))
+    }
+
+    fn transition_booking_now(
+        &self,
+        id: BookingId,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        let shard = self.locked_booking_shard(id)?;
+        let mut s = lock(&shard);
+        let current = s.get(id).ok_or(Error::NotFound(Entity::Booking))?;
+        let plan = current.plan(transition, now)?;
+        let due = if plan.requires_free_slot {
+            s.scan(&plan.booking.blocked, now, Some(id))?
+        } else {
+            Vec::new()
+        };
+        let mut fx = Effects::default();
+        let result = s
+            .expire_holds(&due, now, &mut fx)
+            .and_then(|_| s.replace(plan.booking, plan.event, None, &mut fx));
+        self.commit(fx);
+        result
+    }
+
+    fn reschedule_booking_now(
+        &self,
+        id: BookingId,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        let shard = self.locked_booking_shard(id)?;
+        let mut s = lock(&shard);
+        let current = s.get(id).ok_or(Error::NotFound(Entity::Booking))?;
+        let previous = current.range;
+        let plan = current.plan_reschedule(range, blocked, now)?;
+        // The booking's own old range never counts against it.
+        let due = s.scan(&plan.booking.blocked, now, Some(id))?;
+        let mut fx = Effects::default();
+        let result = s
+            .expire_holds(&due, now, &mut fx)
+            .and_then(|_| s.replace(plan.booking, plan.event, Some(previous), &mut fx));
+        self.commit(fx);
+        result
+    }
+
+    fn list_bookings_now(&self, query: &BookingQuery) -> Result<Page<Booking>> {
+        let limit = booking_core::store::check_limit(query.limit)? as usize;
+        let want = limit + 1;
+        let mut lower = match query.after {
+            Some(c) => Bound::Excluded((c.primary, BookingId::from_uuid(c.id))),
+            None => Bound::Unbounded,
+        };
+        if let Some(from) = query.from {
+            let from_key = (from.timestamp_micros(), BookingId::from_uuid(uuid::Uuid::nil()));
+            let starts_later = match lower {
+                Bound::Excluded(k) | Bound::Included(k) => from_key > k,
+                Bound::Unbounded => true,
+            };
+            if starts_later {
+                lower = Bound::Included(from_key);
+            }
+        }
+        let pro = match (query.owner, query.professional_id) {
+            (BookingOwner::Professional(a), Some(b)) if a != b => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            (BookingOwner::Professional(p), _) | (_, Some(p)) => Some(p),
+            _ => None,
+        };
+        let mut items = Vec::with_capacity(want);
+        match (pro, query.owner) {
+            (Some(p), _) => {
+                if let Some(shard) = self.shard(p) {
+                    lock(&shard).collect_page(query, lower, want, &mut items);
+                }
+            }
+            (None, BookingOwner::Client(c)) => self.list_client(c, query, lower, want, &mut items),
+            (None, _) => {
+                for (_, shard) in self.all_shards() {
+                    let mut part = Vec::new();
+                    lock(&shard).collect_page(query, lower, want, &mut part);
+                    items.extend(part);
+                }
+                items.sort_by_key(list_key);
+                items.truncate(want);
+            }
+        }
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(Cursor::after_booking)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// A client's bookings through the per-client index: copy a chunk of keys out under
+    /// the leaf lock, then visit each booking under its shard lock.
+    fn list_client(
+        &self,
+        client: ClientId,
+        query: &BookingQuery,
+        mut lower: Bound<ListKey>,
+        want: usize,
+        out: &mut Vec<Booking>,
+    ) {
+        let to = query.to.map(|t| t.timestamp_micros());
+        loop {
+            let chunk: Vec<(ListKey, ProfessionalId)> = self.by_client.read(&client, |m| {
+                m.get(&client).map_or_else(Vec::new, |set| {
+                    set.range((lower, Bound::Unbounded))
+                        .take(CLIENT_CHUNK)
+                        .map(|(k, p)| (*k, *p))
+                        .collect()
+                })
+            });
+            let Some(last) = chunk.last() else {
+                return;
+            };
+            lower = Bound::Excluded(last.0);
+            for (key, pro) in chunk {
+                if out.len() >= want || to.is_some_and(|t| key.0 > t) {
+                    return;
+                }
+                let Some(shard) = self.shard(pro) else {
+                    continue;
+                };
+                let s = lock(&shard);
+                // A booking that moved since the chunk was read is met at its new key.
+                if let Some(b) = s.bookings.get(&key).filter(|b| query.matches(b)) {
+                    out.push(b.clone());
+                }
+            }
+        }
+    }
+
+    fn blocked_ranges_now(
+        &self,
+        pro: ProfessionalId,
+        window: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Vec<TimeRange> {
+        let Some(shard) = self.shard(pro) else {
+            return Vec::new();
+        };
+        let s = lock(&shard);
+        s.index
+            .overlapping(&window)
+            .filter(|e| e.is_active(now))
+            .map(|e| e.blocked)
+            .collect()
+    }
+
+    fn expire_due_holds_now(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>> {
+        let mut out = Vec::new();
+        let mut after: Bound<DueKey> = Bound::Unbounded;
+        while out.len() < limit {
+            let batch: Vec<DueKey> = lock(&self.due)
+                .range((after, Bound::Unbounded))
+                .take_while(|(t, _, _)| *t <= now)
+                .take(limit - out.len())
+                .copied()
+                .collect();
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = Bound::Excluded(*last);
+            for (at, id, pro) in batch {
+                let Some(shard) = self.shard(pro) else {
+                    continue;
+                };
+                let mut s = lock(&shard);
+                // Re-check under the shard lock: the hold may have changed since.
+                let still_due = s
+                    .get(id)
+                    .is_some_and(|b| due_key(b) == Some((at, id, pro)) && in_index(b));
+                if !still_due {
+                    continue;
+                }
+                let mut fx = Effects::default();
+                let expired = s.expire_holds(&[id], now, &mut fx);
+                self.commit(fx);
+                out.extend(expired?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl BookingStore for MemoryStore {
+    async fn insert_booking(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted> {
+        self.insert_booking_now(booking, now)
+    }
+
+    async fn find_booking_by_request(
+        &self,
+        professional_id: ProfessionalId,
+        request_ref: &str,
+    ) -> Result<Option<Booking>> {
+        Ok(self
+            .shard(professional_id)
+            .and_then(|shard| lock(&shard).by_request(request_ref).cloned()))
+    }
+
+    async fn get_booking(&self, id: BookingId) -> Result<Option<Booking>> {
+        Ok(self.get_booking_now(id))
+    }
+
+    async fn transition_booking(
+        &self,
+        id: BookingId,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        self.transition_booking_now(id, transition, now)
+    }
+
+    async fn reschedule_booking(
+        &self,
+        id: BookingId,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        self.reschedule_booking_now(id, range, blocked, now)
+    }
+
+    async fn list_bookings(&self, query: &BookingQuery) -> Result<Page<Booking>> {
+        self.list_bookings_now(query)
+    }
+
+    async fn blocked_ranges(
+        &self,
+        professional_id: ProfessionalId,
+        window: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TimeRange>> {
+        Ok(self.blocked_ranges_now(professional_id, window, now))
+    }
+
+    async fn expire_due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>> {
+        self.expire_due_holds_now(now, limit)
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for MemoryStore {
+    async fn insert_professional(
+        &self,
+        professional: &Professional,
+        token: TokenHash,
+    ) -> Result<()> {
+        write(&self.directory).insert_professional(professional, token)
+    }
+
+    async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>> {
+        Ok(read(&self.directory).professional(id).cloned())
+    }
+
+    async fn update_professional(
+        &self,
+        id: ProfessionalId,
+        patch: &ProfessionalPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Professional> {
+        write(&self.directory).update_professional(id, patch, now)
+    }
+
+    async fn search_professionals(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
+        read(&self.directory).search(query)
+    }
+
+    async fn insert_client(&self, client: &Client, token: TokenHash) -> Result<()> {
+        write(&self.directory).insert_client(client, token)
+    }
+
+    async fn get_client(&self, id: ClientId) -> Result<Option<Client>> {
+        Ok(read(&self.directory).client(id).cloned())
+    }
+
+    async fn principal_for_token(&self, token: TokenHash) -> Result<Option<Principal>> {
+        Ok(read(&self.directory).principal(&token))
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for MemoryStore {
+    async fn put_schedule(
+        &self,
+        professional_id: ProfessionalId,
+        schedule: &Schedule,
+    ) -> Result<()> {
+        // Professionals are never deleted, so checking first and writing after (two leaf
+        // locks, one at a time) cannot race with a removal.
+        if read(&self.directory).professional(professional_id).is_none() {
+            return Err(Error::NotFound(Entity::Professional));
+        }
+        write(&self.schedules).insert(professional_id, schedule.clone());
+        Ok(())
+    }
+
+    async fn get_schedule(&self, professional_id: ProfessionalId) -> Result<Option<Schedule>> {
+        Ok(read(&self.schedules).get(&professional_id).cloned())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn begin(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        now: DateTime<Utc>,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Decision> {
+        Ok(lock(&self.idempotency).begin(scope, key, fingerprint, now, policy))
+    }
+
+    async fn complete(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        lease: LeaseId,
+        response: &StoredResponse,
+    ) -> Result<bool> {
+        Ok(lock(&self.idempotency).complete(scope, key, lease, response))
+    }
+
+    async fn abandon(&self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> Result<bool> {
+        Ok(lock(&self.idempotency).abandon(scope, key, lease))
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<u64> {
+        Ok(lock(&self.idempotency).purge_expired(now, limit))
+    }
+}
+
+#[async_trait]
+impl OutboxStore for MemoryStore {
+    async fn events_after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>> {
+        lock(&self.outbox).after(after, limit)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for MemoryStore {
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(booking_loom)))]
+mod tests;

@@ -1,0 +1,270 @@
+//! One professional's booking data, guarded by one mutex.
+//!
+//! Methods here only touch the shard itself. Changes that must also reach the global leaf
+//! structures (due-hold queue, per-client list index, outbox) are collected in [`Effects`]
+//! and applied by the store while it still holds the shard lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+
+use booking_core::conflict::{IndexEntry, IntervalIndex};
+use booking_core::events::{DomainEvent, EventKind};
+use booking_core::store::BookingQuery;
+use booking_core::{
+    Booking, BookingId, BookingStatus, ClientId, Error, ProfessionalId, Result, TimeRange,
+    Transition,
+};
+use chrono::{DateTime, Utc};
+
+/// List order key: `(start in microseconds, id)`, exactly the order of
+/// [`booking_core::Cursor`].
+pub(crate) type ListKey = (i64, BookingId);
+
+/// Due-hold queue key: `(hold_expires_at, booking, professional)`.
+pub(crate) type DueKey = (DateTime<Utc>, BookingId, ProfessionalId);
+
+/// The list key of a booking.
+pub(crate) fn list_key(b: &Booking) -> ListKey {
+    (b.range.start().timestamp_micros(), b.id)
+}
+
+/// Whether `b` belongs in the interval index: confirmed, or a hold with a deadline (a hold
+/// whose deadline passed stays until it is expired; it no longer blocks but is in the way
+/// of inserts, so whoever needs its range expires it first).
+pub(crate) fn in_index(b: &Booking) -> bool {
+    match b.status {
+        BookingStatus::Confirmed => true,
+        BookingStatus::PendingPayment => b.hold_expires_at.is_some(),
+        BookingStatus::Cancelled | BookingStatus::Expired => false,
+    }
+}
+
+/// The due-queue entry of `b`, if it is a stored hold.
+pub(crate) fn due_key(b: &Booking) -> Option<DueKey> {
+    match b.status {
+        BookingStatus::PendingPayment => b.hold_expires_at.map(|t| (t, b.id, b.professional_id)),
+        _ => None,
+    }
+}
+
+/// Side effects of one critical section on the global leaf structures.
+///
+/// `Vec::new` does not allocate, so a rejected request costs nothing here.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Events to append to the outbox, in order.
+    pub(crate) events: Vec<DomainEvent>,
+    /// Holds that left the due queue.
+    pub(crate) due_remove: Vec<DueKey>,
+    /// Holds that joined the due queue.
+    pub(crate) due_add: Vec<DueKey>,
+    /// Per-client list entries to drop.
+    pub(crate) client_remove: Vec<(ClientId, ListKey)>,
+    /// Per-client list entries to add.
+    pub(crate) client_add: Vec<(ClientId, ListKey, ProfessionalId)>,
+}
+
+/// One professional's bookings.
+#[derive(Debug, Default)]
+pub(crate) struct ProShard {
+    /// Blocked ranges of bookings for which [`in_index`] holds; never overlapping.
+    pub(crate) index: IntervalIndex,
+    /// Every booking of the professional in list order.
+    pub(crate) bookings: BTreeMap<ListKey, Booking>,
+    /// Booking id -> its list key.
+    pub(crate) keys: HashMap<BookingId, ListKey>,
+    /// `request_ref` -> the booking that request created.
+    pub(crate) by_request: HashMap<String, BookingId>,
+}
+
+impl ProShard {
+    /// One booking by id.
+    pub(crate) fn get(&self, id: BookingId) -> Option<&Booking> {
+        self.keys.get(&id).and_then(|k| self.bookings.get(k))
+    }
+
+    /// The booking created by request `r`.
+    pub(crate) fn by_request(&self, r: &str) -> Option<&Booking> {
+        self.by_request.get(r).and_then(|id| self.get(*id))
+    }
+
+    /// Checks `blocked` against the index at `now`, ignoring booking `exclude`.
+    ///
+    /// Returns the holds that ran out and overlap (to be expired before the range is taken),
+    /// or [`Error::SlotUnavailable`] if an active booking overlaps. Changes nothing, so a
+    /// refused request leaves no trace. `O(log n + k)`.
+    pub(crate) fn scan(
+        &self,
+        blocked: &TimeRange,
+        now: DateTime<Utc>,
+        exclude: Option<BookingId>,
+    ) -> Result<Vec<BookingId>> {
+        let mut due = Vec::new();
+        for e in self.index.overlapping(blocked) {
+            if Some(e.id) == exclude {
+                continue;
+            }
+            if e.is_active(now) {
+                return Err(Error::SlotUnavailable);
+            }
+            due.push(e.id);
+        }
+        Ok(due)
+    }
+
+    /// Stores a new booking (the caller has scanned its range and expired what was in the
+    /// way). Fails with `Internal`, changing nothing, if the index refuses it.
+    pub(crate) fn insert_new(&mut self, b: Booking, fx: &mut Effects) -> Result<Booking> {
+        if in_index(&b) {
+            self.index
+                .insert(IndexEntry::of(&b))
+                .map_err(|hit| internal_overlap(b.id, hit.id))?;
+        }
+        let key = list_key(&b);
+        self.keys.insert(b.id, key);
+        if let Some(r) = &b.request_ref {
+            self.by_request.insert(r.clone(), b.id);
+        }
+        if let Some(d) = due_key(&b) {
+            fx.due_add.push(d);
+        }
+        fx.client_add.push((b.client_id, key, b.professional_id));
+        fx.events
+            .push(DomainEvent::new(EventKind::BookingCreated, &b, None));
+        self.bookings.insert(key, b.clone());
+        Ok(b)
+    }
+
+    /// Replaces booking `id` by `next` (same id), keeping the index, the due queue and the
+    /// per-client list in step and recording `kind`. The caller has checked that `next`'s
+    /// blocked range is free if it needs to be. Fails with `Internal`, changing nothing, if
+    /// the index refuses the new entry.
+    pub(crate) fn replace(
+        &mut self,
+        next: Booking,
+        kind: EventKind,
+        previous_range: Option<TimeRange>,
+        fx: &mut Effects,
+    ) -> Result<Booking> {
+        let Some(old_key) = self.keys.get(&next.id).copied() else {
+            return Err(Error::Internal("replacing a booking that is not stored".into()));
+        };
+        let Some(old) = self.bookings.get(&old_key) else {
+            return Err(Error::Internal("booking key without booking".into()));
+        };
+        let (old_in, new_in) = (in_index(old), in_index(&next));
+        let old_entry = IndexEntry::of(old);
+        let old_due = due_key(old);
+        if old_in {
+            self.index.remove(old_entry.blocked.start(), old_entry.id);
+        }
+        if new_in {
+            if let Err(hit) = self.index.insert(IndexEntry::of(&next)) {
+                if old_in {
+                    // Restores exactly what was removed above, so it cannot fail.
+                    let _ = self.index.insert(old_entry);
+                }
+                return Err(internal_overlap(next.id, hit.id));
+            }
+        }
+        // From here on nothing can fail.
+        let new_due = due_key(&next);
+        if old_due != new_due {
+            fx.due_remove.extend(old_due);
+            fx.due_add.extend(new_due);
+        }
+        let new_key = list_key(&next);
+        fx.events.push(DomainEvent::new(kind, &next, previous_range));
+        if new_key == old_key {
+            if let Some(slot) = self.bookings.get_mut(&old_key) {
+                *slot = next.clone();
+            }
+        } else {
+            self.bookings.remove(&old_key);
+            self.keys.insert(next.id, new_key);
+            fx.client_remove.push((next.client_id, old_key));
+            fx.client_add
+                .push((next.client_id, new_key, next.professional_id));
+            self.bookings.insert(new_key, next.clone());
+        }
+        Ok(next)
+    }
+
+    /// Expires the given holds (which ran out at `now`), recording their events.
+    pub(crate) fn expire_holds(
+        &mut self,
+        ids: &[BookingId],
+        now: DateTime<Utc>,
+        fx: &mut Effects,
+    ) -> Result<Vec<Booking>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(b) = self.get(*id) else {
+                return Err(Error::Internal("index entry without booking".into()));
+            };
+            let plan = b.plan(Transition::Expire, now)?;
+            out.push(self.replace(plan.booking, plan.event, None, fx)?);
+        }
+        Ok(out)
+    }
+
+    /// Appends to `out` up to `max` bookings matching `query` with list keys after `after`,
+    /// in list order. `O(log n + scanned)`.
+    pub(crate) fn collect_page(
+        &self,
+        query: &BookingQuery,
+        after: Bound<ListKey>,
+        max: usize,
+        out: &mut Vec<Booking>,
+    ) {
+        let to = query.to.map(|t| t.timestamp_micros());
+        for (key, b) in self.bookings.range((after, Bound::Unbounded)) {
+            if out.len() >= max || to.is_some_and(|t| key.0 > t) {
+                break;
+            }
+            if query.matches(b) {
+                out.push(b.clone());
+            }
+        }
+    }
+
+    /// Checks the shard's internal invariants.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        if !self.index.is_consistent() {
+            return Err("interval index has overlapping entries".into());
+        }
+        let indexed = self.bookings.values().filter(|b| in_index(b)).count();
+        if indexed != self.index.len() {
+            return Err(format!(
+                "index holds {} entries for {indexed} indexable bookings",
+                self.index.len()
+            ));
+        }
+        for e in self.index.iter() {
+            match self.get(e.id) {
+                Some(b) if in_index(b) && IndexEntry::of(b) == *e => {}
+                _ => return Err(format!("stale index entry for {}", e.id)),
+            }
+        }
+        if self.keys.len() != self.bookings.len() {
+            return Err("id map and bookings differ in size".into());
+        }
+        for (key, b) in &self.bookings {
+            if list_key(b) != *key || self.keys.get(&b.id) != Some(key) {
+                return Err(format!("booking {} stored under a wrong key", b.id));
+            }
+            if let Some(r) = &b.request_ref {
+                if self.by_request.get(r) != Some(&b.id) {
+                    return Err(format!("request ref of {} not indexed", b.id));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn internal_overlap(id: BookingId, hit: BookingId) -> Error {
+    Error::Internal(format!(
+        "interval index refused {id}: overlaps {hit} after the conflict scan"
+    ))
+}

@@ -1,0 +1,20 @@
+//! The shared adapter conformance suite of `booking-core`, run against [`MemoryStore`].
+
+use std::sync::Arc;
+
+use booking_core::testing::StoreFactory;
+use booking_memory::MemoryStore;
+
+/// Hands every check a fresh, empty [`MemoryStore`].
+struct MemoryFactory;
+
+#[async_trait::async_trait]
+impl StoreFactory for MemoryFactory {
+    type Store = MemoryStore;
+
+    async fn new_store(&self) -> Arc<Self::Store> {
+        Arc::new(MemoryStore::new())
+    }
+}
+
+booking_core::conformance_suite!(MemoryFactory);
