@@ -13,8 +13,8 @@ if [[ "${CI:-}" == "true" ]]; then
 fi
 
 echo "== workspace tests"
-cargo test --workspace --lib --bins --tests --examples --locked
-cargo test --workspace --doc --locked
+cargo test --workspace --all-features --lib --bins --tests --examples --locked
+cargo test --workspace --all-features --doc --locked
 
 echo "== loom models (booking-memory)"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" RUSTFLAGS="--cfg booking_loom" \

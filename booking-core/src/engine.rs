@@ -295,15 +295,14 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
     pub async fn create_booking(&self, request: &BookingRequest) -> Result<Inserted> {
         let now = self.now();
         let professional = self.get_professional(request.professional_id).await?;
-        if let Some(r) = &request.request_ref {
-            if let Some(existing) = self
+        if let Some(r) = &request.request_ref
+            && let Some(existing) = self
                 .store
                 .find_booking_by_request(request.professional_id, r)
                 .await?
             {
                 return Ok(Inserted::Existing(existing));
             }
-        }
         self.get_client(request.client_id).await?;
         let blocked = self
             .check_bookable(&professional, &request.range, now)
@@ -365,11 +364,10 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
     /// The actor's bookings (admin: all), ordered by `(start, id)`.
     pub async fn list_bookings(&self, actor: Actor, filter: &BookingFilter) -> Result<Page<Booking>> {
         let limit = crate::store::check_limit(filter.limit.unwrap_or(20))?;
-        if let (Some(f), Some(t)) = (filter.from, filter.to) {
-            if f > t {
+        if let (Some(f), Some(t)) = (filter.from, filter.to)
+            && f > t {
                 return Err(Error::invalid("to", "must not be before from"));
             }
-        }
         let owner = match actor {
             Actor::Admin => BookingOwner::All,
             Actor::Client(c) => BookingOwner::Client(c),

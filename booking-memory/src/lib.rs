@@ -245,6 +245,11 @@ impl MemoryStore {
         })
     }
 
+    #[cfg(test)]
+    fn due_len(&self) -> usize {
+        lock(&self.due).len()
+    }
+
     // ---- shards ---------------------------------------------------------------------
 
     fn shard(&self, pro: ProfessionalId) -> Option<Shard> {

@@ -1,1 +1,60 @@
-//! placeholder
+//! # booking-postgres
+//!
+//! The PostgreSQL (15+) storage adapter of [`booking_core`], on sqlx. [`PgStore`]
+//! implements every storage trait; each trait operation is one transaction that also
+//! writes its domain event.
+//!
+//! ## Where the guarantees live
+//!
+//! * **No double booking**: the exclusion constraint `bookings_no_overlap`
+//!   (`EXCLUDE USING gist (professional_id WITH =, blocked_range WITH &&) WHERE status IN
+//!   ('pending_payment', 'confirmed')`, with `btree_gist`). A constraint cannot call
+//!   `now()`, so holds that ran out are marked `expired` inside the transaction of the insert
+//!   (or confirm, or reschedule) that needs their slot, and by the sweep
+//!   ([`BookingStore::expire_due_holds`](booking_core::store::BookingStore::expire_due_holds)).
+//! * **One booking per request**: unique `(professional_id, request_ref)`; a retry whose first
+//!   attempt committed gets [`Inserted::Existing`](booking_core::Inserted::Existing), never
+//!   a second booking and never a conflict with its own booking.
+//! * **Idempotency**: one row per `(scope, key)`, claimed with `INSERT .. ON CONFLICT DO
+//!   NOTHING`, decided under a row lock with [`booking_core::idempotency::decide`].
+//! * **Outbox**: events are rows written in the same transaction as the change, read back
+//!   in recording order without gaps.
+//!
+//! Every unique or exclusion constraint on booking data includes `professional_id`, so the
+//! schema can be distributed by that column.
+//!
+//! ## Errors
+//!
+//! `23P01` (exclusion violation) is [`Error::SlotUnavailable`](booking_core::Error);
+//! a unique violation is `AlreadyExists` of the entity its constraint protects;
+//! `40001` / `40P01` re-run the whole transaction a few times, then `Unavailable`; pool
+//! time-outs, I/O errors and cancelled statements are `Unavailable`; anything else is
+//! `Internal` (its message is for logs; the server never shows it to clients).
+//!
+//! ## Use
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), booking_core::Error> {
+//! use booking_postgres::{PgConfig, PgStore};
+//! let store = PgStore::connect(&PgConfig::from_url("postgres://postgres@127.0.0.1/booking")).await?;
+//! store.migrate().await?; // idempotent: safe at every start-up
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod rows;
+mod store;
+
+#[doc(hidden)]
+pub mod test_support;
+
+pub use config::PgConfig;
+pub use store::PgStore;
+
+/// The embedded migrations (`booking-postgres/migrations`). [`PgStore::migrate`] runs them;
+/// running them again is a no-op.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

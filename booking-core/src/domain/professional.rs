@@ -167,30 +167,26 @@ impl Professional {
         if let Some(name) = &patch.name {
             next.name = validate_name(&mut v, name);
         }
-        if let Some(c) = &patch.category {
-            if let Some(c) = v.take(Category::parse(c)) {
+        if let Some(c) = &patch.category
+            && let Some(c) = v.take(Category::parse(c)) {
                 next.category = c;
             }
-        }
-        if let Some(loc) = patch.location {
-            if let Some(p) = v.take(GeoPoint::new(loc.lat, loc.lng)) {
+        if let Some(loc) = patch.location
+            && let Some(p) = v.take(GeoPoint::new(loc.lat, loc.lng)) {
                 next.location = p;
             }
-        }
         if let Some(rate) = patch.hourly_rate_cents {
             v.check(rate >= 0, "hourly_rate_cents", "must not be negative");
             next.hourly_rate_cents = rate;
         }
-        if let Some(cur) = &patch.currency {
-            if let Some(c) = v.take(Currency::parse(cur)) {
+        if let Some(cur) = &patch.currency
+            && let Some(c) = v.take(Currency::parse(cur)) {
                 next.currency = c;
             }
-        }
-        if let Some(tz) = &patch.timezone {
-            if let Some(tz) = v.take(parse_timezone(tz)) {
+        if let Some(tz) = &patch.timezone
+            && let Some(tz) = v.take(parse_timezone(tz)) {
                 next.timezone = tz;
             }
-        }
         if let Some(active) = patch.is_active {
             next.is_active = active;
         }

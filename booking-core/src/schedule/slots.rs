@@ -459,6 +459,22 @@ mod tests {
     }
 
     #[test]
+    fn notice_is_inclusive_and_horizon_exclusive() {
+        let mut s = Schedule::always_open(chrono_tz::UTC);
+        s.min_notice_minutes = 60;
+        s.horizon_days = 1;
+        let now = at(1, 12, 0);
+        let window = range(at(1, 0, 0), at(3, 0, 0));
+        let slots = s.available_slots(&window, Duration::minutes(5), now, &[]).unwrap();
+        assert_eq!(slots.first().unwrap().start(), at(1, 13, 0));
+        assert_eq!(slots.last().unwrap().start(), at(2, 11, 55));
+        assert_eq!(slots.len(), 23 * 12);
+        assert!(s.admits(&range(at(1, 13, 0), at(1, 13, 5)), now).is_ok());
+        assert!(s.admits(&range(at(2, 11, 59), at(2, 13, 0)), now).is_ok());
+        assert!(s.admits(&range(at(2, 12, 0), at(2, 13, 0)), now).is_err());
+    }
+
+    #[test]
     fn admits_requires_one_working_interval() {
         let mut s = nine_to_five();
         s.weekly.push(WeeklyInterval {

@@ -24,6 +24,7 @@
 
 pub mod checks;
 pub mod fixtures;
+pub mod fuzz;
 pub mod model;
 pub mod strategies;
 

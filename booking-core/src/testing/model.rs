@@ -622,6 +622,7 @@ pub async fn run_against<S: Store + ?Sized + 'static>(store: Arc<S>) {
         failure_persistence: None,
         ..Config::default()
     };
+    #[allow(clippy::result_large_err)]
     let result = tokio::task::block_in_place(|| {
         let mut runner = TestRunner::new(config);
         runner.run(&EngineModel::sequential_strategy(1..40), |(initial, steps, seen)| {

@@ -1,0 +1,427 @@
+//! Bookings: inserts, transitions, reschedules, lists and the expiry sweep.
+
+use async_trait::async_trait;
+use booking_core::domain::{Booking, BookingId, ProfessionalId, TimeRange, Transition};
+use booking_core::events::{DomainEvent, EventKind};
+use booking_core::store::{
+    BookingOwner, BookingQuery, BookingStore, Cursor, Inserted, Page, check_limit,
+};
+use booking_core::{BookingStatus, Entity, Error, Result};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::{PgStore, fetch_limit, outbox};
+use crate::error::{PgError, retrying, sqlstate};
+use crate::rows::{self, booking_columns, pg_range};
+
+/// Marks the professional's holds that ran out by `now` and whose blocked range overlaps
+/// `blocked` as `expired` (recording their events), so that the exclusion constraint lets
+/// the caller take that slot. `except` is the booking the caller is about to write.
+///
+/// The rows are locked in id order, so two transactions releasing the same holds cannot
+/// deadlock on them; a hold another transaction changed meanwhile is re-checked and
+/// skipped.
+async fn release_expired_holds(
+    conn: &mut PgConnection,
+    professional_id: ProfessionalId,
+    blocked: &TimeRange,
+    now: DateTime<Utc>,
+    except: BookingId,
+) -> Result<Vec<Booking>, PgError> {
+    let released = sqlx::query(concat!(
+        "WITH due AS ( \
+             SELECT id AS due_id FROM bookings \
+             WHERE professional_id = $1 AND status = 'pending_payment' \
+               AND (hold_expires_at <= $2 OR hold_expires_at IS NULL) \
+               AND blocked_range && $3 AND id <> $4 \
+             ORDER BY id FOR UPDATE) \
+         UPDATE bookings SET status = 'expired', updated_at = $2 \
+         FROM due WHERE professional_id = $1 AND id = due.due_id \
+         RETURNING ",
+        booking_columns!()
+    ))
+    .bind(professional_id.as_uuid())
+    .bind(now)
+    .bind(pg_range(blocked))
+    .bind(except.as_uuid())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut expired = released
+        .iter()
+        .map(rows::booking)
+        .collect::<Result<Vec<_>, _>>()?;
+    expired.sort_by_key(|b| (b.range.start(), b.id));
+    let events: Vec<DomainEvent> = expired
+        .iter()
+        .map(|b| DomainEvent::new(EventKind::BookingExpired, b, None))
+        .collect();
+    outbox::record(conn, &events).await?;
+    Ok(expired)
+}
+
+async fn find_by_request(
+    conn: &mut PgConnection,
+    professional_id: ProfessionalId,
+    request_ref: &str,
+) -> Result<Option<Booking>, PgError> {
+    sqlx::query(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings WHERE professional_id = $1 AND request_ref = $2"
+    ))
+    .bind(professional_id.as_uuid())
+    .bind(request_ref)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(rows::booking)
+    .transpose()
+}
+
+/// The booking, locked for the rest of the transaction.
+async fn lock_booking(conn: &mut PgConnection, id: BookingId) -> Result<Booking, PgError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await?
+    .ok_or(Error::NotFound(Entity::Booking))?;
+    rows::booking(&row)
+}
+
+impl PgStore {
+    async fn insert_booking_tx(
+        &self,
+        booking: &Booking,
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, PgError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(r) = &booking.request_ref {
+            if let Some(existing) = find_by_request(&mut tx, booking.professional_id, r).await? {
+                tx.commit().await?;
+                return Ok(Inserted::Existing(existing));
+            }
+        }
+        release_expired_holds(&mut tx, booking.professional_id, &booking.blocked, now, booking.id)
+            .await?;
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
+                 blocked_range, status, price_cents, currency, hold_expires_at, request_ref, \
+                 created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             RETURNING ",
+            booking_columns!()
+        ))
+        .bind(booking.id.as_uuid())
+        .bind(booking.professional_id.as_uuid())
+        .bind(booking.client_id.as_uuid())
+        .bind(booking.range.start())
+        .bind(booking.range.end())
+        .bind(pg_range(&booking.blocked))
+        .bind(booking.status.as_str())
+        .bind(booking.price.amount_cents)
+        .bind(booking.price.currency.as_str())
+        .bind(booking.hold_expires_at)
+        .bind(booking.request_ref.as_deref())
+        .bind(booking.created_at)
+        .bind(booking.updated_at)
+        .fetch_one(&mut *tx)
+        .await;
+        let stored = match inserted {
+            Ok(row) => rows::booking(&row)?,
+            Err(e) => {
+                let e = PgError::from(e);
+                // Rolling back is best effort: the connection discards the transaction
+                // anyway if this fails.
+                let _ = tx.rollback().await;
+                return self.after_failed_insert(booking, e).await;
+            }
+        };
+        outbox::record(&mut tx, &[DomainEvent::new(EventKind::BookingCreated, &stored, None)])
+            .await?;
+        tx.commit().await?;
+        Ok(Inserted::Created(stored))
+    }
+
+    /// An insert was refused. If the booking carries a request reference and a booking with
+    /// that reference exists by now (a concurrent attempt of the same request committed
+    /// first), that booking is the answer: a retry never creates a second booking and never
+    /// conflicts with its own first attempt.
+    async fn after_failed_insert(&self, booking: &Booking, e: PgError) -> Result<Inserted, PgError> {
+        let may_be_own = e.code().as_deref() == Some(sqlstate::EXCLUSION_VIOLATION)
+            || e.violates(sqlstate::UNIQUE_VIOLATION, "bookings_request_ref_key");
+        if let (true, Some(r)) = (may_be_own, &booking.request_ref) {
+            let mut conn = self.pool.acquire().await?;
+            if let Some(existing) = find_by_request(&mut conn, booking.professional_id, r).await? {
+                return Ok(Inserted::Existing(existing));
+            }
+        }
+        Err(e)
+    }
+
+    async fn transition_tx(
+        &self,
+        id: BookingId,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking, PgError> {
+        let mut tx = self.pool.begin().await?;
+        let current = lock_booking(&mut tx, id).await?;
+        let plan = current.plan(transition, now)?;
+        if plan.requires_free_slot {
+            release_expired_holds(&mut tx, current.professional_id, &plan.booking.blocked, now, id)
+                .await?;
+        }
+        let next = &plan.booking;
+        let row = sqlx::query(concat!(
+            "UPDATE bookings SET status = $3, hold_expires_at = $4, updated_at = $5 \
+             WHERE professional_id = $1 AND id = $2 RETURNING ",
+            booking_columns!()
+        ))
+        .bind(current.professional_id.as_uuid())
+        .bind(id.as_uuid())
+        .bind(next.status.as_str())
+        .bind(next.hold_expires_at)
+        .bind(next.updated_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let updated = rows::booking(&row)?;
+        outbox::record(&mut tx, &[DomainEvent::new(plan.event, &updated, None)]).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn reschedule_tx(
+        &self,
+        id: BookingId,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking, PgError> {
+        let mut tx = self.pool.begin().await?;
+        let current = lock_booking(&mut tx, id).await?;
+        let plan = current.plan_reschedule(range, blocked, now)?;
+        release_expired_holds(&mut tx, current.professional_id, &plan.booking.blocked, now, id)
+            .await?;
+        let next = &plan.booking;
+        // The exclusion constraint compares the new blocked range with every other active
+        // booking; the row's own old version is replaced, so it never counts.
+        let row = sqlx::query(concat!(
+            "UPDATE bookings SET starts_at = $3, ends_at = $4, blocked_range = $5, updated_at = $6 \
+             WHERE professional_id = $1 AND id = $2 RETURNING ",
+            booking_columns!()
+        ))
+        .bind(current.professional_id.as_uuid())
+        .bind(id.as_uuid())
+        .bind(next.range.start())
+        .bind(next.range.end())
+        .bind(pg_range(&next.blocked))
+        .bind(next.updated_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let updated = rows::booking(&row)?;
+        outbox::record(
+            &mut tx,
+            &[DomainEvent::new(plan.event, &updated, Some(current.range))],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn expire_due_tx(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Booking>, PgError> {
+        let mut tx = self.pool.begin().await?;
+        // SKIP LOCKED: holds another transaction is changing right now (a payment
+        // confirming one, another sweeper) are left to it.
+        let changed = sqlx::query(concat!(
+            "WITH due AS ( \
+                 SELECT professional_id AS due_professional_id, id AS due_id FROM bookings \
+                 WHERE status = 'pending_payment' \
+                   AND (hold_expires_at <= $1 OR hold_expires_at IS NULL) \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE bookings SET status = 'expired', updated_at = $1 \
+             FROM due WHERE professional_id = due.due_professional_id AND id = due.due_id \
+             RETURNING ",
+            booking_columns!()
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut expired = changed
+            .iter()
+            .map(rows::booking)
+            .collect::<Result<Vec<_>, _>>()?;
+        expired.sort_by_key(|b| (b.hold_expires_at, b.id));
+        let events: Vec<DomainEvent> = expired
+            .iter()
+            .map(|b| DomainEvent::new(EventKind::BookingExpired, b, None))
+            .collect();
+        outbox::record(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn list_bookings_once(&self, query: &BookingQuery) -> Result<Page<Booking>, PgError> {
+        let limit = check_limit(query.limit)?;
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(concat!(
+            "SELECT ",
+            booking_columns!(),
+            " FROM bookings WHERE TRUE"
+        ));
+        match query.owner {
+            BookingOwner::All => {}
+            BookingOwner::Client(c) => {
+                qb.push(" AND client_id = ").push_bind(c.as_uuid());
+            }
+            BookingOwner::Professional(p) => {
+                qb.push(" AND professional_id = ").push_bind(p.as_uuid());
+            }
+        }
+        if let Some(p) = query.professional_id {
+            qb.push(" AND professional_id = ").push_bind(p.as_uuid());
+        }
+        // The effective status: a hold that ran out by `now` counts as expired.
+        match query.status {
+            None => {}
+            Some(BookingStatus::PendingPayment) => {
+                qb.push(" AND status = 'pending_payment' AND hold_expires_at > ")
+                    .push_bind(query.now);
+            }
+            Some(BookingStatus::Expired) => {
+                qb.push(
+                    " AND (status = 'expired' OR (status = 'pending_payment' \
+                     AND (hold_expires_at IS NULL OR hold_expires_at <= ",
+                )
+                .push_bind(query.now)
+                .push(")))");
+            }
+            Some(s @ (BookingStatus::Confirmed | BookingStatus::Cancelled)) => {
+                qb.push(" AND status = ").push_bind(s.as_str());
+            }
+        }
+        if let Some(from) = query.from {
+            qb.push(" AND starts_at >= ").push_bind(from);
+        }
+        if let Some(to) = query.to {
+            qb.push(" AND starts_at < ").push_bind(to);
+        }
+        if let Some(after) = query.after {
+            let start = DateTime::<Utc>::from_timestamp_micros(after.primary)
+                .ok_or_else(|| Error::invalid("cursor", "is not a cursor returned by this list"))?;
+            qb.push(" AND (starts_at, id) > (")
+                .push_bind(start)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+        qb.push(" ORDER BY starts_at, id LIMIT ")
+            .push_bind(fetch_limit(limit));
+        let fetched = qb.build().fetch_all(&self.pool).await?;
+        let mut items = fetched
+            .iter()
+            .map(rows::booking)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(Cursor::after_booking)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+#[async_trait]
+impl BookingStore for PgStore {
+    async fn insert_booking(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted> {
+        retrying!(self.retry, self.insert_booking_tx(booking, now))
+    }
+
+    async fn find_booking_by_request(
+        &self,
+        professional_id: ProfessionalId,
+        request_ref: &str,
+    ) -> Result<Option<Booking>> {
+        retrying!(self.retry, async {
+            let mut conn = self.pool.acquire().await?;
+            find_by_request(&mut conn, professional_id, request_ref).await
+        })
+    }
+
+    async fn get_booking(&self, id: BookingId) -> Result<Option<Booking>> {
+        retrying!(self.retry, async {
+            sqlx::query(concat!(
+                "SELECT ",
+                booking_columns!(),
+                " FROM bookings WHERE id = $1"
+            ))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::booking)
+            .transpose()
+        })
+    }
+
+    async fn transition_booking(
+        &self,
+        id: BookingId,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        retrying!(self.retry, self.transition_tx(id, transition, now))
+    }
+
+    async fn reschedule_booking(
+        &self,
+        id: BookingId,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        retrying!(self.retry, self.reschedule_tx(id, range, blocked, now))
+    }
+
+    async fn list_bookings(&self, query: &BookingQuery) -> Result<Page<Booking>> {
+        retrying!(self.retry, self.list_bookings_once(query))
+    }
+
+    async fn blocked_ranges(
+        &self,
+        professional_id: ProfessionalId,
+        window: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TimeRange>> {
+        retrying!(self.retry, async {
+            let ranges: Vec<sqlx::postgres::types::PgRange<DateTime<Utc>>> = sqlx::query_scalar(
+                "SELECT blocked_range FROM bookings \
+                 WHERE professional_id = $1 AND blocked_range && $2 \
+                   AND status IN ('pending_payment', 'confirmed') \
+                   AND (status = 'confirmed' OR hold_expires_at > $3) \
+                 ORDER BY lower(blocked_range)",
+            )
+            .bind(professional_id.as_uuid())
+            .bind(pg_range(&window))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            ranges
+                .into_iter()
+                .map(rows::time_range)
+                .collect::<Result<Vec<_>, PgError>>()
+        })
+    }
+
+    async fn expire_due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        retrying!(self.retry, self.expire_due_tx(now, limit))
+    }
+}

@@ -1,0 +1,267 @@
+//! Professionals, clients, API tokens and schedules.
+
+use async_trait::async_trait;
+use booking_core::auth::{Principal, TokenHash};
+use booking_core::domain::{
+    Client, ClientId, Professional, ProfessionalId, ProfessionalPatch,
+};
+use booking_core::store::{
+    Cursor, DirectoryStore, Page, ProfessionalQuery, ScheduleStore, check_limit,
+};
+use booking_core::{Entity, Error, Result, Schedule};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::{PgStore, fetch_limit};
+use crate::error::{PgError, retrying, sqlstate};
+use crate::rows::{self, principal_kind, professional_columns};
+
+async fn insert_token(
+    conn: &mut PgConnection,
+    token: TokenHash,
+    principal: Principal,
+) -> Result<(), PgError> {
+    let (kind, id) = principal_kind(&principal);
+    sqlx::query(
+        "INSERT INTO api_tokens (token_hash, principal_kind, principal_id) VALUES ($1, $2, $3)",
+    )
+    .bind(token.0.as_slice())
+    .bind(kind)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A token hash that is already taken is reported as the entity being created.
+fn token_taken_as(e: PgError, entity: Entity) -> PgError {
+    if e.violates(sqlstate::UNIQUE_VIOLATION, "api_tokens_pkey") {
+        PgError::Domain(Error::AlreadyExists(entity))
+    } else {
+        e
+    }
+}
+
+async fn write_professional(conn: &mut PgConnection, p: &Professional, insert: bool) -> Result<Professional, PgError> {
+    let sql = if insert {
+        concat!(
+            "INSERT INTO professionals (id, name, category, lat, lng, hourly_rate_cents, \
+                 currency, timezone, is_active, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
+            professional_columns!()
+        )
+    } else {
+        concat!(
+            "UPDATE professionals SET name = $2, category = $3, lat = $4, lng = $5, \
+                 hourly_rate_cents = $6, currency = $7, timezone = $8, is_active = $9, \
+                 created_at = $10, updated_at = $11 \
+             WHERE id = $1 RETURNING ",
+            professional_columns!()
+        )
+    };
+    let row = sqlx::query(sql)
+        .bind(p.id.as_uuid())
+        .bind(&p.name)
+        .bind(p.category.as_str())
+        .bind(p.location.lat)
+        .bind(p.location.lng)
+        .bind(p.hourly_rate_cents)
+        .bind(p.currency.as_str())
+        .bind(p.timezone.name())
+        .bind(p.is_active)
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .fetch_one(conn)
+        .await?;
+    rows::professional(&row)
+}
+
+impl PgStore {
+    async fn insert_professional_tx(
+        &self,
+        p: &Professional,
+        token: TokenHash,
+    ) -> Result<(), PgError> {
+        let mut tx = self.pool.begin().await?;
+        write_professional(&mut tx, p, true).await?;
+        insert_token(&mut tx, token, Principal::Professional(p.id))
+            .await
+            .map_err(|e| token_taken_as(e, Entity::Professional))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_client_tx(&self, c: &Client, token: TokenHash) -> Result<(), PgError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO clients (id, name, email, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(c.id.as_uuid())
+            .bind(&c.name)
+            .bind(&c.email)
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await?;
+        insert_token(&mut tx, token, Principal::Client(c.id))
+            .await
+            .map_err(|e| token_taken_as(e, Entity::Client))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_professional_tx(
+        &self,
+        id: ProfessionalId,
+        patch: &ProfessionalPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Professional, PgError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            professional_columns!(),
+            " FROM professionals WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound(Entity::Professional))?;
+        let next = rows::professional(&row)?.apply_patch(patch, now)?;
+        let stored = write_professional(&mut tx, &next, false).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn search_once(&self, query: &ProfessionalQuery) -> Result<Page<Professional>, PgError> {
+        let limit = check_limit(query.limit)?;
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(concat!(
+            "SELECT ",
+            professional_columns!(),
+            " FROM professionals WHERE is_active"
+        ));
+        if let Some(c) = &query.category {
+            qb.push(" AND category = ").push_bind(c.as_str().to_owned());
+        }
+        if let Some(min) = query.min_rate_cents {
+            qb.push(" AND hourly_rate_cents >= ").push_bind(min);
+        }
+        if let Some(max) = query.max_rate_cents {
+            qb.push(" AND hourly_rate_cents <= ").push_bind(max);
+        }
+        if let Some(after) = query.after {
+            qb.push(" AND (hourly_rate_cents, id) > (")
+                .push_bind(after.primary)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+        qb.push(" ORDER BY hourly_rate_cents, id LIMIT ")
+            .push_bind(fetch_limit(limit));
+        let fetched = qb.build().fetch_all(&self.pool).await?;
+        let mut items = fetched
+            .iter()
+            .map(rows::professional)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(Cursor::after_professional)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for PgStore {
+    async fn insert_professional(&self, professional: &Professional, token: TokenHash) -> Result<()> {
+        retrying!(self.retry, self.insert_professional_tx(professional, token))
+    }
+
+    async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>> {
+        retrying!(self.retry, async {
+            sqlx::query(concat!(
+                "SELECT ",
+                professional_columns!(),
+                " FROM professionals WHERE id = $1"
+            ))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::professional)
+            .transpose()
+        })
+    }
+
+    async fn update_professional(
+        &self,
+        id: ProfessionalId,
+        patch: &ProfessionalPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Professional> {
+        retrying!(self.retry, self.update_professional_tx(id, patch, now))
+    }
+
+    async fn search_professionals(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
+        retrying!(self.retry, self.search_once(query))
+    }
+
+    async fn insert_client(&self, client: &Client, token: TokenHash) -> Result<()> {
+        retrying!(self.retry, self.insert_client_tx(client, token))
+    }
+
+    async fn get_client(&self, id: ClientId) -> Result<Option<Client>> {
+        retrying!(self.retry, async {
+            sqlx::query("SELECT id, name, email, created_at FROM clients WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(rows::client)
+                .transpose()
+        })
+    }
+
+    async fn principal_for_token(&self, token: TokenHash) -> Result<Option<Principal>> {
+        retrying!(self.retry, async {
+            sqlx::query(
+                "SELECT principal_kind, principal_id FROM api_tokens WHERE token_hash = $1",
+            )
+            .bind(token.0.as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::principal)
+            .transpose()
+        })
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for PgStore {
+    async fn put_schedule(&self, professional_id: ProfessionalId, schedule: &Schedule) -> Result<()> {
+        // The foreign key answers "no such professional" (mapped to NotFound).
+        retrying!(self.retry, async {
+            sqlx::query(
+                "INSERT INTO schedules (professional_id, body) VALUES ($1, $2) \
+                 ON CONFLICT (professional_id) DO UPDATE SET body = EXCLUDED.body",
+            )
+            .bind(professional_id.as_uuid())
+            .bind(Json(schedule))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(PgError::from)
+        })
+    }
+
+    async fn get_schedule(&self, professional_id: ProfessionalId) -> Result<Option<Schedule>> {
+        retrying!(self.retry, async {
+            let body: Option<Json<Schedule>> =
+                sqlx::query_scalar("SELECT body FROM schedules WHERE professional_id = $1")
+                    .bind(professional_id.as_uuid())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok::<_, PgError>(body.map(|Json(s)| s))
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! Idempotency records: claimed with `INSERT .. ON CONFLICT DO NOTHING`, decided under a
+//! row lock with [`booking_core::idempotency::decide`], completed or abandoned only by the
+//! lease that owns them.
+
+use async_trait::async_trait;
+use booking_core::idempotency::{
+    Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, IdempotencyRecord, LeaseId,
+    RecordState, Scope, StoredResponse, decide,
+};
+use booking_core::store::IdempotencyStore;
+use booking_core::{Error, Result};
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use sqlx::types::Json;
+
+use super::PgStore;
+use crate::error::{PgError, retrying};
+use crate::rows::{self, idempotency_columns};
+
+/// How often `begin` retries when the row it conflicted with was deleted before it could
+/// lock it (an abandon or a purge in between).
+const CLAIM_ATTEMPTS: usize = 4;
+
+/// The in-flight state of a record `decide` asked to store.
+fn lease_of(record: &IdempotencyRecord) -> Result<(LeaseId, DateTime<Utc>), PgError> {
+    match record.state {
+        RecordState::InFlight { lease, locked_until } => Ok((lease, locked_until)),
+        RecordState::Completed(_) => Err(PgError::Domain(Error::Internal(
+            "idempotency: a new record must be in flight".into(),
+        ))),
+    }
+}
+
+async fn try_claim(conn: &mut PgConnection, record: &IdempotencyRecord) -> Result<bool, PgError> {
+    let (lease, locked_until) = lease_of(record)?;
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys \
+             (scope, key, fingerprint, lease_id, locked_until, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (scope, key) DO NOTHING",
+    )
+    .bind(record.scope.as_str())
+    .bind(record.key.as_str())
+    .bind(record.fingerprint.0.as_slice())
+    .bind(lease.0)
+    .bind(locked_until)
+    .bind(record.created_at)
+    .bind(record.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces the locked record with the one `decide` produced (a take-over after a lease ran
+/// out, or a fresh start over an expired record).
+async fn take_over(conn: &mut PgConnection, record: &IdempotencyRecord) -> Result<(), PgError> {
+    let (lease, locked_until) = lease_of(record)?;
+    sqlx::query(
+        "UPDATE idempotency_keys SET fingerprint = $3, lease_id = $4, locked_until = $5, \
+             response_status = NULL, response_headers = NULL, response_body = NULL, \
+             created_at = $6, expires_at = $7 \
+         WHERE scope = $1 AND key = $2",
+    )
+    .bind(record.scope.as_str())
+    .bind(record.key.as_str())
+    .bind(record.fingerprint.0.as_slice())
+    .bind(lease.0)
+    .bind(locked_until)
+    .bind(record.created_at)
+    .bind(record.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl PgStore {
+    async fn begin_tx(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        now: DateTime<Utc>,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Decision, PgError> {
+        let mut tx = self.pool.begin().await?;
+        for _ in 0..CLAIM_ATTEMPTS {
+            // Fast path: nobody used the key yet. A concurrent claim of the same key waits
+            // here for ours to commit, then finds the row.
+            let (started, fresh) = decide(None, scope, key, fingerprint, now, policy);
+            let fresh = fresh.ok_or_else(|| {
+                PgError::Domain(Error::Internal("idempotency: Started without a record".into()))
+            })?;
+            if try_claim(&mut tx, &fresh).await? {
+                tx.commit().await?;
+                return Ok(started);
+            }
+            let existing = sqlx::query(concat!(
+                "SELECT ",
+                idempotency_columns!(),
+                " FROM idempotency_keys WHERE scope = $1 AND key = $2 FOR UPDATE"
+            ))
+            .bind(scope.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = existing else {
+                continue; // deleted in between: claim again
+            };
+            let existing = rows::idempotency_record(&row)?;
+            let (decision, replacement) =
+                decide(Some(&existing), scope, key, fingerprint, now, policy);
+            if let Some(record) = replacement {
+                take_over(&mut tx, &record).await?;
+            }
+            tx.commit().await?;
+            return Ok(decision);
+        }
+        Err(PgError::Domain(Error::Unavailable(
+            "idempotency key kept changing; retry the request".into(),
+        )))
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PgStore {
+    async fn begin(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        now: DateTime<Utc>,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Decision> {
+        retrying!(self.retry, self.begin_tx(scope, key, fingerprint, now, policy))
+    }
+
+    async fn complete(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        lease: LeaseId,
+        response: &StoredResponse,
+    ) -> Result<bool> {
+        retrying!(self.retry, async {
+            let done = sqlx::query(
+                "UPDATE idempotency_keys SET lease_id = NULL, locked_until = NULL, \
+                     response_status = $4, response_headers = $5, response_body = $6 \
+                 WHERE scope = $1 AND key = $2 AND lease_id = $3",
+            )
+            .bind(scope.as_str())
+            .bind(key.as_str())
+            .bind(lease.0)
+            .bind(i32::from(response.status))
+            .bind(Json(&response.headers))
+            .bind(response.body.as_slice())
+            .execute(&self.pool)
+            .await?;
+            Ok::<_, PgError>(done.rows_affected() == 1)
+        })
+    }
+
+    async fn abandon(&self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> Result<bool> {
+        retrying!(self.retry, async {
+            let done = sqlx::query(
+                "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND lease_id = $3",
+            )
+            .bind(scope.as_str())
+            .bind(key.as_str())
+            .bind(lease.0)
+            .execute(&self.pool)
+            .await?;
+            Ok::<_, PgError>(done.rows_affected() == 1)
+        })
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        retrying!(self.retry, async {
+            // SKIP LOCKED: a record a `begin` is re-claiming right now is left alone.
+            let done = sqlx::query(
+                "DELETE FROM idempotency_keys AS k USING ( \
+                     SELECT scope, key FROM idempotency_keys WHERE expires_at <= $1 \
+                     ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) AS due \
+                 WHERE k.scope = due.scope AND k.key = due.key",
+            )
+            .bind(now)
+            .bind(limit)
+            .execute(&self.pool)
+            .await?;
+            Ok::<_, PgError>(done.rows_affected())
+        })
+    }
+}

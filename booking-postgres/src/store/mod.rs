@@ -1,0 +1,138 @@
+//! [`PgStore`]: the storage traits of booking-core on a PostgreSQL pool.
+
+mod bookings;
+mod directory;
+mod idempotency;
+mod outbox;
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use booking_core::store::HealthCheck;
+use booking_core::{Error, Result};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::MIGRATOR;
+use crate::config::PgConfig;
+use crate::error::{PgError, RetryPolicy};
+
+/// The PostgreSQL store: implements every storage trait of booking-core
+/// ([`booking_core::Store`]). Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    retry: RetryPolicy,
+    /// Kept alive as long as any clone of the store (test harness: drops the database).
+    attachment: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool_size", &self.pool.size())
+            .field("idle", &self.pool.num_idle())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Opens a pool as configured (and one connection, to fail early when the server is
+    /// unreachable). Runs no migrations: call [`PgStore::migrate`].
+    ///
+    /// A URL that does not parse is [`Error::Invalid`]; an unreachable server is
+    /// [`Error::Unavailable`].
+    pub async fn connect(config: &PgConfig) -> Result<Self> {
+        let pool = pool_options(config)
+            .connect_with(connect_options(config)?)
+            .await
+            .map_err(|e| {
+                tracing::warn!(url = %config.redacted_url(), error = %e, "postgres: cannot connect");
+                Error::from(PgError::from(e))
+            })?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// Like [`PgStore::connect`] but opens no connection until the first call.
+    pub fn connect_lazy(config: &PgConfig) -> Result<Self> {
+        Ok(Self::from_pool(
+            pool_options(config).connect_lazy_with(connect_options(config)?),
+        ))
+    }
+
+    /// A store over an existing pool (its settings are the caller's).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            retry: RetryPolicy::default(),
+            attachment: None,
+        }
+    }
+
+    /// Applies the embedded [`MIGRATOR`] migrations that are not applied yet. Safe to run at
+    /// every start-up and from several processes at once (sqlx serialises them with an
+    /// advisory lock).
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::from(PgError::from(e)))
+    }
+
+    /// The underlying pool (for health probes, tests and tools).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Keeps `value` alive as long as any clone of the store. The test harness attaches the
+    /// guard that drops a per-test database.
+    #[doc(hidden)]
+    pub fn with_attachment(mut self, value: Arc<dyn Any + Send + Sync>) -> Self {
+        self.attachment = Some(value);
+        self
+    }
+}
+
+fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
+    let mut options: PgConnectOptions = config
+        .url
+        .parse()
+        .map_err(|_| Error::invalid("database_url", "is not a valid postgres:// URL"))?;
+    options = options.application_name("booking-postgres");
+    if let Some(timeout) = config.statement_timeout {
+        // Unit-less values are milliseconds; 0 would mean "no timeout", so round up.
+        let ms = timeout.as_millis().max(1);
+        options = options.options([("statement_timeout", ms.to_string())]);
+    }
+    Ok(options)
+}
+
+fn pool_options(config: &PgConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(config.max_connections.max(1))
+        .min_connections(config.min_connections.min(config.max_connections))
+        .acquire_timeout(config.acquire_timeout)
+}
+
+#[async_trait]
+impl HealthCheck for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from(PgError::from(e)))
+    }
+}
+
+/// `limit` (already checked to be 1..=100) plus one, to learn whether another page follows.
+fn fetch_limit(limit: u32) -> i64 {
+    i64::from(limit) + 1
+}

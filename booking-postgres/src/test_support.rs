@@ -1,0 +1,245 @@
+//! Fresh databases for tests and benchmarks. Not part of the public API.
+//!
+//! Every test gets its own database on the server of `DATABASE_URL` (default
+//! [`DEFAULT_URL`]), cloned from a migrated template (`CREATE DATABASE .. TEMPLATE`, much
+//! faster than migrating each time) and dropped when its store is dropped. The template is
+//! built once per schema version (its name carries a hash of the migrations) under an
+//! advisory lock, so concurrent test processes share it safely.
+//!
+//! When the server is unreachable: with `BOOKING_REQUIRE_POSTGRES=1` (CI) that is a panic
+//! with a clear message; otherwise a loud `SKIPPED: postgres unreachable` on stderr and
+//! `None`, so the caller returns early.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use tokio::sync::OnceCell;
+
+use crate::{MIGRATOR, PgStore};
+
+/// The server used when `DATABASE_URL` is not set.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Advisory lock (on the maintenance database) serialising template builds.
+const TEMPLATE_LOCK: i64 = 0x626b_746d_706c_0001;
+
+/// `DATABASE_URL`, or [`DEFAULT_URL`].
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned())
+}
+
+/// Whether an unreachable server must fail the tests (`BOOKING_REQUIRE_POSTGRES=1`).
+pub fn postgres_required() -> bool {
+    std::env::var("BOOKING_REQUIRE_POSTGRES").is_ok_and(|v| v.trim() == "1")
+}
+
+/// Connection options of the server (its maintenance database, as named in the URL).
+pub fn server_options() -> Result<PgConnectOptions, String> {
+    database_url()
+        .parse::<PgConnectOptions>()
+        .map_err(|e| format!("DATABASE_URL does not parse: {e}"))
+}
+
+async fn connect(options: &PgConnectOptions) -> Result<PgConnection, String> {
+    match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(options)).await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("connecting timed out after 10 s".into()),
+    }
+}
+
+async fn execute(conn: &mut PgConnection, sql: String) -> Result<(), String> {
+    conn.execute(AssertSqlSafe(sql))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A name derived from the embedded migrations: a schema change gets a new template.
+fn template_name() -> String {
+    let mut h = DefaultHasher::new();
+    for m in MIGRATOR.iter() {
+        m.version.hash(&mut h);
+        m.checksum.hash(&mut h);
+    }
+    format!("booking_tmpl_{:016x}", h.finish())
+}
+
+async fn build_template(server: &PgConnectOptions) -> Result<String, String> {
+    let name = template_name();
+    let mut admin = connect(server).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(TEMPLATE_LOCK)
+        .execute(&mut admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = build_template_locked(server, &mut admin, &name).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(TEMPLATE_LOCK)
+        .execute(&mut admin)
+        .await;
+    let _ = admin.close().await;
+    result.map(|()| name)
+}
+
+async fn build_template_locked(
+    server: &PgConnectOptions,
+    admin: &mut PgConnection,
+    name: &str,
+) -> Result<(), String> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut *admin)
+            .await
+            .map_err(|e| e.to_string())?;
+    if exists {
+        return Ok(());
+    }
+    // Build under a temporary name and rename when complete, so a half-built template is
+    // never used.
+    let building = format!("booking_tmpl_build_{}", uuid::Uuid::now_v7().simple());
+    execute(admin, format!("CREATE DATABASE \"{building}\"")).await?;
+    let migrated = async {
+        let mut conn = connect(&server.clone().database(&building)).await?;
+        let run = MIGRATOR.run(&mut conn).await.map_err(|e| e.to_string());
+        let _ = conn.close().await;
+        run
+    }
+    .await;
+    if let Err(e) = migrated {
+        let _ = execute(admin, format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).await;
+        return Err(format!("migrating the template database failed: {e}"));
+    }
+    execute(admin, format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).await
+}
+
+static TEMPLATE: OnceCell<Result<String, String>> = OnceCell::const_new();
+
+/// What to do when the server cannot be used.
+fn unreachable<T>(reason: &str) -> Option<T> {
+    let url = crate::config::redact(&database_url());
+    if postgres_required() {
+        panic!(
+            "BOOKING_REQUIRE_POSTGRES=1 but PostgreSQL at {url} cannot be used: {reason}. \
+             Start a server or point DATABASE_URL at one."
+        );
+    }
+    eprintln!(
+        "\n==========================================================\n\
+         SKIPPED: postgres unreachable ({url}): {reason}\n\
+         (set BOOKING_REQUIRE_POSTGRES=1 to make this a failure)\n\
+         ==========================================================\n"
+    );
+    None
+}
+
+/// A database of its own, dropped (`WITH (FORCE)`) when this value is dropped.
+pub struct TestDatabase {
+    server: PgConnectOptions,
+    name: String,
+}
+
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDatabase").field("name", &self.name).finish()
+    }
+}
+
+impl TestDatabase {
+    /// A fresh, migrated database; `None` when the server is unreachable and not required.
+    pub async fn create() -> Option<Self> {
+        let server = match server_options() {
+            Ok(s) => s,
+            Err(e) => return unreachable(&e),
+        };
+        let template = TEMPLATE.get_or_init(|| build_template(&server)).await;
+        let template = match template {
+            Ok(t) => t.clone(),
+            Err(e) => return unreachable(e),
+        };
+        let name = format!("booking_test_{}", uuid::Uuid::now_v7().simple());
+        let created = async {
+            let mut admin = connect(&server).await?;
+            let r = execute(
+                &mut admin,
+                format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""),
+            )
+            .await;
+            let _ = admin.close().await;
+            r
+        }
+        .await;
+        match created {
+            Ok(()) => Some(Self { server, name }),
+            Err(e) => unreachable(&format!("creating a test database failed: {e}")),
+        }
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Connection options of this database.
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.server.clone().database(&self.name)
+    }
+
+    /// A store on this database with a pool of at most `max_connections`; the database is
+    /// dropped when the last clone of the store is.
+    pub async fn into_store(self, max_connections: u32) -> PgStore {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(
+                self.connect_options()
+                    .options([("statement_timeout", "60000")]),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("connect to test database {}: {e}", self.name));
+        PgStore::from_pool(pool).with_attachment(Arc::new(self))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        let name = std::mem::take(&mut self.name);
+        // Drop may run inside a runtime or outside one: use a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let mut admin = connect(&server).await?;
+                let r = execute(
+                    &mut admin,
+                    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                )
+                .await;
+                let _ = admin.close().await;
+                r.map_err(|e| format!("drop database {name}: {e}"))
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: {e}"),
+            Err(_) => eprintln!("warning: dropping a test database panicked"),
+        }
+    }
+}
+
+/// A store on a fresh database (see [`TestDatabase`]), or `None` when skipped.
+pub async fn fresh_store(max_connections: u32) -> Option<PgStore> {
+    Some(TestDatabase::create().await?.into_store(max_connections).await)
+}

@@ -1,0 +1,154 @@
+//! Configuration from the environment (see API.md, "Running").
+
+use std::fmt;
+use std::time::Duration;
+
+/// Server settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `address:port` to bind (`BOOKING_LISTEN`, default `127.0.0.1:8080`; port 0 picks a
+    /// free one).
+    pub listen: String,
+    /// PostgreSQL URL (`DATABASE_URL`); `None` uses the in-memory store.
+    pub database_url: Option<String>,
+    /// The admin bearer token (`BOOKING_ADMIN_TOKEN`); `None`: generate one at start-up.
+    pub admin_token: Option<String>,
+    /// How long a `pending_payment` hold blocks its slot (`BOOKING_HOLD_TTL_SECONDS`,
+    /// default 900). Only used once payments are configured.
+    pub hold_ttl: Duration,
+    /// How long idempotency keys are kept (`BOOKING_IDEMPOTENCY_TTL_SECONDS`, default 86400).
+    pub idempotency_ttl: Duration,
+    /// Whether `STRIPE_SECRET_KEY` is set. Payments are not implemented by this build yet,
+    /// so start-up refuses such a configuration rather than confirming bookings unpaid.
+    pub stripe_configured: bool,
+    /// Requests taking longer are answered 408 (default 30 s).
+    pub request_timeout: Duration,
+    /// How often the background workers run (default 5 s).
+    pub sweep_interval: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("hold_ttl", &self.hold_ttl)
+            .field("idempotency_ttl", &self.idempotency_ttl)
+            .field("stripe_configured", &self.stripe_configured)
+            .field("request_timeout", &self.request_timeout)
+            .field("sweep_interval", &self.sweep_interval)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    /// The documented defaults: memory store on `127.0.0.1:8080`, generated admin token.
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            database_url: None,
+            admin_token: None,
+            hold_ttl: Duration::from_secs(900),
+            idempotency_ttl: Duration::from_secs(86_400),
+            stripe_configured: false,
+            request_timeout: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup` (a variable name to its value); empty values count
+    /// as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        let mut c = Self::default();
+        if let Some(l) = get("BOOKING_LISTEN") {
+            c.listen = l.trim().to_owned();
+        }
+        c.database_url = get("DATABASE_URL");
+        if let Some(t) = get("BOOKING_ADMIN_TOKEN") {
+            if t.len() < 16 {
+                return Err(ConfigError(
+                    "BOOKING_ADMIN_TOKEN must be at least 16 characters".into(),
+                ));
+            }
+            c.admin_token = Some(t);
+        }
+        if let Some(v) = get("BOOKING_HOLD_TTL_SECONDS") {
+            c.hold_ttl = seconds("BOOKING_HOLD_TTL_SECONDS", &v, 86_400)?;
+        }
+        if let Some(v) = get("BOOKING_IDEMPOTENCY_TTL_SECONDS") {
+            c.idempotency_ttl = seconds("BOOKING_IDEMPOTENCY_TTL_SECONDS", &v, 30 * 86_400)?;
+        }
+        c.stripe_configured = get("STRIPE_SECRET_KEY").is_some();
+        Ok(c)
+    }
+}
+
+fn seconds(name: &str, value: &str, max: u64) -> Result<Duration, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(ConfigError(format!(
+            "{name} must be a whole number of seconds from 1 to {max}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c, Config::default());
+        let c = from(&[
+            ("BOOKING_LISTEN", "0.0.0.0:9000"),
+            ("BOOKING_ADMIN_TOKEN", "0123456789abcdef"),
+            ("BOOKING_HOLD_TTL_SECONDS", "60"),
+            ("BOOKING_IDEMPOTENCY_TTL_SECONDS", "3600"),
+            ("DATABASE_URL", "postgres://u:secret@h/db"),
+        ])
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.hold_ttl, Duration::from_secs(60));
+        assert_eq!(c.idempotency_ttl, Duration::from_secs(3600));
+        assert!(!format!("{c:?}").contains("secret"));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(from(&[("BOOKING_HOLD_TTL_SECONDS", "-1")]).is_err());
+        assert!(from(&[("BOOKING_HOLD_TTL_SECONDS", "0")]).is_err());
+        assert!(from(&[("BOOKING_IDEMPOTENCY_TTL_SECONDS", "abc")]).is_err());
+        assert!(from(&[("BOOKING_ADMIN_TOKEN", "short")]).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! Request parsing with problem+json rejections: JSON bodies, UUID path ids and query
+//! strings.
+
+use std::str::FromStr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use booking_core::FieldError;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// Reads a whole body, at most [`crate::BODY_LIMIT`] bytes (413 past it).
+pub async fn read_body(body: Body) -> Result<Bytes, Problem> {
+    axum::body::to_bytes(body, crate::BODY_LIMIT)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return Problem::payload_too_large();
+                }
+                source = err.source();
+            }
+            Problem::malformed("the request body could not be read")
+        })
+}
+
+/// A JSON request body: `Content-Type: application/json` (or `+json`), deserialised with
+/// unknown fields rejected. Any failure is a 400 `malformed_request`.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")))
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(Problem::malformed(
+                "the request body must be JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = read_body(req.into_body()).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Deserialises a JSON document; any error is 400 `malformed_request` with serde's
+/// description (position and field name, never internals).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Problem::malformed(format!("the request body is not acceptable JSON: {e}")))
+}
+
+/// A UUID path id; anything that does not parse is a 404 (as for an id that does not
+/// exist).
+#[derive(Debug, Clone, Copy)]
+pub struct IdPath<T>(pub T);
+
+impl<T: From<uuid::Uuid> + Send, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Problem::not_found("no such resource"))?;
+        uuid::Uuid::try_parse(&raw)
+            .map(|u| IdPath(T::from(u)))
+            .map_err(|_| Problem::not_found("no such resource"))
+    }
+}
+
+/// Query-string parameters, parsed by hand so that each bad value is reported as a field
+/// error (422 `validation_failed`). Unknown parameters are ignored; a repeated parameter
+/// keeps its last value.
+#[derive(Debug, Default)]
+pub struct QueryParams {
+    pairs: Vec<(String, String)>,
+    errors: Vec<FieldError>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(QueryParams::parse(parts.uri.query().unwrap_or("")))
+    }
+}
+
+impl QueryParams {
+    /// Parses an `application/x-www-form-urlencoded` query string.
+    pub fn parse(query: &str) -> Self {
+        Self {
+            pairs: form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The raw value of `name`, if present.
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Records a field error.
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// `name` parsed with `parse`; a failure records `message` for the field.
+    pub fn get_with<T>(
+        &mut self,
+        name: &str,
+        message: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Option<T> {
+        let raw = self.raw(name)?.to_owned();
+        let parsed = parse(&raw);
+        if parsed.is_none() {
+            self.error(name, message);
+        }
+        parsed
+    }
+
+    /// `name` as a `FromStr` value.
+    pub fn get<T: FromStr>(&mut self, name: &str, message: &str) -> Option<T> {
+        self.get_with(name, message, |s| s.parse().ok())
+    }
+
+    /// `name` as an RFC 3339 instant, converted to UTC.
+    pub fn instant(&mut self, name: &str) -> Option<DateTime<Utc>> {
+        self.get_with(
+            name,
+            "must be an RFC 3339 instant such as 2027-03-01T09:00:00Z",
+            parse_instant,
+        )
+    }
+
+    /// Like [`QueryParams::instant`], but records an error when absent.
+    pub fn required_instant(&mut self, name: &str) -> Option<DateTime<Utc>> {
+        if self.raw(name).is_none() {
+            self.error(name, "is required");
+            return None;
+        }
+        self.instant(name)
+    }
+
+    /// `limit`: 1..=100, default 20.
+    pub fn limit(&mut self) -> u32 {
+        self.get_with("limit", "must be an integer from 1 to 100", |s| {
+            s.parse::<u32>().ok().filter(|n| (1..=100).contains(n))
+        })
+        .unwrap_or(20)
+    }
+
+    /// Ends parsing: 422 `validation_failed` if anything was recorded.
+    pub fn finish(self) -> Result<(), Problem> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::validation(self.errors))
+        }
+    }
+}
+
+/// Parses an RFC 3339 instant into UTC.
+pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        let mut q = QueryParams::parse("limit=5&from=2027-03-01T09%3A00%3A00%2B01%3A00&x=1&limit=7");
+        assert_eq!(q.limit(), 7);
+        assert_eq!(q.instant("from").unwrap().to_rfc3339(), "2027-03-01T08:00:00+00:00");
+        assert!(q.required_instant("to").is_none());
+        assert!(q.finish().is_err());
+        let mut q = QueryParams::parse("limit=0");
+        assert_eq!(q.limit(), 20);
+        assert!(q.finish().is_err());
+    }
+}

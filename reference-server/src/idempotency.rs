@@ -1,0 +1,212 @@
+//! The idempotency middleware over [`booking_core::idempotency`], on every `POST` under
+//! `/v1`.
+//!
+//! The key comes from the `Idempotency-Key` header, the scope is the authenticated
+//! principal and the fingerprint covers method, path and canonical JSON body. A started
+//! request runs to completion in its own task (a client that disconnects does not leave
+//! the key locked); a final answer (2xx, and 4xx other than 401, 408 and 429) is stored and
+//! replayed byte for byte with `Idempotent-Replayed: true`, anything else (5xx) is
+//! abandoned so that a retry runs again.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use booking_core::idempotency::{LeaseId, StoredResponse, request_ref};
+use booking_core::{Decision, FieldError, Fingerprint, IdempotencyKey, Scope};
+use tracing::Instrument;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::read_body;
+use crate::problem::Problem;
+
+/// The request header carrying the key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The response header marking a replay.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The idempotent request a handler runs in (a request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRequest {
+    /// The caller's scope.
+    pub scope: Scope,
+    /// The key.
+    pub key: IdempotencyKey,
+    /// The request's fingerprint.
+    pub fingerprint: Fingerprint,
+}
+
+impl IdempotentRequest {
+    /// The reference stored on what the request creates, so a retry after a crash finds it.
+    pub fn request_ref(&self) -> String {
+        request_ref(&self.scope, &self.key, &self.fingerprint)
+    }
+}
+
+/// Whether a response is a final answer worth replaying.
+fn is_final(status: StatusCode) -> bool {
+    status.is_success()
+        || (status.is_client_error()
+            && !matches!(
+                status,
+                StatusCode::UNAUTHORIZED | StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS
+            ))
+}
+
+/// Middleware: see the module docs.
+pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(Caller(actor)) = req.extensions().get::<Caller>().copied() else {
+        return Problem::unauthorized("a valid bearer token is required").into_response();
+    };
+    let key = match req.headers().get(IDEMPOTENCY_KEY) {
+        None => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_missing",
+                "this endpoint requires an `Idempotency-Key` header",
+            )
+            .into_response();
+        }
+        Some(v) => match v.to_str().ok().map(IdempotencyKey::parse) {
+            Some(Ok(k)) => k,
+            _ => {
+                return Problem::validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must be 1 to 255 visible ASCII characters",
+                )])
+                .into_response();
+            }
+        },
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(body).await {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    let fingerprint = Fingerprint::of_request(parts.method.as_str(), parts.uri.path(), &bytes);
+    let scope = Scope::new(actor.scope_name());
+    match state.engine().begin_request(&scope, &key, fingerprint).await {
+        Err(e) => Problem::from(e).into_response(),
+        Ok(Decision::Replay(stored)) => {
+            metrics::counter!("idempotency_replays_total").increment(1);
+            replay(stored)
+        }
+        Ok(Decision::InFlight { retry_after }) => {
+            metrics::counter!("idempotency_in_flight_total").increment(1);
+            let secs = u64::try_from(retry_after.num_seconds()).unwrap_or(1).max(1);
+            Problem {
+                retry_after: Some(secs),
+                ..Problem::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_request_in_flight",
+                    "a request with this idempotency key is still being processed; retry later",
+                )
+            }
+            .into_response()
+        }
+        Ok(Decision::Mismatch) => {
+            metrics::counter!("idempotency_mismatches_total").increment(1);
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this idempotency key was used with a different request",
+            )
+            .into_response()
+        }
+        Ok(Decision::Started { lease }) => {
+            let ctx = IdempotentRequest {
+                scope,
+                key,
+                fingerprint,
+            };
+            let mut req = Request::from_parts(parts, Body::from(bytes));
+            req.extensions_mut().insert(ctx.clone());
+            let task = tokio::spawn(
+                run_and_record(state, ctx, lease, next, req).instrument(tracing::Span::current()),
+            );
+            match task.await {
+                Ok(res) => res,
+                Err(e) => Problem::internal(&format!("request task failed: {e}")).into_response(),
+            }
+        }
+    }
+}
+
+async fn run_and_record(
+    state: AppState,
+    ctx: IdempotentRequest,
+    lease: LeaseId,
+    next: Next,
+    req: Request,
+) -> Response {
+    let res = next.run(req).await;
+    let engine = state.engine();
+    if !is_final(res.status()) {
+        if let Err(e) = engine.abandon_request(&ctx.scope, &ctx.key, lease).await {
+            tracing::warn!(error = %e, "could not release an idempotency key");
+        }
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = engine.abandon_request(&ctx.scope, &ctx.key, lease).await;
+            return Problem::internal(&format!("response body failed: {e}")).into_response();
+        }
+    };
+    let headers = [header::CONTENT_TYPE, header::LOCATION]
+        .iter()
+        .filter_map(|name| {
+            let v = parts.headers.get(name)?.to_str().ok()?;
+            Some((name.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        headers,
+        body: bytes.to_vec(),
+    };
+    match engine.complete_request(&ctx.scope, &ctx.key, lease, &stored).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("idempotency lease lost before the response was stored"),
+        Err(e) => tracing::warn!(error = %e, "could not store an idempotent response"),
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The stored response, with `Idempotent-Replayed: true`.
+fn replay(stored: StoredResponse) -> Response {
+    let mut res = Response::new(Body::from(stored.body));
+    *res.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    for (name, value) in stored.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            res.headers_mut().insert(n, v);
+        }
+    }
+    res.headers_mut().insert(
+        HeaderName::from_static(IDEMPOTENT_REPLAYED),
+        HeaderValue::from_static("true"),
+    );
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_answers() {
+        for s in [200, 201, 400, 403, 404, 409, 413, 422] {
+            assert!(is_final(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+        for s in [401, 408, 429, 500, 502, 503] {
+            assert!(!is_final(StatusCode::from_u16(s).unwrap()), "{s}");
+        }
+    }
+}
