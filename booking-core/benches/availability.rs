@@ -23,7 +23,9 @@ impl Lcg {
 
 fn start() -> DateTime<Utc> {
     // A window across the Berlin spring-forward day.
-    Utc.with_ymd_and_hms(2027, 3, 15, 0, 0, 0).unwrap()
+    Utc.with_ymd_and_hms(2027, 3, 15, 0, 0, 0)
+        .single()
+        .expect("valid")
 }
 
 /// `count` non-overlapping 5-minute bookings on random 5-minute grid positions of
@@ -42,9 +44,9 @@ fn bookings(days: i64, count: usize, schedule: &Schedule) -> Vec<TimeRange> {
         .map(|&p| {
             let s = start() + Duration::minutes(p as i64 * 5);
             TimeRange::new(s, s + Duration::minutes(5))
-                .unwrap()
+                .expect("range")
                 .widen(schedule.buffer_before(), schedule.buffer_after())
-                .unwrap()
+                .expect("widened")
         })
         .collect()
 }
@@ -72,22 +74,27 @@ fn office_hours() -> Schedule {
         ..ScheduleInput::default()
     }
     .validate()
-    .unwrap()
+    .expect("valid")
 }
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("availability");
     let now = start() - Duration::days(1);
     for (days, count) in [(31, 5_000), (7, 1_000)] {
-        let window = TimeRange::new(start(), start() + Duration::days(days)).unwrap();
+        let window = TimeRange::new(start(), start() + Duration::days(days)).expect("valid");
         // Around the clock, 5-minute grid: every grid point is a candidate.
         let schedule = open_schedule();
         let blocked = bookings(days, count, &schedule);
         group.bench_function(format!("always_open_{days}d_{count}_bookings"), |b| {
             b.iter(|| {
                 schedule
-                    .available_slots(black_box(&window), Duration::minutes(30), now, black_box(&blocked))
-                    .unwrap()
+                    .available_slots(
+                        black_box(&window),
+                        Duration::minutes(30),
+                        now,
+                        black_box(&blocked),
+                    )
+                    .expect("valid")
             })
         });
         // Office hours with a lunch break and an after-buffer.
@@ -96,8 +103,13 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("office_hours_{days}d_{count}_bookings"), |b| {
             b.iter(|| {
                 schedule
-                    .available_slots(black_box(&window), Duration::minutes(45), now, black_box(&blocked))
-                    .unwrap()
+                    .available_slots(
+                        black_box(&window),
+                        Duration::minutes(45),
+                        now,
+                        black_box(&blocked),
+                    )
+                    .expect("valid")
             })
         });
     }

@@ -4,6 +4,9 @@
 //! transition day in several zones against jiff (an independent tz implementation with
 //! its own bundled tz database).
 
+// Test helpers outside #[test] fns unwrap too: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use booking_core::TimeRange;
 use booking_core::schedule::{
     DateOverrideInput, LocalIntervalInput, Schedule, ScheduleInput, WeeklyIntervalInput,
@@ -124,13 +127,22 @@ fn berlin_spring_forward_gap_inside_working_hours() {
     );
     assert_eq!(
         local_starts(&slots, chrono_tz::Europe::Berlin),
-        ["03-28 01:00+01:00", "03-28 01:30+01:00", "03-28 03:00+02:00", "03-28 03:30+02:00"]
+        [
+            "03-28 01:00+01:00",
+            "03-28 01:30+01:00",
+            "03-28 03:00+02:00",
+            "03-28 03:30+02:00"
+        ]
     );
     // A 60-minute slot across the gap is one real hour: 01:30 CET - 03:30 CEST.
     let hour = slots_around(&s, d, 60);
     assert_eq!(
         local_starts(&hour, chrono_tz::Europe::Berlin),
-        ["03-28 01:00+01:00", "03-28 01:30+01:00", "03-28 03:00+02:00"]
+        [
+            "03-28 01:00+01:00",
+            "03-28 01:30+01:00",
+            "03-28 03:00+02:00"
+        ]
     );
 }
 
@@ -146,18 +158,29 @@ fn berlin_fall_back_repeated_hour_counted_once_each() {
     let slots = slots_around(&s, d, 60);
     assert_eq!(
         local_starts(&slots, chrono_tz::Europe::Berlin),
-        ["10-31 01:00+02:00", "10-31 02:00+02:00", "10-31 02:00+01:00", "10-31 03:00+01:00"]
+        [
+            "10-31 01:00+02:00",
+            "10-31 02:00+02:00",
+            "10-31 02:00+01:00",
+            "10-31 03:00+01:00"
+        ]
     );
 }
 
 #[test]
 fn berlin_afternoon_hours_on_transition_days() {
     // 13:00 is CEST (+02:00) after the spring change, CET (+01:00) after the fall one.
-    for (d, h, offset) in [(date(2027, 3, 28), 11, "+02:00"), (date(2027, 10, 31), 12, "+01:00")] {
+    for (d, h, offset) in [
+        (date(2027, 3, 28), 11, "+02:00"),
+        (date(2027, 10, 31), 12, "+01:00"),
+    ] {
         let s = on_dates("Europe/Berlin", 60, &[(d, &[("13:00", "17:00")])]);
         assert_eq!(
             ranges_around(&s, d),
-            [range(utc(2027, d.month(), d.day(), h, 0), utc(2027, d.month(), d.day(), h + 4, 0))]
+            [range(
+                utc(2027, d.month(), d.day(), h, 0),
+                utc(2027, d.month(), d.day(), h + 4, 0)
+            )]
         );
         let slots = slots_around(&s, d, 60);
         let expected: Vec<String> = ["13", "14", "15", "16"]
@@ -186,7 +209,11 @@ fn new_york_spring_forward_and_boundaries_in_gap() {
     );
     assert_eq!(
         local_starts(&slots_around(&s, d, 60), chrono_tz::America::New_York),
-        ["03-14 03:00-04:00", "03-14 03:30-04:00", "03-14 04:00-04:00"]
+        [
+            "03-14 03:00-04:00",
+            "03-14 03:30-04:00",
+            "03-14 04:00-04:00"
+        ]
     );
     // An end in the gap ends at the gap start.
     let s = on_dates(ny, 30, &[(d, &[("00:00", "02:30")])]);
@@ -338,13 +365,23 @@ fn apia_skipped_day_has_no_slots() {
         .collect();
     assert!(!local_dates.contains(&date(2011, 12, 30)));
     for d in [28, 29, 31] {
-        assert_eq!(local_dates.iter().filter(|x| **x == date(2011, 12, d)).count(), 8);
+        assert_eq!(
+            local_dates
+                .iter()
+                .filter(|x| **x == date(2011, 12, d))
+                .count(),
+            8
+        );
     }
     // Thursday 09:00 -10 and Saturday 09:00 +14.
     assert!(starts(&slots).contains(&utc(2011, 12, 29, 19, 0)));
     assert!(starts(&slots).contains(&utc(2011, 12, 30, 19, 0)));
     // Hours set on the skipped date itself are empty too.
-    let s = on_dates("Pacific/Apia", 60, &[(date(2011, 12, 30), &[("00:00", "24:00")])]);
+    let s = on_dates(
+        "Pacific/Apia",
+        60,
+        &[(date(2011, 12, 30), &[("00:00", "24:00")])],
+    );
     assert!(ranges_around(&s, date(2011, 12, 30)).is_empty());
 }
 
@@ -393,8 +430,7 @@ fn jiff_first_last(tz: &jiff::tz::TimeZone, l: NaiveDateTime) -> (i64, i64) {
             naive - i64::from(after.seconds()),
         ),
         AmbiguousOffset::Gap { after, .. } => {
-            let probe =
-                jiff::Timestamp::from_second(naive - i64::from(after.seconds())).unwrap();
+            let probe = jiff::Timestamp::from_second(naive - i64::from(after.seconds())).unwrap();
             let t = tz.following(probe).next().unwrap().timestamp().as_second();
             (t, t)
         }
@@ -419,10 +455,26 @@ fn transition_days(name: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Na
 #[test]
 fn conversion_matches_jiff_on_every_transition_day() {
     let zones = [
-        ("Europe/Berlin", utc(2026, 1, 1, 0, 0), utc(2029, 1, 1, 0, 0)),
-        ("America/New_York", utc(2026, 1, 1, 0, 0), utc(2029, 1, 1, 0, 0)),
-        ("Australia/Lord_Howe", utc(2026, 1, 1, 0, 0), utc(2029, 1, 1, 0, 0)),
-        ("Asia/Kathmandu", utc(1985, 1, 1, 0, 0), utc(1987, 1, 1, 0, 0)),
+        (
+            "Europe/Berlin",
+            utc(2026, 1, 1, 0, 0),
+            utc(2029, 1, 1, 0, 0),
+        ),
+        (
+            "America/New_York",
+            utc(2026, 1, 1, 0, 0),
+            utc(2029, 1, 1, 0, 0),
+        ),
+        (
+            "Australia/Lord_Howe",
+            utc(2026, 1, 1, 0, 0),
+            utc(2029, 1, 1, 0, 0),
+        ),
+        (
+            "Asia/Kathmandu",
+            utc(1985, 1, 1, 0, 0),
+            utc(1987, 1, 1, 0, 0),
+        ),
         ("Pacific/Apia", utc(2010, 1, 1, 0, 0), utc(2013, 1, 1, 0, 0)),
     ];
     let hours: &[(&str, &str)] = &[
@@ -447,7 +499,10 @@ fn conversion_matches_jiff_on_every_transition_day() {
                 for &(start, end) in hours {
                     let s = on_dates(name, 15, &[(d, &[(start, end)])]);
                     let at = |hhmm: &str| {
-                        let (h, m) = (hhmm[..2].parse::<i64>().unwrap(), hhmm[3..].parse::<i64>().unwrap());
+                        let (h, m) = (
+                            hhmm[..2].parse::<i64>().unwrap(),
+                            hhmm[3..].parse::<i64>().unwrap(),
+                        );
                         d.and_hms_opt(0, 0, 0).unwrap() + Duration::minutes(h * 60 + m)
                     };
                     let (first, _) = jiff_first_last(&jtz, at(start));

@@ -45,7 +45,9 @@ pub(crate) fn last_instant(tz: Tz, local: &NaiveDateTime) -> Option<i64> {
 /// The UTC offset in seconds in force at Unix second `t`.
 fn offset_at(tz: Tz, t: i64) -> Option<i64> {
     let utc = chrono::DateTime::from_timestamp(t, 0)?.naive_utc();
-    Some(i64::from(tz.offset_from_utc_datetime(&utc).fix().local_minus_utc()))
+    Some(i64::from(
+        tz.offset_from_utc_datetime(&utc).fix().local_minus_utc(),
+    ))
 }
 
 /// For a wall time `local` that does not exist in `tz`, the instant at which the clock
@@ -146,7 +148,10 @@ mod tests {
                     break;
                 }
                 let d = tr.timestamp().to_zoned(jtz.clone()).date();
-                days.push(NaiveDate::from_ymd_opt(d.year().into(), d.month() as u32, d.day() as u32).unwrap());
+                days.push(
+                    NaiveDate::from_ymd_opt(d.year().into(), d.month() as u32, d.day() as u32)
+                        .unwrap(),
+                );
             }
             assert!(!days.is_empty(), "{name} has transitions");
             for day in days {

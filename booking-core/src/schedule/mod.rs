@@ -53,12 +53,10 @@ mod slots;
 mod validate;
 
 pub use model::{
-    DateOverride, LocalInterval, LocalTime, Schedule, WeeklyInterval, parse_weekday,
-    weekday_name,
+    DateOverride, LocalInterval, LocalTime, Schedule, WeeklyInterval, parse_weekday, weekday_name,
 };
 pub use slots::{MAX_QUERY_DAYS, MAX_SLOT_MINUTES, MIN_SLOT_MINUTES};
 pub use validate::{
     BUFFER_RANGE, DateOverrideInput, HORIZON_DAYS_RANGE, LocalIntervalInput, MAX_OVERRIDES,
-    MAX_WEEKLY_INTERVALS, MIN_NOTICE_RANGE, SLOT_STEP_RANGE, ScheduleInput,
-    WeeklyIntervalInput,
+    MAX_WEEKLY_INTERVALS, MIN_NOTICE_RANGE, SLOT_STEP_RANGE, ScheduleInput, WeeklyIntervalInput,
 };

@@ -200,14 +200,20 @@ impl Schedule {
             ));
         }
         let notice = Duration::minutes(i64::from(self.min_notice_minutes));
-        if now.checked_add_signed(notice).is_none_or(|t| range.start() < t) {
+        if now
+            .checked_add_signed(notice)
+            .is_none_or(|t| range.start() < t)
+        {
             return Err(Error::OutsideAvailability(format!(
                 "bookings must start at least {} minutes from now",
                 self.min_notice_minutes
             )));
         }
         let horizon = Duration::days(i64::from(self.horizon_days));
-        if now.checked_add_signed(horizon).is_some_and(|t| range.start() >= t) {
+        if now
+            .checked_add_signed(horizon)
+            .is_some_and(|t| range.start() >= t)
+        {
             return Err(Error::OutsideAvailability(format!(
                 "bookings can start at most {} days ahead",
                 self.horizon_days
@@ -229,7 +235,8 @@ impl Schedule {
     /// for any larger window filtered to the slots inside it.
     ///
     /// Errors: a window longer than 31 days (`Error::invalid("to", ..)`); a duration
-    /// that is not a whole number of minutes in `5..=1440` (`Error::invalid("duration_minutes", ..)`).
+    /// that is not a whole number of minutes in `5..=1440`
+    /// (`Error::invalid("duration_minutes", ..)`).
     ///
     /// Cost: O(days × intervals per day + blocked + candidate starts); the blocked ranges
     /// are sorted once and swept with one pointer.
@@ -250,11 +257,10 @@ impl Schedule {
         if duration != Duration::minutes(minutes)
             || !(MIN_SLOT_MINUTES..=MAX_SLOT_MINUTES).contains(&minutes)
         {
+            let (lo, hi) = (MIN_SLOT_MINUTES, MAX_SLOT_MINUTES);
             return Err(Error::invalid(
                 "duration_minutes",
-                format!(
-                    "must be a whole number of minutes from {MIN_SLOT_MINUTES} to {MAX_SLOT_MINUTES}"
-                ),
+                format!("must be a whole number of minutes from {lo} to {hi}"),
             ));
         }
         let len = minutes * 60;
@@ -382,14 +388,20 @@ mod tests {
 
     fn nine_to_five() -> Schedule {
         let mut s = Schedule::always_open(chrono_tz::UTC);
-        s.weekly = [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri]
-            .into_iter()
-            .map(|weekday| WeeklyInterval {
-                weekday,
-                start: LocalTime::new(9, 0).unwrap(),
-                end: LocalTime::new(17, 0).unwrap(),
-            })
-            .collect();
+        s.weekly = [
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+        ]
+        .into_iter()
+        .map(|weekday| WeeklyInterval {
+            weekday,
+            start: LocalTime::new(9, 0).unwrap(),
+            end: LocalTime::new(17, 0).unwrap(),
+        })
+        .collect();
         s.slot_step_minutes = 30;
         s.horizon_days = 60;
         s
@@ -399,11 +411,22 @@ mod tests {
     fn rejects_long_windows_and_odd_durations() {
         let s = nine_to_five();
         let now = at(1, 0, 0);
-        let long = range(at(1, 0, 0), at(1, 0, 0) + Duration::days(31) + Duration::seconds(1));
-        let e = s.available_slots(&long, Duration::minutes(30), now, &[]).unwrap_err();
-        assert_eq!(e, Error::invalid("to", "the query range must be at most 31 days"));
+        let long = range(
+            at(1, 0, 0),
+            at(1, 0, 0) + Duration::days(31) + Duration::seconds(1),
+        );
+        let e = s
+            .available_slots(&long, Duration::minutes(30), now, &[])
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::invalid("to", "the query range must be at most 31 days")
+        );
         let ok = range(at(1, 0, 0), at(1, 0, 0) + Duration::days(31));
-        assert!(s.available_slots(&ok, Duration::minutes(30), now, &[]).is_ok());
+        assert!(
+            s.available_slots(&ok, Duration::minutes(30), now, &[])
+                .is_ok()
+        );
         for d in [
             Duration::minutes(4),
             Duration::minutes(1441),
@@ -433,8 +456,18 @@ mod tests {
         // booking's after-buffer; the last slot ends at 17:00 (buffer may reach outside).
         assert_eq!(
             starts,
-            vec![at(1, 9, 0), at(1, 9, 30), at(1, 12, 30), at(1, 13, 0), at(1, 13, 30),
-                 at(1, 14, 0), at(1, 14, 30), at(1, 15, 0), at(1, 15, 30), at(1, 16, 0)]
+            vec![
+                at(1, 9, 0),
+                at(1, 9, 30),
+                at(1, 12, 30),
+                at(1, 13, 0),
+                at(1, 13, 30),
+                at(1, 14, 0),
+                at(1, 14, 30),
+                at(1, 15, 0),
+                at(1, 15, 30),
+                at(1, 16, 0)
+            ]
         );
     }
 
@@ -445,7 +478,9 @@ mod tests {
         s.horizon_days = 1;
         let now = at(1, 9, 10);
         let window = range(at(1, 0, 0), at(3, 0, 0));
-        let slots = s.available_slots(&window, Duration::minutes(30), now, &[]).unwrap();
+        let slots = s
+            .available_slots(&window, Duration::minutes(30), now, &[])
+            .unwrap();
         assert_eq!(slots.first().unwrap().start(), at(1, 11, 0));
         // Horizon: start < now + 24 h = 2027-03-02 09:10.
         assert_eq!(slots.last().unwrap().start(), at(2, 9, 0));
@@ -465,7 +500,9 @@ mod tests {
         s.horizon_days = 1;
         let now = at(1, 12, 0);
         let window = range(at(1, 0, 0), at(3, 0, 0));
-        let slots = s.available_slots(&window, Duration::minutes(5), now, &[]).unwrap();
+        let slots = s
+            .available_slots(&window, Duration::minutes(5), now, &[])
+            .unwrap();
         assert_eq!(slots.first().unwrap().start(), at(1, 13, 0));
         assert_eq!(slots.last().unwrap().start(), at(2, 11, 55));
         assert_eq!(slots.len(), 23 * 12);
@@ -511,10 +548,24 @@ mod tests {
         );
         // A slot may cross midnight too.
         let slots = s
-            .available_slots(&range(at(1, 20, 0), at(2, 3, 0)), Duration::minutes(120), now, &[])
+            .available_slots(
+                &range(at(1, 20, 0), at(2, 3, 0)),
+                Duration::minutes(120),
+                now,
+                &[],
+            )
             .unwrap();
         let starts: Vec<_> = slots.iter().map(|r| r.start()).collect();
-        assert_eq!(starts, vec![at(1, 22, 0), at(1, 22, 30), at(1, 23, 0), at(1, 23, 30), at(2, 0, 0)]);
+        assert_eq!(
+            starts,
+            vec![
+                at(1, 22, 0),
+                at(1, 22, 30),
+                at(1, 23, 0),
+                at(1, 23, 30),
+                at(2, 0, 0)
+            ]
+        );
     }
 
     #[test]
@@ -545,7 +596,9 @@ mod tests {
         s.slot_step_minutes = 45;
         let now = at(1, 0, 0);
         let window = range(at(1, 10, 0), at(1, 13, 0));
-        let slots = s.available_slots(&window, Duration::minutes(30), now, &[]).unwrap();
+        let slots = s
+            .available_slots(&window, Duration::minutes(30), now, &[])
+            .unwrap();
         let starts: Vec<_> = slots.iter().map(|r| r.start()).collect();
         assert_eq!(starts, vec![at(1, 10, 30), at(1, 11, 15), at(1, 12, 0)]);
     }
@@ -558,13 +611,23 @@ mod tests {
         // Window starting a nanosecond after 09:00 excludes the 09:00 slot; one ending a
         // nanosecond before 10:00 excludes the 09:30 slot.
         let w = range(at(1, 9, 0) + ns, at(1, 10, 0) - ns);
-        assert!(s.available_slots(&w, Duration::minutes(30), now, &[]).unwrap().is_empty());
+        assert!(
+            s.available_slots(&w, Duration::minutes(30), now, &[])
+                .unwrap()
+                .is_empty()
+        );
         // A blocked range ending a nanosecond after 09:30 blocks 09:30.
         let b = range(at(1, 9, 0), at(1, 9, 30) + ns);
         let w = range(at(1, 9, 0), at(1, 10, 0));
-        assert!(s.available_slots(&w, Duration::minutes(30), now, &[b]).unwrap().is_empty());
+        assert!(
+            s.available_slots(&w, Duration::minutes(30), now, &[b])
+                .unwrap()
+                .is_empty()
+        );
         // A nanosecond of notice past 09:00 excludes 09:00.
-        let slots = s.available_slots(&w, Duration::minutes(30), at(1, 9, 0) + ns, &[]).unwrap();
+        let slots = s
+            .available_slots(&w, Duration::minutes(30), at(1, 9, 0) + ns, &[])
+            .unwrap();
         assert_eq!(slots, vec![range(at(1, 9, 30), at(1, 10, 0))]);
     }
 
@@ -580,10 +643,16 @@ mod tests {
             end: LocalTime::MIDNIGHT,
         });
         let w = range(at(1, 0, 0), at(2, 0, 0));
-        assert!(s.available_slots(&w, Duration::minutes(30), at(1, 0, 0), &[]).unwrap().is_empty());
+        assert!(
+            s.available_slots(&w, Duration::minutes(30), at(1, 0, 0), &[])
+                .unwrap()
+                .is_empty()
+        );
         s.min_notice_minutes = 0;
         assert_eq!(
-            s.available_slots(&w, Duration::minutes(30), at(1, 0, 0), &[]).unwrap().len(),
+            s.available_slots(&w, Duration::minutes(30), at(1, 0, 0), &[])
+                .unwrap()
+                .len(),
             451
         );
         let far = Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap();
@@ -601,12 +670,25 @@ mod tests {
             range(at(1, 0, 10), at(1, 0, 20)),
             range(at(1, 0, 15), at(1, 0, 40)),
         ];
-        let slots = s.available_slots(&w, Duration::minutes(10), at(1, 0, 0), &blocked).unwrap();
+        let slots = s
+            .available_slots(&w, Duration::minutes(10), at(1, 0, 0), &blocked)
+            .unwrap();
         let starts: Vec<_> = slots.iter().map(|r| r.start()).collect();
         assert_eq!(
             starts,
-            vec![at(1, 0, 0), at(1, 0, 40), at(1, 0, 45), at(1, 0, 50), at(1, 1, 20),
-                 at(1, 1, 25), at(1, 1, 30), at(1, 1, 35), at(1, 1, 40), at(1, 1, 45), at(1, 1, 50)]
+            vec![
+                at(1, 0, 0),
+                at(1, 0, 40),
+                at(1, 0, 45),
+                at(1, 0, 50),
+                at(1, 1, 20),
+                at(1, 1, 25),
+                at(1, 1, 30),
+                at(1, 1, 35),
+                at(1, 1, 40),
+                at(1, 1, 45),
+                at(1, 1, 50)
+            ]
         );
     }
 }

@@ -7,8 +7,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::model::{
-    DateOverride, LocalInterval, LocalTime, Schedule, WeeklyInterval, parse_weekday,
-    weekday_name,
+    DateOverride, LocalInterval, LocalTime, Schedule, WeeklyInterval, parse_weekday, weekday_name,
 };
 use crate::error::{Error, Result, Validator};
 
@@ -149,7 +148,11 @@ impl From<&Schedule> for ScheduleInput {
                 .iter()
                 .map(|o| DateOverrideInput {
                     date: o.date.format("%Y-%m-%d").to_string(),
-                    intervals: o.intervals.iter().map(|i| interval(i.start, i.end)).collect(),
+                    intervals: o
+                        .intervals
+                        .iter()
+                        .map(|i| interval(i.start, i.end))
+                        .collect(),
                 })
                 .collect(),
             buffer_before_minutes: i64::from(s.buffer_before_minutes),
@@ -276,11 +279,7 @@ fn check_range(
     }
     v.push(
         field,
-        format!(
-            "must be between {} and {}",
-            range.start(),
-            range.end()
-        ),
+        format!("must be between {} and {}", range.start(), range.end()),
     );
     0
 }
@@ -300,7 +299,11 @@ impl ScheduleInput {
     /// use booking_core::{Error, schedule::{ScheduleInput, WeeklyIntervalInput}};
     /// let input = ScheduleInput {
     ///     timezone: "Mars/Olympus".into(),
-    ///     weekly: vec![WeeklyIntervalInput { weekday: "mon".into(), start: "10:00".into(), end: "09:00".into() }],
+    ///     weekly: vec![WeeklyIntervalInput {
+    ///         weekday: "mon".into(),
+    ///         start: "10:00".into(),
+    ///         end: "09:00".into(),
+    ///     }],
     ///     ..ScheduleInput::default()
     /// };
     /// let Err(Error::Invalid(errors)) = input.validate() else { panic!() };
@@ -368,10 +371,7 @@ impl ScheduleInput {
             let path = format!("overrides[{i}]");
             let date = parse_date(&o.date);
             match date {
-                None => v.push(
-                    format!("{path}.date"),
-                    "must be a date \"YYYY-MM-DD\"",
-                ),
+                None => v.push(format!("{path}.date"), "must be a date \"YYYY-MM-DD\""),
                 Some(d) => {
                     if let Some(first) = seen.get(&d) {
                         v.push(
@@ -386,9 +386,12 @@ impl ScheduleInput {
             let mut intervals = Vec::with_capacity(o.intervals.len());
             let mut items = Vec::with_capacity(o.intervals.len());
             for (k, iv) in o.intervals.iter().enumerate() {
-                if let Some((start, end)) =
-                    check_interval(&mut v, &format!("{path}.intervals[{k}]"), &iv.start, &iv.end)
-                {
+                if let Some((start, end)) = check_interval(
+                    &mut v,
+                    &format!("{path}.intervals[{k}]"),
+                    &iv.start,
+                    &iv.end,
+                ) {
                     items.push((k, start, end));
                     intervals.push(LocalInterval { start, end });
                 }
@@ -425,8 +428,12 @@ impl ScheduleInput {
             self.min_notice_minutes,
             MIN_NOTICE_RANGE,
         );
-        let horizon_days =
-            check_range(&mut v, "horizon_days", self.horizon_days, HORIZON_DAYS_RANGE);
+        let horizon_days = check_range(
+            &mut v,
+            "horizon_days",
+            self.horizon_days,
+            HORIZON_DAYS_RANGE,
+        );
         let slot_step_minutes = check_range(
             &mut v,
             "slot_step_minutes",
@@ -435,9 +442,8 @@ impl ScheduleInput {
         );
 
         v.finish()?;
-        let timezone = timezone.ok_or_else(|| {
-            Error::invalid("timezone", "must be a known IANA time zone name")
-        })?;
+        let timezone = timezone
+            .ok_or_else(|| Error::invalid("timezone", "must be a known IANA time zone name"))?;
         Ok(Schedule {
             timezone,
             weekly,
@@ -501,7 +507,10 @@ mod tests {
         assert_eq!(s.weekly.len(), 1);
         assert_eq!(s.weekly[0].weekday, chrono::Weekday::Mon);
         assert_eq!((s.buffer_before_minutes, s.buffer_after_minutes), (0, 0));
-        assert_eq!((s.min_notice_minutes, s.horizon_days, s.slot_step_minutes), (0, 60, 30));
+        assert_eq!(
+            (s.min_notice_minutes, s.horizon_days, s.slot_step_minutes),
+            (0, 60, 30)
+        );
     }
 
     #[test]
@@ -509,12 +518,16 @@ mod tests {
         let body = r#"{"timezone": "Europe/Berlin",
              "weekly": [{"weekday": "mon", "start": "09:00", "end": "17:00"},
                         {"weekday": "fri", "start": "22:00", "end": "24:00"}],
-             "overrides": [{"date": "2027-03-10", "intervals": [{"start": "10:00", "end": "12:00"}]}],
+             "overrides": [{"date": "2027-03-10",
+                            "intervals": [{"start": "10:00", "end": "12:00"}]}],
              "buffer_before_minutes": 0, "buffer_after_minutes": 15,
              "min_notice_minutes": 120, "horizon_days": 60, "slot_step_minutes": 30}"#;
         let s: Schedule = serde_json::from_str(body).unwrap();
         assert_eq!(s.buffer_after_minutes, 15);
-        assert_eq!(s.overrides[0].date, NaiveDate::from_ymd_opt(2027, 3, 10).unwrap());
+        assert_eq!(
+            s.overrides[0].date,
+            NaiveDate::from_ymd_opt(2027, 3, 10).unwrap()
+        );
         let json = serde_json::to_value(&s).unwrap();
         let expected: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json, expected);
@@ -524,12 +537,14 @@ mod tests {
     #[test]
     fn deserialize_rejects_invalid_and_unknown() {
         let bad = r#"{"timezone": "Nowhere/Town", "weekly": []}"#;
-        let err = serde_json::from_str::<Schedule>(bad).unwrap_err().to_string();
+        let err = serde_json::from_str::<Schedule>(bad)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("timezone"), "{err}");
         let unknown = r#"{"timezone": "UTC", "weekly": [], "colour": "red"}"#;
         assert!(serde_json::from_str::<ScheduleInput>(unknown).is_err());
-        let unknown_nested =
-            r#"{"timezone": "UTC", "weekly": [{"weekday":"mon","start":"09:00","end":"10:00","x":1}]}"#;
+        let unknown_nested = r#"{"timezone": "UTC",
+            "weekly": [{"weekday": "mon", "start": "09:00", "end": "10:00", "x": 1}]}"#;
         assert!(serde_json::from_str::<ScheduleInput>(unknown_nested).is_err());
         // Defaults when absent.
         let minimal: ScheduleInput = serde_json::from_str(r#"{"timezone": "UTC"}"#).unwrap();
@@ -545,7 +560,12 @@ mod tests {
             };
             assert_eq!(fields(input), ["timezone"], "{tz:?}");
         }
-        for tz in ["UTC", "Asia/Kathmandu", "Pacific/Apia", "Australia/Lord_Howe"] {
+        for tz in [
+            "UTC",
+            "Asia/Kathmandu",
+            "Pacific/Apia",
+            "Australia/Lord_Howe",
+        ] {
             let input = ScheduleInput {
                 timezone: tz.into(),
                 ..base()
@@ -557,7 +577,10 @@ mod tests {
     #[test]
     fn bad_weekday() {
         let input = ScheduleInput {
-            weekly: vec![weekly("mon", "09:00", "10:00"), weekly("Tue", "09:00", "10:00")],
+            weekly: vec![
+                weekly("mon", "09:00", "10:00"),
+                weekly("Tue", "09:00", "10:00"),
+            ],
             ..base()
         };
         assert_eq!(fields(input), ["weekly[1].weekday"]);
@@ -597,7 +620,10 @@ mod tests {
             ],
             ..base()
         };
-        assert_eq!(fields(input), ["weekly[0].end", "weekly[1].end", "weekly[2].end"]);
+        assert_eq!(
+            fields(input),
+            ["weekly[0].end", "weekly[1].end", "weekly[2].end"]
+        );
     }
 
     #[test]
@@ -617,7 +643,11 @@ mod tests {
         };
         let got: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(got, ["weekly[4].end", "weekly[3].start"]);
-        assert!(errors[1].message.contains("weekly[1]"), "{}", errors[1].message);
+        assert!(
+            errors[1].message.contains("weekly[1]"),
+            "{}",
+            errors[1].message
+        );
     }
 
     #[test]
@@ -638,7 +668,10 @@ mod tests {
     fn override_rules() {
         let input = ScheduleInput {
             overrides: vec![
-                over("2027-03-10", vec![iv("10:00", "12:00"), iv("11:00", "13:00")]),
+                over(
+                    "2027-03-10",
+                    vec![iv("10:00", "12:00"), iv("11:00", "13:00")],
+                ),
                 over("2027-3-11", vec![]),
                 over("2027-03-10", vec![]),
                 over("2027-02-30", vec![iv("10:00", "09:00"), iv("x", "24:00")]),
@@ -661,23 +694,56 @@ mod tests {
 
     #[test]
     fn strict_dates() {
-        for bad in ["2027-03-1", "+2027-03-01", "27-03-01", "2027/03/01", "2027-13-01", " 2027-03-01"] {
+        for bad in [
+            "2027-03-1",
+            "+2027-03-01",
+            "27-03-01",
+            "2027/03/01",
+            "2027-13-01",
+            " 2027-03-01",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
-        assert_eq!(parse_date("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+        assert_eq!(
+            parse_date("2024-02-29"),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
     }
 
     #[test]
     fn numeric_ranges() {
-        let cases: [(&str, fn(&mut ScheduleInput, i64), i64, i64); 5] = [
+        type Setter = fn(&mut ScheduleInput, i64);
+        let cases: [(&str, Setter, i64, i64); 5] = [
             ("slot_step_minutes", |s, v| s.slot_step_minutes = v, 5, 1440),
-            ("buffer_before_minutes", |s, v| s.buffer_before_minutes = v, 0, 1440),
-            ("buffer_after_minutes", |s, v| s.buffer_after_minutes = v, 0, 1440),
-            ("min_notice_minutes", |s, v| s.min_notice_minutes = v, 0, 525_600),
+            (
+                "buffer_before_minutes",
+                |s, v| s.buffer_before_minutes = v,
+                0,
+                1440,
+            ),
+            (
+                "buffer_after_minutes",
+                |s, v| s.buffer_after_minutes = v,
+                0,
+                1440,
+            ),
+            (
+                "min_notice_minutes",
+                |s, v| s.min_notice_minutes = v,
+                0,
+                525_600,
+            ),
             ("horizon_days", |s, v| s.horizon_days = v, 1, 3660),
         ];
         for (field, set, lo, hi) in cases {
-            for (value, ok) in [(lo - 1, false), (lo, true), (hi, true), (hi + 1, false), (i64::MIN, false), (i64::MAX, false)] {
+            for (value, ok) in [
+                (lo - 1, false),
+                (lo, true),
+                (hi, true),
+                (hi + 1, false),
+                (i64::MIN, false),
+                (i64::MAX, false),
+            ] {
                 let mut input = base();
                 set(&mut input, value);
                 let expected: Vec<String> = if ok { vec![] } else { vec![field.to_owned()] };
@@ -689,16 +755,34 @@ mod tests {
     #[test]
     fn count_limits() {
         let input = ScheduleInput {
-            weekly: (0..101).map(|i| weekly("mon", &format!("{:02}:{:02}", i / 6, (i % 6) * 10), &format!("{:02}:{:02}", i / 6, (i % 6) * 10 + 5))).collect(),
+            weekly: (0..101)
+                .map(|i| {
+                    weekly(
+                        "mon",
+                        &format!("{:02}:{:02}", i / 6, (i % 6) * 10),
+                        &format!("{:02}:{:02}", i / 6, (i % 6) * 10 + 5),
+                    )
+                })
+                .collect(),
             ..base()
         };
         assert_eq!(fields(input), ["weekly"]);
         let at_limit = ScheduleInput {
-            weekly: (0..100).map(|i| weekly("mon", &format!("{:02}:{:02}", i / 6, (i % 6) * 10), &format!("{:02}:{:02}", i / 6, (i % 6) * 10 + 5))).collect(),
+            weekly: (0..100)
+                .map(|i| {
+                    weekly(
+                        "mon",
+                        &format!("{:02}:{:02}", i / 6, (i % 6) * 10),
+                        &format!("{:02}:{:02}", i / 6, (i % 6) * 10 + 5),
+                    )
+                })
+                .collect(),
             ..base()
         };
         assert!(fields(at_limit).is_empty());
-        let day = |i: i64| (NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + chrono::Duration::days(i)).to_string();
+        let day = |i: i64| {
+            (NaiveDate::from_ymd_opt(2027, 1, 1).unwrap() + chrono::Duration::days(i)).to_string()
+        };
         let input = ScheduleInput {
             overrides: (0..1001).map(|i| over(&day(i), vec![])).collect(),
             ..base()
