@@ -19,3 +19,6 @@ cargo test --workspace --all-features --doc --locked
 echo "== loom models (booking-memory)"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" RUSTFLAGS="--cfg booking_loom" \
     cargo test -p booking-memory --release --test loom --locked
+
+echo "== schemathesis against the running reference server's /openapi.json"
+bash reference-server/scripts/schemathesis.sh

@@ -212,10 +212,18 @@ mod tests {
         let a = TimeRange::new(at(0), at(60)).unwrap();
         let b = TimeRange::new(at(60), at(120)).unwrap();
         index
-            .insert(IndexEntry { id: BookingId::new_at(at(0)), blocked: a, hold_expires_at: None })
+            .insert(IndexEntry {
+                id: BookingId::new_at(at(0)),
+                blocked: a,
+                hold_expires_at: None,
+            })
             .unwrap();
         index
-            .insert(IndexEntry { id: BookingId::new_at(at(1)), blocked: b, hold_expires_at: None })
+            .insert(IndexEntry {
+                id: BookingId::new_at(at(1)),
+                blocked: b,
+                hold_expires_at: None,
+            })
             .unwrap();
         assert_eq!(index.len(), 2);
         let inner = TimeRange::new(at(59), at(61)).unwrap();

@@ -183,7 +183,11 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         self.store.principal_for_token(TokenHash::of(token)).await
     }
 
-    async fn may_manage_professional(&self, actor: Actor, id: ProfessionalId) -> Result<()> {
+    /// Whether `actor` may change professional `id` (profile, schedule): the admin or the
+    /// professional themself. [`Error::NotFound`] if there is no such professional,
+    /// [`Error::Forbidden`] otherwise. Servers call it before validating a body, so that a
+    /// caller who may not change anything learns that first.
+    pub async fn may_manage_professional(&self, actor: Actor, id: ProfessionalId) -> Result<()> {
         // Existence first, so that a missing professional is a 404 for everybody.
         self.get_professional(id).await?;
         match actor {
@@ -262,7 +266,10 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         now: DateTime<Utc>,
     ) -> Result<TimeRange> {
         if !range.is_minute_aligned() {
-            return Err(Error::invalid("start", "start and end must be whole minutes"));
+            return Err(Error::invalid(
+                "start",
+                "start and end must be whole minutes",
+            ));
         }
         if range.duration() > self.config.max_booking_length {
             return Err(Error::invalid(
@@ -300,9 +307,9 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
                 .store
                 .find_booking_by_request(request.professional_id, r)
                 .await?
-            {
-                return Ok(Inserted::Existing(existing));
-            }
+        {
+            return Ok(Inserted::Existing(existing));
+        }
         self.get_client(request.client_id).await?;
         let blocked = self
             .check_bookable(&professional, &request.range, now)
@@ -362,12 +369,17 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
     }
 
     /// The actor's bookings (admin: all), ordered by `(start, id)`.
-    pub async fn list_bookings(&self, actor: Actor, filter: &BookingFilter) -> Result<Page<Booking>> {
+    pub async fn list_bookings(
+        &self,
+        actor: Actor,
+        filter: &BookingFilter,
+    ) -> Result<Page<Booking>> {
         let limit = crate::store::check_limit(filter.limit.unwrap_or(20))?;
         if let (Some(f), Some(t)) = (filter.from, filter.to)
-            && f > t {
-                return Err(Error::invalid("to", "must not be before from"));
-            }
+            && f > t
+        {
+            return Err(Error::invalid("to", "must not be before from"));
+        }
         let owner = match actor {
             Actor::Admin => BookingOwner::All,
             Actor::Client(c) => BookingOwner::Client(c),
@@ -447,7 +459,13 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         fingerprint: Fingerprint,
     ) -> Result<Decision> {
         self.store
-            .begin(scope, key, fingerprint, self.now(), &self.config.idempotency)
+            .begin(
+                scope,
+                key,
+                fingerprint,
+                self.now(),
+                &self.config.idempotency,
+            )
             .await
     }
 

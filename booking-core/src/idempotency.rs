@@ -363,7 +363,13 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn setup() -> (Scope, IdempotencyKey, Fingerprint, DateTime<Utc>, IdempotencyPolicy) {
+    fn setup() -> (
+        Scope,
+        IdempotencyKey,
+        Fingerprint,
+        DateTime<Utc>,
+        IdempotencyPolicy,
+    ) {
         (
             Scope::new("client:x"),
             IdempotencyKey::parse("key-1").unwrap(),
@@ -390,19 +396,31 @@ mod tests {
         let mut rec = rec.unwrap();
         // Another body with the same key.
         let other = Fingerprint::of_request("POST", "/v1/bookings", br#"{"a":2}"#);
-        assert_eq!(decide(Some(&rec), &scope, &key, other, now, &policy).0, Decision::Mismatch);
+        assert_eq!(
+            decide(Some(&rec), &scope, &key, other, now, &policy).0,
+            Decision::Mismatch
+        );
         // Lease runs out: a retry takes over with a new lease, keeping created_at.
         let later = now + policy.lease;
         let (d, taken) = decide(Some(&rec), &scope, &key, fp, later, &policy);
-        let Decision::Started { lease } = d else { panic!("expected Started") };
+        let Decision::Started { lease } = d else {
+            panic!("expected Started")
+        };
         let taken = taken.unwrap();
         assert!(owns(&taken, lease));
         assert!(!owns(&rec, lease));
         assert_eq!(taken.created_at, now);
         // Completed: replay.
-        let resp = StoredResponse { status: 201, headers: vec![], body: b"{}".to_vec() };
+        let resp = StoredResponse {
+            status: 201,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        };
         rec.state = RecordState::Completed(resp.clone());
-        assert_eq!(decide(Some(&rec), &scope, &key, fp, later, &policy).0, Decision::Replay(resp));
+        assert_eq!(
+            decide(Some(&rec), &scope, &key, fp, later, &policy).0,
+            Decision::Replay(resp)
+        );
         // Expired record counts as absent, even with another fingerprint.
         let after_ttl = rec.expires_at;
         assert!(matches!(

@@ -62,8 +62,8 @@ pub use auth::{Actor, Principal, TokenHash};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use domain::{
     Booking, BookingId, BookingStatus, Category, Client, ClientId, Currency, EventId, GeoPoint,
-    Money, NewBooking, NewClient, NewProfessional, Professional, ProfessionalId,
-    ProfessionalPatch, TimeRange, Transition, price_for,
+    Money, NewBooking, NewClient, NewProfessional, Professional, ProfessionalId, ProfessionalPatch,
+    TimeRange, Transition, price_for,
 };
 pub use engine::{BookingEngine, BookingFilter, BookingRequest, EngineConfig};
 pub use error::{Entity, Error, FieldError, Result};

@@ -122,7 +122,9 @@ impl BookingQuery {
             BookingOwner::Professional(p) => b.professional_id == p,
         };
         owner
-            && self.status.is_none_or(|s| b.effective_status(self.now) == s)
+            && self
+                .status
+                .is_none_or(|s| b.effective_status(self.now) == s)
             && self.from.is_none_or(|f| b.range.start() >= f)
             && self.to.is_none_or(|t| b.range.start() < t)
             && self.professional_id.is_none_or(|p| b.professional_id == p)
@@ -237,8 +239,11 @@ pub trait BookingStore: Send + Sync {
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
     /// Stores a new professional with the hash of their API token.
-    async fn insert_professional(&self, professional: &Professional, token: TokenHash)
-    -> Result<()>;
+    async fn insert_professional(
+        &self,
+        professional: &Professional,
+        token: TokenHash,
+    ) -> Result<()>;
 
     /// One professional by id.
     async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>>;
@@ -268,8 +273,11 @@ pub trait DirectoryStore: Send + Sync {
 #[async_trait]
 pub trait ScheduleStore: Send + Sync {
     /// Replaces the professional's schedule ([`Error::NotFound`] if no such professional).
-    async fn put_schedule(&self, professional_id: ProfessionalId, schedule: &Schedule)
-    -> Result<()>;
+    async fn put_schedule(
+        &self,
+        professional_id: ProfessionalId,
+        schedule: &Schedule,
+    ) -> Result<()>;
 
     /// The professional's schedule, if one was set.
     async fn get_schedule(&self, professional_id: ProfessionalId) -> Result<Option<Schedule>>;
@@ -346,7 +354,10 @@ mod tests {
 
     #[test]
     fn cursor_roundtrip_and_rejects_garbage() {
-        let c = Cursor { primary: -42, id: uuid::Uuid::from_u128(7) };
+        let c = Cursor {
+            primary: -42,
+            id: uuid::Uuid::from_u128(7),
+        };
         assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
         assert!("nope".parse::<Cursor>().is_err());
         assert!("1.zz".parse::<Cursor>().is_err());

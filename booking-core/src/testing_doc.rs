@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use crate::domain::{Booking, BookingId, BookingStatus, ClientId, Currency, Money, ProfessionalId, TimeRange};
+use crate::domain::{
+    Booking, BookingId, BookingStatus, ClientId, Currency, Money, ProfessionalId, TimeRange,
+};
 
 /// A booking in `status` and an instant at which a `pending_payment` one is still held.
 pub fn sample_booking(status: BookingStatus) -> (Booking, DateTime<Utc>) {
@@ -23,7 +25,8 @@ pub fn sample_booking(status: BookingStatus) -> (Booking, DateTime<Utc>) {
             amount_cents: 1000,
             currency: Currency::parse("usd").unwrap_or_else(|_| unreachable_currency()),
         },
-        hold_expires_at: (status == BookingStatus::PendingPayment).then(|| now + Duration::minutes(15)),
+        hold_expires_at: (status == BookingStatus::PendingPayment)
+            .then(|| now + Duration::minutes(15)),
         request_ref: None,
         created_at: now,
         updated_at: now,

@@ -32,12 +32,116 @@ use std::time::Duration as StdDuration;
 use booking_core::conflict::{IndexEntry, IntervalIndex};
 use booking_core::store::BookingStore;
 use booking_core::{
-    Booking, BookingId, BookingStatus, ClientId, Currency, Error, Inserted, Money,
-    ProfessionalId, TimeRange, Transition,
+    Booking, BookingId, BookingStatus, ClientId, Currency, Error, Inserted, Money, ProfessionalId,
+    TimeRange, Transition,
 };
 use booking_memory::MemoryStore;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// CPU time of the benchmarking thread, from `/proc/thread-self/schedstat` (nanoseconds
+/// on a CPU), so that other processes competing for the machine's cores do not inflate the
+/// figures the way wall-clock time would. Falls back to wall-clock time where that file
+/// does not exist. (Competing processes still share the caches.)
+struct CpuTime {
+    schedstat: bool,
+    epoch: std::time::Instant,
+}
+
+impl CpuTime {
+    fn new() -> Self {
+        let schedstat = read_schedstat().is_some();
+        if !schedstat {
+            eprintln!("note: /proc/thread-self/schedstat unavailable, measuring wall-clock time");
+        }
+        Self {
+            schedstat,
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        match self.schedstat.then(read_schedstat).flatten() {
+            Some(ns) => ns,
+            None => u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+fn read_schedstat() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        self.now()
+    }
+
+    fn end(&self, start: u64) -> u64 {
+        self.now().saturating_sub(start)
+    }
+
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+
+    fn zero(&self) -> u64 {
+        0
+    }
+
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NanosFormatter
+    }
+}
+
+/// Formats nanoseconds like criterion's wall-clock formatter, throughput as elements/s.
+struct NanosFormatter;
+
+impl ValueFormatter for NanosFormatter {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if ns < 1e3 {
+            (1.0, "ns")
+        } else if ns < 1e6 {
+            (1e-3, "µs")
+        } else if ns < 1e9 {
+            (1e-6, "ms")
+        } else {
+            (1e-9, "s")
+        };
+        values.iter_mut().for_each(|v| *v *= factor);
+        unit
+    }
+
+    fn scale_throughputs(&self, ns: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let per = match t {
+            Throughput::Elements(e) => *e as f64,
+            _ => 1.0,
+        };
+        let rate = per * 1e9 / ns;
+        let (div, unit) = if rate < 1e3 {
+            (1.0, " elem/s")
+        } else if rate < 1e6 {
+            (1e3, "Kelem/s")
+        } else {
+            (1e6, "Melem/s")
+        };
+        values.iter_mut().for_each(|v| *v = per * 1e9 / *v / div);
+        unit
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
 
 const SIZES: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
 
@@ -74,12 +178,53 @@ impl Rng {
     }
 }
 
+/// Where requests land.
+#[derive(Clone, Copy)]
+enum Pattern {
+    /// Uniformly over the whole calendar: at 1M bookings most lookups miss the caches.
+    Uniform,
+    /// Among the latest 1,000 hours: the upcoming weeks where new bookings really land,
+    /// while older bookings sit in the past.
+    Recent,
+}
+
+/// How many precomputed requests a workload cycles through (2^14).
+const PICKS: usize = 1 << 14;
+
+/// Request ranges computed before measuring, so time arithmetic is not measured.
+struct Requests {
+    reject: Vec<TimeRange>,
+    accept: Vec<TimeRange>,
+    next: usize,
+}
+
+impl Requests {
+    fn new(n: usize, pattern: Pattern) -> Self {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (lo, span) = match pattern {
+            Pattern::Uniform => (0, n),
+            Pattern::Recent => (n.saturating_sub(1_000), n.min(1_000)),
+        };
+        let hours: Vec<usize> = (0..PICKS).map(|_| lo + rng.below(span)).collect();
+        Self {
+            // Overlaps the booked half of the hour.
+            reject: hours.iter().map(|h| slot(*h, 10, 40)).collect(),
+            // Fills the free half exactly.
+            accept: hours.iter().map(|h| slot(*h, 30, 60)).collect(),
+            next: 0,
+        }
+    }
+
+    fn take(&mut self) -> (TimeRange, TimeRange) {
+        self.next = (self.next + 1) % PICKS;
+        (self.reject[self.next], self.accept[self.next])
+    }
+}
+
 struct Calendar {
     store: MemoryStore,
     template: Booking,
     next_id: u128,
-    rng: Rng,
-    n: usize,
 }
 
 impl Calendar {
@@ -105,8 +250,6 @@ impl Calendar {
             store: MemoryStore::new(),
             template,
             next_id: 1 << 64,
-            rng: Rng(0x9e37_79b9_7f4a_7c15),
-            n,
         };
         for h in 0..n {
             let b = cal.request(slot(h, 0, 30));
@@ -127,45 +270,63 @@ impl Calendar {
         b
     }
 
-    fn reject(&mut self, req: &mut Booking) {
-        let h = self.rng.below(self.n);
-        req.range = slot(h, 10, 40);
-        req.blocked = req.range;
+    /// One rejected decision.
+    fn reject(&mut self, req: &mut Booking, range: TimeRange) {
+        req.range = range;
+        req.blocked = range;
         let r = block_on(self.store.insert_booking(black_box(req), t0()));
         debug_assert_eq!(r, Err(Error::SlotUnavailable));
         black_box(r).ok();
     }
 
-    fn accept_and_cancel(&mut self) {
-        let h = self.rng.below(self.n);
-        let b = self.request(slot(h, 30, 60));
+    /// One accepted decision, then the cancel that frees the slot again.
+    fn accept_and_cancel(&mut self, range: TimeRange) {
+        let b = self.request(range);
         let r = block_on(self.store.insert_booking(black_box(&b), t0()));
         debug_assert!(matches!(r, Ok(Inserted::Created(_))), "{r:?}");
         black_box(r).ok();
-        let c = block_on(self.store.transition_booking(b.id, Transition::Cancel, t0()));
+        let c = block_on(
+            self.store
+                .transition_booking(b.id, Transition::Cancel, t0()),
+        );
         debug_assert!(c.is_ok(), "{c:?}");
         black_box(c).ok();
     }
 }
 
-fn bench_store(c: &mut Criterion) {
+fn bench_store(c: &mut Criterion<CpuTime>) {
     let mut group = c.benchmark_group("store");
     for n in SIZES {
         let mut cal = Calendar::new(n);
         let mut req = cal.request(slot(0, 10, 40));
+        let mut uniform = Requests::new(n, Pattern::Uniform);
+        let mut recent = Requests::new(n, Pattern::Recent);
         group.throughput(Throughput::Elements(2));
-        group.bench_function(BenchmarkId::new("mixed", n), |b| {
+        group.bench_function(BenchmarkId::new("alternate", n), |b| {
             b.iter(|| {
-                cal.reject(&mut req);
-                cal.accept_and_cancel();
+                let (no, yes) = uniform.take();
+                cal.reject(&mut req, no);
+                cal.accept_and_cancel(yes);
             });
         });
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::new("reject", n), |b| {
-            b.iter(|| cal.reject(&mut req));
+            b.iter(|| {
+                let (no, _) = uniform.take();
+                cal.reject(&mut req, no);
+            });
+        });
+        group.bench_function(BenchmarkId::new("reject_recent", n), |b| {
+            b.iter(|| {
+                let (no, _) = recent.take();
+                cal.reject(&mut req, no);
+            });
         });
         group.bench_function(BenchmarkId::new("accept_cancel", n), |b| {
-            b.iter(|| cal.accept_and_cancel());
+            b.iter(|| {
+                let (_, yes) = uniform.take();
+                cal.accept_and_cancel(yes);
+            });
         });
         let pro = cal.template.professional_id;
         assert_eq!(cal.store.shard_stats(pro).1, n, "index size kept constant");
@@ -173,7 +334,7 @@ fn bench_store(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_index(c: &mut Criterion) {
+fn bench_index(c: &mut Criterion<CpuTime>) {
     let mut group = c.benchmark_group("index");
     for n in SIZES {
         let mut index = IntervalIndex::default();
@@ -185,27 +346,34 @@ fn bench_index(c: &mut Criterion) {
             };
             index.insert(e).expect("populate index");
         }
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut uniform = Requests::new(n, Pattern::Uniform);
+        let mut recent = Requests::new(n, Pattern::Recent);
         let id = BookingId::from_uuid(uuid::Uuid::from_u128(u128::MAX));
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::new("reject", n), |b| {
             b.iter(|| {
-                let r = slot(rng.below(n), 10, 40);
-                black_box(index.first_active_conflict(black_box(&r), t0()).is_some())
+                let (no, _) = uniform.take();
+                black_box(index.first_active_conflict(black_box(&no), t0()).is_some())
+            });
+        });
+        group.bench_function(BenchmarkId::new("reject_recent", n), |b| {
+            b.iter(|| {
+                let (no, _) = recent.take();
+                black_box(index.first_active_conflict(black_box(&no), t0()).is_some())
             });
         });
         group.bench_function(BenchmarkId::new("accept_remove", n), |b| {
             b.iter(|| {
-                let r = slot(rng.below(n), 30, 60);
-                let ok = index.first_active_conflict(&r, t0()).is_none()
+                let (_, yes) = uniform.take();
+                let ok = index.first_active_conflict(&yes, t0()).is_none()
                     && index
                         .insert(IndexEntry {
                             id,
-                            blocked: r,
+                            blocked: yes,
                             hold_expires_at: None,
                         })
                         .is_ok();
-                black_box(ok && index.remove(r.start(), id))
+                black_box(ok && index.remove(yes.start(), id))
             });
         });
     }
@@ -215,6 +383,7 @@ fn bench_index(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default()
+        .with_measurement(CpuTime::new())
         .warm_up_time(StdDuration::from_secs(1))
         .measurement_time(StdDuration::from_secs(3));
     targets = bench_store, bench_index

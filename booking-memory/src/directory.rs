@@ -109,9 +109,10 @@ impl Directory {
     /// Checks that the search order matches the professionals.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let ok = self.by_rate.len() == self.professionals.len()
-            && self.professionals.values().all(|p| {
-                self.by_rate.contains(&(p.hourly_rate_cents, p.id))
-            });
+            && self
+                .professionals
+                .values()
+                .all(|p| self.by_rate.contains(&(p.hourly_rate_cents, p.id)));
         if ok {
             Ok(())
         } else {

@@ -71,6 +71,7 @@
 
 mod directory;
 mod idempotency;
+mod idhash;
 mod outbox;
 mod shard;
 mod striped;
@@ -165,7 +166,12 @@ impl MemoryStore {
             routes: Striped::new(),
             by_client: Striped::new(),
             due: Mutex::new(std::collections::BTreeSet::new()),
-            outbox: Mutex::new(Outbox::default()),
+            // One random draw per store salts its event ids (see `outbox`).
+            outbox: Mutex::new(Outbox::new(
+                EventId::new_at(DateTime::<Utc>::default())
+                    .as_uuid()
+                    .as_u128(),
+            )),
             directory: RwLock::new(Directory::default()),
             schedules: RwLock::new(HashMap::new()),
             idempotency: Mutex::new(IdempotencyTable::default()),
@@ -226,7 +232,7 @@ impl MemoryStore {
         }
         let outbox = lock(&self.outbox);
         let mut ids = std::collections::HashSet::new();
-        if !outbox.all().iter().all(|e| ids.insert(e.id)) {
+        if !outbox.all().all(|e| ids.insert(e.id)) {
             return Err("duplicate event id in the outbox".into());
         }
         drop(outbox);
@@ -328,13 +334,15 @@ impl MemoryStore {
         // Read-only: a refusal changes nothing.
         let due = s.scan(&booking.blocked, now, None)?;
         // Claim the id (first write; fails cleanly on a duplicate id).
-        let claimed = self.routes.write(&booking.id, |m| match m.entry(booking.id) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(booking.professional_id);
-                true
-            }
-        });
+        let claimed = self
+            .routes
+            .write(&booking.id, |m| match m.entry(booking.id) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(booking.professional_id);
+                    true
+                }
+            });
         if !claimed {
             return Err(Error::AlreadyExists(Entity::Booking));
         }
@@ -416,7 +424,10 @@ impl MemoryStore {
             None => Bound::Unbounded,
         };
         if let Some(from) = query.from {
-            let from_key = (from.timestamp_micros(), BookingId::from_uuid(uuid::Uuid::nil()));
+            let from_key = (
+                from.timestamp_micros(),
+                BookingId::from_uuid(uuid::Uuid::nil()),
+            );
             let starts_later = match lower {
                 Bound::Excluded(k) | Bound::Included(k) => from_key > k,
                 Bound::Unbounded => true,
@@ -495,8 +506,9 @@ impl MemoryStore {
                 };
                 let s = lock(&shard);
                 // A booking that moved since the chunk was read is met at its new key.
-                if let Some(b) = s.bookings.get(&key).filter(|b| query.matches(b)) {
-                    out.push(b.clone());
+                let current = s.bookings.get(&key.1).filter(|b| list_key(b) == key);
+                if let Some(b) = current.filter(|b| query.matches(b)) {
+                    out.push(Booking::clone(b));
                 }
             }
         }
@@ -661,7 +673,10 @@ impl ScheduleStore for MemoryStore {
     ) -> Result<()> {
         // Professionals are never deleted, so checking first and writing after (two leaf
         // locks, one at a time) cannot race with a removal.
-        if read(&self.directory).professional(professional_id).is_none() {
+        if read(&self.directory)
+            .professional(professional_id)
+            .is_none()
+        {
             return Err(Error::NotFound(Entity::Professional));
         }
         write(&self.schedules).insert(professional_id, schedule.clone());

@@ -1,25 +1,103 @@
 //! The outbox: domain events in one global recording order.
 
-use std::collections::HashMap;
-
 use booking_core::events::DomainEvent;
 use booking_core::{Error, EventId, Result};
+use chrono::{DateTime, Utc};
+use uuid::Builder;
 
-/// Events in recording order; the position map turns an [`EventId`] cursor into an offset.
-#[derive(Debug, Default)]
+/// Bits of an event id's 74-bit v7 payload that hold the recording position.
+const SEQ_BITS: u32 = 48;
+/// Bits that hold the store's random salt.
+const SALT_BITS: u32 = 26;
+const SALT_MASK: u128 = (1 << SALT_BITS) - 1;
+const SEQ_MASK: u128 = (1 << SEQ_BITS) - 1;
+const RAND_B_MASK: u128 = (1 << 62) - 1;
+
+/// Events in recording order.
+///
+/// The outbox assigns each event its id when recording it: a UUID v7 whose timestamp is
+/// the event's `occurred_at` (milliseconds) and whose 74 "random" bits are the recording
+/// position followed by a random per-store salt. So ids stay v7 and increase with time for
+/// this writer, no id costs a `getrandom` call, and an [`EventId`] cursor is turned back
+/// into its position without a lookup table (the id found there must match, so a forged
+/// or foreign id is refused).
+///
+/// Events are stored in fixed-size chunks, so the outbox never reallocates (and copies)
+/// everything it holds while writers wait on its lock.
+#[derive(Debug)]
 pub(crate) struct Outbox {
-    events: Vec<DomainEvent>,
-    positions: HashMap<EventId, usize>,
+    chunks: Vec<Vec<DomainEvent>>,
+    len: usize,
+    salt: u128,
 }
 
+/// Events per storage chunk.
+const CHUNK: usize = 4096;
+
 impl Outbox {
-    /// Appends a batch (one critical section's events) at the end.
-    pub(crate) fn append(&mut self, batch: Vec<DomainEvent>) {
-        self.events.reserve(batch.len());
-        for e in batch {
-            self.positions.insert(e.id, self.events.len());
-            self.events.push(e);
+    /// An empty outbox whose ids carry `salt` (only its low 26 bits are used).
+    pub(crate) fn new(salt: u128) -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+            salt: salt & SALT_MASK,
         }
+    }
+
+    fn event_id(&self, position: usize, at: DateTime<Utc>) -> EventId {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        let payload = ((position as u128 & SEQ_MASK) << SALT_BITS) | self.salt;
+        let rand_a = (payload >> 62) as u16; // 12 bits
+        let rand_b = (payload & RAND_B_MASK) as u64; // 62 bits
+        let mut bytes = [0u8; 10];
+        bytes[..2].copy_from_slice(&rand_a.to_be_bytes());
+        bytes[2..].copy_from_slice(&rand_b.to_be_bytes());
+        EventId::from_uuid(Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid())
+    }
+
+    fn position(&self, id: EventId) -> Option<usize> {
+        let raw = id.as_uuid().as_u128();
+        let rand_a = (raw >> 64) & 0x0fff;
+        let rand_b = raw & (u128::from(u64::MAX) >> 2);
+        let payload = (rand_a << 62) | rand_b;
+        if payload & SALT_MASK != self.salt {
+            return None;
+        }
+        let position = usize::try_from(payload >> SALT_BITS).ok()?;
+        self.get(position).filter(|e| e.id == id).map(|_| position)
+    }
+
+    /// Appends a batch (one critical section's events) at the end, assigning their ids.
+    pub(crate) fn append(&mut self, batch: Vec<DomainEvent>) {
+        for mut e in batch {
+            e.id = self.event_id(self.len, e.occurred_at);
+            match self.chunks.last_mut() {
+                Some(chunk) if chunk.len() < CHUNK => chunk.push(e),
+                _ => {
+                    let mut chunk = Vec::with_capacity(CHUNK);
+                    chunk.push(e);
+                    self.chunks.push(chunk);
+                }
+            }
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, position: usize) -> Option<&DomainEvent> {
+        self.chunks
+            .get(position / CHUNK)
+            .and_then(|c| c.get(position % CHUNK))
+    }
+
+    /// Every event from `position` on, in order.
+    fn from(&self, position: usize) -> impl Iterator<Item = &DomainEvent> + '_ {
+        let first = self
+            .chunks
+            .get(position / CHUNK)
+            .map(|c| c.get(position % CHUNK..).unwrap_or_default())
+            .unwrap_or_default();
+        let rest = self.chunks.get(position / CHUNK + 1..).unwrap_or_default();
+        first.iter().chain(rest.iter().flatten())
     }
 
     /// Up to `limit` events after `after` (exclusive), in recording order.
@@ -30,7 +108,7 @@ impl Outbox {
     pub(crate) fn after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>> {
         let from = match after {
             None => 0,
-            Some(id) => match self.positions.get(&id) {
+            Some(id) => match self.position(id) {
                 Some(p) => p + 1,
                 None => {
                     return Err(Error::invalid(
@@ -40,23 +118,76 @@ impl Outbox {
                 }
             },
         };
-        Ok(self
-            .events
-            .get(from..)
-            .unwrap_or_default()
-            .iter()
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(self.from(from).take(limit).cloned().collect())
     }
 
     /// Number of recorded events.
     pub(crate) fn len(&self) -> usize {
-        self.events.len()
+        self.len
     }
 
     /// Every event, in order (for invariant checks).
-    pub(crate) fn all(&self) -> &[DomainEvent] {
-        &self.events
+    pub(crate) fn all(&self) -> impl Iterator<Item = &DomainEvent> + '_ {
+        self.from(0)
+    }
+}
+
+#[cfg(all(test, not(booking_loom)))]
+mod tests {
+    use booking_core::BookingStatus;
+    use booking_core::events::EventKind;
+    use booking_core::testing_doc::sample_booking;
+
+    use super::*;
+
+    #[test]
+    fn ids_are_v7_increasing_and_decode_to_their_position() {
+        let mut outbox = Outbox::new(0x3ff_ffff_1234);
+        let (b, _) = sample_booking(BookingStatus::Confirmed);
+        let batch = (0..5)
+            .map(|_| DomainEvent::new(EventKind::BookingCreated, &b, None))
+            .collect();
+        outbox.append(batch);
+        let ids: Vec<EventId> = outbox.all().map(|e| e.id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(id.as_uuid().get_version_num(), 7);
+            assert_eq!(outbox.position(*id), Some(i));
+            let ts = id.as_uuid().get_timestamp().map(|t| t.to_unix());
+            assert_eq!(ts.map(|(s, _)| s), Some(b.updated_at.timestamp() as u64));
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        // A foreign id (other salt, or a random v7) is not a position here.
+        let other = Outbox::new(7);
+        assert_eq!(other.position(ids[0]), None);
+        assert_eq!(outbox.position(EventId::new_at(b.updated_at)), None);
+    }
+
+    #[test]
+    fn paging_crosses_chunk_boundaries() {
+        let mut outbox = Outbox::new(1);
+        let (b, _) = sample_booking(BookingStatus::Confirmed);
+        let total = 2 * CHUNK + 3;
+        outbox.append(
+            (0..total)
+                .map(|_| DomainEvent::new(EventKind::BookingCreated, &b, None))
+                .collect(),
+        );
+        assert_eq!(outbox.len(), total);
+        let all: Vec<EventId> = outbox.all().map(|e| e.id).collect();
+        assert_eq!(all.len(), total);
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = outbox.after(after, 1000).expect("page");
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            seen.extend(page.iter().map(|e| e.id));
+        }
+        assert_eq!(seen, all);
+        let tail = outbox.after(Some(all[CHUNK - 1]), 2).expect("page");
+        assert_eq!(
+            tail.iter().map(|e| e.id).collect::<Vec<_>>(),
+            all[CHUNK..CHUNK + 2]
+        );
     }
 }

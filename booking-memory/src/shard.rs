@@ -4,17 +4,19 @@
 //! structures (due-hold queue, per-client list index, outbox) are collected in [`Effects`]
 //! and applied by the store while it still holds the shard lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
 use booking_core::conflict::{IndexEntry, IntervalIndex};
 use booking_core::events::{DomainEvent, EventKind};
 use booking_core::store::BookingQuery;
 use booking_core::{
-    Booking, BookingId, BookingStatus, ClientId, Error, ProfessionalId, Result, TimeRange,
+    Booking, BookingId, BookingStatus, ClientId, Error, EventId, ProfessionalId, Result, TimeRange,
     Transition,
 };
 use chrono::{DateTime, Utc};
+
+use crate::idhash::IdMap;
 
 /// List order key: `(start in microseconds, id)`, exactly the order of
 /// [`booking_core::Cursor`].
@@ -69,10 +71,12 @@ pub(crate) struct Effects {
 pub(crate) struct ProShard {
     /// Blocked ranges of bookings for which [`in_index`] holds; never overlapping.
     pub(crate) index: IntervalIndex,
-    /// Every booking of the professional in list order.
-    pub(crate) bookings: BTreeMap<ListKey, Booking>,
-    /// Booking id -> its list key.
-    pub(crate) keys: HashMap<BookingId, ListKey>,
+    /// Every booking of the professional.
+    /// Boxed, so that growing the map moves pointers, not whole bookings, while the shard
+    /// is locked.
+    pub(crate) bookings: IdMap<BookingId, Box<Booking>>,
+    /// The list order of `bookings`. Keys only (24 bytes), so inserts shift little.
+    pub(crate) order: BTreeSet<ListKey>,
     /// `request_ref` -> the booking that request created.
     pub(crate) by_request: HashMap<String, BookingId>,
 }
@@ -80,7 +84,7 @@ pub(crate) struct ProShard {
 impl ProShard {
     /// One booking by id.
     pub(crate) fn get(&self, id: BookingId) -> Option<&Booking> {
-        self.keys.get(&id).and_then(|k| self.bookings.get(k))
+        self.bookings.get(&id).map(|b| &**b)
     }
 
     /// The booking created by request `r`.
@@ -121,7 +125,7 @@ impl ProShard {
                 .map_err(|hit| internal_overlap(b.id, hit.id))?;
         }
         let key = list_key(&b);
-        self.keys.insert(b.id, key);
+        self.order.insert(key);
         if let Some(r) = &b.request_ref {
             self.by_request.insert(r.clone(), b.id);
         }
@@ -129,9 +133,8 @@ impl ProShard {
             fx.due_add.push(d);
         }
         fx.client_add.push((b.client_id, key, b.professional_id));
-        fx.events
-            .push(DomainEvent::new(EventKind::BookingCreated, &b, None));
-        self.bookings.insert(key, b.clone());
+        fx.events.push(event(EventKind::BookingCreated, &b, None));
+        self.bookings.insert(b.id, Box::new(b.clone()));
         Ok(b)
     }
 
@@ -146,12 +149,12 @@ impl ProShard {
         previous_range: Option<TimeRange>,
         fx: &mut Effects,
     ) -> Result<Booking> {
-        let Some(old_key) = self.keys.get(&next.id).copied() else {
-            return Err(Error::Internal("replacing a booking that is not stored".into()));
+        let Some(old) = self.bookings.get(&next.id) else {
+            return Err(Error::Internal(
+                "replacing a booking that is not stored".into(),
+            ));
         };
-        let Some(old) = self.bookings.get(&old_key) else {
-            return Err(Error::Internal("booking key without booking".into()));
-        };
+        let old_key = list_key(old);
         let (old_in, new_in) = (in_index(old), in_index(&next));
         let old_entry = IndexEntry::of(old);
         let old_due = due_key(old);
@@ -174,18 +177,19 @@ impl ProShard {
             fx.due_add.extend(new_due);
         }
         let new_key = list_key(&next);
-        fx.events.push(DomainEvent::new(kind, &next, previous_range));
-        if new_key == old_key {
-            if let Some(slot) = self.bookings.get_mut(&old_key) {
-                *slot = next.clone();
-            }
-        } else {
-            self.bookings.remove(&old_key);
-            self.keys.insert(next.id, new_key);
+        fx.events.push(event(kind, &next, previous_range));
+        if new_key != old_key {
+            self.order.remove(&old_key);
+            self.order.insert(new_key);
             fx.client_remove.push((next.client_id, old_key));
             fx.client_add
                 .push((next.client_id, new_key, next.professional_id));
-            self.bookings.insert(new_key, next.clone());
+        }
+        match self.bookings.get_mut(&next.id) {
+            Some(slot) => (**slot).clone_from(&next),
+            None => {
+                self.bookings.insert(next.id, Box::new(next.clone()));
+            }
         }
         Ok(next)
     }
@@ -218,12 +222,12 @@ impl ProShard {
         out: &mut Vec<Booking>,
     ) {
         let to = query.to.map(|t| t.timestamp_micros());
-        for (key, b) in self.bookings.range((after, Bound::Unbounded)) {
+        for key in self.order.range((after, Bound::Unbounded)) {
             if out.len() >= max || to.is_some_and(|t| key.0 > t) {
                 break;
             }
-            if query.matches(b) {
-                out.push(b.clone());
+            if let Some(b) = self.bookings.get(&key.1).filter(|b| query.matches(b)) {
+                out.push(Booking::clone(b));
             }
         }
     }
@@ -246,11 +250,11 @@ impl ProShard {
                 _ => return Err(format!("stale index entry for {}", e.id)),
             }
         }
-        if self.keys.len() != self.bookings.len() {
-            return Err("id map and bookings differ in size".into());
+        if self.order.len() != self.bookings.len() {
+            return Err("list order and bookings differ in size".into());
         }
-        for (key, b) in &self.bookings {
-            if list_key(b) != *key || self.keys.get(&b.id) != Some(key) {
+        for (id, b) in &self.bookings {
+            if b.id != *id || !self.order.contains(&list_key(b)) {
                 return Err(format!("booking {} stored under a wrong key", b.id));
             }
             if let Some(r) = &b.request_ref {
@@ -260,6 +264,20 @@ impl ProShard {
             }
         }
         Ok(())
+    }
+}
+
+/// The event describing `b` right after a change, as [`DomainEvent::new`] builds it but
+/// without drawing a random id: the outbox assigns the id when it records the event.
+fn event(kind: EventKind, b: &Booking, previous_range: Option<TimeRange>) -> DomainEvent {
+    DomainEvent {
+        id: EventId::from_uuid(uuid::Uuid::nil()),
+        kind,
+        booking_id: b.id,
+        professional_id: b.professional_id,
+        occurred_at: b.updated_at,
+        booking: b.clone(),
+        previous_range,
     }
 }
 

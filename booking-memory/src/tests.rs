@@ -107,8 +107,14 @@ fn bookings_are_routed_to_their_professionals_shard() {
     let a = booking(p1, c, range(0, 60), None);
     let b = booking(p2, c, range(0, 60), None);
     // Same range, different professionals: no conflict, separate shards.
-    assert!(matches!(block_on(store.insert_booking(&a, t0())), Ok(Inserted::Created(_))));
-    assert!(matches!(block_on(store.insert_booking(&b, t0())), Ok(Inserted::Created(_))));
+    assert!(matches!(
+        block_on(store.insert_booking(&a, t0())),
+        Ok(Inserted::Created(_))
+    ));
+    assert!(matches!(
+        block_on(store.insert_booking(&b, t0())),
+        Ok(Inserted::Created(_))
+    ));
     assert_eq!(store.route(a.id), Some(p1));
     assert_eq!(store.route(b.id), Some(p2));
     assert_eq!(store.shard_stats(p1), (1, 1));
@@ -189,7 +195,11 @@ fn due_queue_tracks_exactly_the_stored_holds() {
     assert_eq!(store.due_len(), 2);
     store.check_invariants().unwrap();
     // A sweep at 20 min expires only h1; a limit of 0 expires nothing.
-    assert!(block_on(store.expire_due_holds(at(60), 0)).unwrap().is_empty());
+    assert!(
+        block_on(store.expire_due_holds(at(60), 0))
+            .unwrap()
+            .is_empty()
+    );
     let swept = block_on(store.expire_due_holds(at(20), 10)).unwrap();
     assert_eq!(swept.iter().map(|b| b.id).collect::<Vec<_>>(), vec![h1.id]);
     assert_eq!(swept[0].status, BookingStatus::Expired);
@@ -205,9 +215,16 @@ fn due_queue_tracks_exactly_the_stored_holds() {
         .filter(|e| e.booking_id == h3.id)
         .map(|e| e.kind)
         .collect();
-    assert_eq!(kinds, vec![EventKind::BookingCreated, EventKind::BookingExpired]);
+    assert_eq!(
+        kinds,
+        vec![EventKind::BookingCreated, EventKind::BookingExpired]
+    );
     // The sweep finds nothing more.
-    assert!(block_on(store.expire_due_holds(at(1000), 10)).unwrap().is_empty());
+    assert!(
+        block_on(store.expire_due_holds(at(1000), 10))
+            .unwrap()
+            .is_empty()
+    );
     store.check_invariants().unwrap();
 }
 
@@ -221,7 +238,10 @@ fn a_refused_insert_expires_nothing() {
     block_on(store.insert_booking(&firm, t0())).unwrap();
     // Overlaps the ran-out hold and the confirmed booking: refused, and the hold stays.
     let wide = booking(p1, c, range(30, 90), None);
-    assert_eq!(block_on(store.insert_booking(&wide, at(20))), Err(Error::SlotUnavailable));
+    assert_eq!(
+        block_on(store.insert_booking(&wide, at(20))),
+        Err(Error::SlotUnavailable)
+    );
     assert_eq!(store.due_len(), 1);
     assert_eq!(block_on(store.events_after(None, 100)).unwrap().len(), 2);
     store.check_invariants().unwrap();
@@ -251,7 +271,11 @@ fn client_index_follows_reschedules_and_pages_across_shards() {
     // Admin sees everything, merged across shards in (start, id) order.
     let everything = all_pages(&store, query(BookingOwner::All, 3));
     assert_eq!(everything.len(), 14);
-    assert!(everything.windows(2).all(|w| super::list_key(&w[0]) < super::list_key(&w[1])));
+    assert!(
+        everything
+            .windows(2)
+            .all(|w| super::list_key(&w[0]) < super::list_key(&w[1]))
+    );
     // A professional sees only their own; a filter for another professional is empty.
     let p1s = all_pages(&store, query(BookingOwner::Professional(p1), 100));
     assert!(p1s.iter().all(|b| b.professional_id == p1));
@@ -278,18 +302,44 @@ fn blocked_ranges_use_the_index_and_skip_ran_out_holds() {
         block_on(store.insert_booking(b, t0())).unwrap();
     }
     let w = range(30, 300);
-    assert_eq!(block_on(store.blocked_ranges(p1, w, t0())).unwrap(), vec![hold.blocked, firm.blocked]);
-    assert_eq!(block_on(store.blocked_ranges(p1, w, at(15))).unwrap(), vec![firm.blocked]);
-    assert!(block_on(store.blocked_ranges(ProfessionalId::new_at(t0()), w, t0())).unwrap().is_empty());
+    assert_eq!(
+        block_on(store.blocked_ranges(p1, w, t0())).unwrap(),
+        vec![hold.blocked, firm.blocked]
+    );
+    assert_eq!(
+        block_on(store.blocked_ranges(p1, w, at(15))).unwrap(),
+        vec![firm.blocked]
+    );
+    assert!(
+        block_on(store.blocked_ranges(ProfessionalId::new_at(t0()), w, t0()))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[derive(Debug, Clone)]
 enum Op {
-    Insert { pro: bool, client: bool, start: i64, len: i64, hold: Option<i64> },
-    Transition { pick: usize, t: Transition },
-    Reschedule { pick: usize, start: i64 },
-    Sweep { limit: usize },
-    Advance { minutes: i64 },
+    Insert {
+        pro: bool,
+        client: bool,
+        start: i64,
+        len: i64,
+        hold: Option<i64>,
+    },
+    Transition {
+        pick: usize,
+        t: Transition,
+    },
+    Reschedule {
+        pick: usize,
+        start: i64,
+    },
+    Sweep {
+        limit: usize,
+    },
+    Advance {
+        minutes: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

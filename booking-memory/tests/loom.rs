@@ -189,7 +189,9 @@ fn loom_reschedule_races_new_booking() {
         };
         let moved = mover.join().expect("mover");
         let inserted = inserter.join().expect("inserter");
-        let after = block_on(store.get_booking(id)).expect("get").expect("still there");
+        let after = block_on(store.get_booking(id))
+            .expect("get")
+            .expect("still there");
         let rival_now = block_on(store.get_booking(rival_id)).expect("get");
         match (&moved, &inserted) {
             (Ok(b), Err(Error::SlotUnavailable)) => {
@@ -207,7 +209,12 @@ fn loom_reschedule_races_new_booking() {
         assert_eq!(find_overlap(&all, t0()), None);
         store.check_invariants().expect("invariants");
         // Exactly one event besides the seed's creation.
-        assert_eq!(block_on(store.events_after(None, 10)).expect("outbox").len(), 2);
+        assert_eq!(
+            block_on(store.events_after(None, 10))
+                .expect("outbox")
+                .len(),
+            2
+        );
     });
 }
 
@@ -230,7 +237,10 @@ fn loom_sweep_races_confirm_of_a_ran_out_hold() {
             thread::spawn(move || block_on(store.transition_booking(id, Transition::Confirm, late)))
         };
         let swept = sweeper.join().expect("sweeper");
-        let confirmed = payer.join().expect("payer").expect("slot is free either way");
+        let confirmed = payer
+            .join()
+            .expect("payer")
+            .expect("slot is free either way");
         assert_eq!(confirmed.status, BookingStatus::Confirmed);
         assert!(swept.len() <= 1);
         let kinds: Vec<EventKind> = block_on(store.events_after(None, 10))
@@ -240,7 +250,10 @@ fn loom_sweep_races_confirm_of_a_ran_out_hold() {
             .collect();
         let expected_expired = usize::from(!swept.is_empty());
         assert_eq!(
-            kinds.iter().filter(|k| **k == EventKind::BookingExpired).count(),
+            kinds
+                .iter()
+                .filter(|k| **k == EventKind::BookingExpired)
+                .count(),
             expected_expired
         );
         assert_eq!(store.shard_stats(pro()), (1, 1));

@@ -140,7 +140,11 @@ fn map_sqlx(err: sqlx::Error) -> Error {
                     Error::Unavailable("the database is busy; retry the request".into())
                 }
                 sqlstate::QUERY_CANCELED | sqlstate::LOCK_NOT_AVAILABLE => {
-                    tracing::warn!(code, message = db.message(), "postgres: statement cancelled");
+                    tracing::warn!(
+                        code,
+                        message = db.message(),
+                        "postgres: statement cancelled"
+                    );
                     Error::Unavailable("the database did not answer in time".into())
                 }
                 sqlstate::READ_ONLY_SQL_TRANSACTION => {
@@ -173,10 +177,13 @@ fn map_sqlx(err: sqlx::Error) -> Error {
 }
 
 fn internal(code: &str, constraint: &str, message: &str) -> Error {
-    tracing::error!(code, constraint, message, "postgres: unexpected database error");
-    Error::Internal(format!(
-        "database error {code} {constraint}: {message}"
-    ))
+    tracing::error!(
+        code,
+        constraint,
+        message,
+        "postgres: unexpected database error"
+    );
+    Error::Internal(format!("database error {code} {constraint}: {message}"))
 }
 
 /// How often a transaction that hit a serialization failure or a deadlock is run again.
@@ -201,7 +208,9 @@ impl RetryPolicy {
     /// Sleeps before retry number `retry` (1-based): `base * 2^(retry-1)`, plus up to as much
     /// again of jitter so that the transactions that collided do not collide again.
     pub(crate) async fn backoff(&self, retry: u32) {
-        let base = self.base_delay.saturating_mul(1 << retry.saturating_sub(1).min(10));
+        let base = self
+            .base_delay
+            .saturating_mul(1 << retry.saturating_sub(1).min(10));
         let jitter_nanos = u64::try_from(base.as_nanos()).unwrap_or(u64::MAX).max(1);
         let random = std::collections::hash_map::RandomState::new()
             .build_hasher()
@@ -230,3 +239,156 @@ macro_rules! retrying {
     }};
 }
 pub(crate) use retrying;
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A database error with a chosen SQLSTATE and constraint.
+    #[derive(Debug)]
+    struct FakeDbError {
+        code: &'static str,
+        constraint: Option<&'static str>,
+    }
+
+    impl std::fmt::Display for FakeDbError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "fake {}", self.code)
+        }
+    }
+
+    impl std::error::Error for FakeDbError {}
+
+    impl sqlx::error::DatabaseError for FakeDbError {
+        fn message(&self) -> &str {
+            "fake message"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.code))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn constraint(&self) -> Option<&str> {
+            self.constraint
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn db(code: &'static str, constraint: Option<&'static str>) -> PgError {
+        PgError::Sqlx(sqlx::Error::Database(Box::new(FakeDbError {
+            code,
+            constraint,
+        })))
+    }
+
+    #[test]
+    fn sqlstates_map_to_semantic_errors() {
+        let cases: Vec<(PgError, Error)> = vec![
+            (
+                db("23P01", Some("bookings_no_overlap")),
+                Error::SlotUnavailable,
+            ),
+            (
+                db("23505", Some("bookings_pkey")),
+                Error::AlreadyExists(Entity::Booking),
+            ),
+            (
+                db("23505", Some("professionals_pkey")),
+                Error::AlreadyExists(Entity::Professional),
+            ),
+            (
+                db("23505", Some("clients_pkey")),
+                Error::AlreadyExists(Entity::Client),
+            ),
+            (
+                db("23503", Some("schedules_professional_id_fkey")),
+                Error::NotFound(Entity::Professional),
+            ),
+        ];
+        for (pg, expected) in cases {
+            assert_eq!(Error::from(pg), expected);
+        }
+        for code in [
+            "40001", "40P01", "57014", "55P03", "25006", "08006", "53300", "57P01",
+        ] {
+            assert!(
+                matches!(Error::from(db(code, None)), Error::Unavailable(_)),
+                "{code} should be Unavailable"
+            );
+        }
+        for e in [
+            PgError::Sqlx(sqlx::Error::PoolTimedOut),
+            PgError::Sqlx(sqlx::Error::PoolClosed),
+            PgError::Sqlx(sqlx::Error::Io(std::io::Error::other("reset"))),
+        ] {
+            assert!(matches!(Error::from(e), Error::Unavailable(_)));
+        }
+        // Anything else is Internal; an unknown unique constraint too.
+        assert!(matches!(Error::from(db("42P01", None)), Error::Internal(_)));
+        assert!(matches!(
+            Error::from(db("23505", Some("mystery_key"))),
+            Error::Internal(_)
+        ));
+        // Domain errors pass through unchanged.
+        assert_eq!(
+            Error::from(PgError::Domain(Error::NotFound(Entity::Booking))),
+            Error::NotFound(Entity::Booking)
+        );
+        assert!(db("40P01", None).is_retryable() && db("40001", None).is_retryable());
+        assert!(!db("23P01", None).is_retryable());
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_micros(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn serialization_failures_and_deadlocks_are_retried_then_unavailable() {
+        // Fails twice, then succeeds: the caller sees only the success.
+        let calls = AtomicU32::new(0);
+        let op = || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(db("40001", None)),
+                1 => Err(db("40P01", None)),
+                n => Ok(n),
+            }
+        };
+        let r: Result<u32, Error> = retrying!(policy(), op());
+        assert_eq!(r, Ok(2));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        // Always deadlocking: bounded attempts, then Unavailable.
+        let calls = AtomicU32::new(0);
+        let op = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(db("40P01", None))
+        };
+        let r = retrying!(policy(), op());
+        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+
+        // Other errors are not retried.
+        let calls = AtomicU32::new(0);
+        let op = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(db("23P01", None))
+        };
+        assert_eq!(retrying!(policy(), op()), Err(Error::SlotUnavailable));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

@@ -57,7 +57,9 @@ pub(crate) fn pg_range(r: &TimeRange) -> PgRange<DateTime<Utc>> {
 pub(crate) fn bounds(r: PgRange<DateTime<Utc>>) -> Result<(DateTime<Utc>, DateTime<Utc>), PgError> {
     match (r.start, r.end) {
         (Bound::Included(s), Bound::Excluded(e)) => Ok((s, e)),
-        other => Err(PgError::corrupt(format!("range is not [start, end): {other:?}"))),
+        other => Err(PgError::corrupt(format!(
+            "range is not [start, end): {other:?}"
+        ))),
     }
 }
 
@@ -136,7 +138,9 @@ pub(crate) fn principal(row: &PgRow) -> Result<Principal, PgError> {
     match kind.as_str() {
         "client" => Ok(Principal::Client(ClientId::from_uuid(id))),
         "professional" => Ok(Principal::Professional(ProfessionalId::from_uuid(id))),
-        other => Err(PgError::corrupt(format!("unknown principal kind {other:?}"))),
+        other => Err(PgError::corrupt(format!(
+            "unknown principal kind {other:?}"
+        ))),
     }
 }
 

@@ -10,7 +10,10 @@
 //! with a clear message; otherwise a loud `SKIPPED: postgres unreachable` on stderr and
 //! `None`, so the caller returns early.
 
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +22,9 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tokio::sync::OnceCell;
 
 use crate::{MIGRATOR, PgStore};
+
+/// The advisory lock key the outbox uses (for tests of its gap-free reads).
+pub const OUTBOX_LOCK: i64 = crate::store::OUTBOX_LOCK;
 
 /// The server used when `DATABASE_URL` is not set.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -47,8 +53,7 @@ pub fn server_options() -> Result<PgConnectOptions, String> {
 }
 
 async fn connect(options: &PgConnectOptions) -> Result<PgConnection, String> {
-    match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(options)).await
-    {
+    match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(options)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("connecting timed out after 10 s".into()),
@@ -107,21 +112,44 @@ async fn build_template_locked(
     // never used.
     let building = format!("booking_tmpl_build_{}", uuid::Uuid::now_v7().simple());
     execute(admin, format!("CREATE DATABASE \"{building}\"")).await?;
-    let migrated = async {
-        let mut conn = connect(&server.clone().database(&building)).await?;
-        let run = MIGRATOR.run(&mut conn).await.map_err(|e| e.to_string());
-        let _ = conn.close().await;
-        run
-    }
-    .await;
-    if let Err(e) = migrated {
-        let _ = execute(admin, format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).await;
+    if let Err(e) = migrate_database(server.clone().database(&building)).await {
+        let _ = execute(
+            admin,
+            format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
+        )
+        .await;
         return Err(format!("migrating the template database failed: {e}"));
     }
-    execute(admin, format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).await
+    execute(
+        admin,
+        format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""),
+    )
+    .await
+}
+
+/// Runs the migrations on the database of `options` through a one-connection pool.
+async fn migrate_database(options: PgConnectOptions) -> Result<(), String> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = PgStore::from_pool(pool);
+    let result = store.migrate().await.map_err(|e| e.to_string());
+    store.close().await;
+    result
 }
 
 static TEMPLATE: OnceCell<Result<String, String>> = OnceCell::const_new();
+
+/// Boxed so that the future handed to the `OnceCell` is plainly `Send` (borrowed options
+/// in a closure-returned future trip up the higher-ranked `Send` check).
+fn template_once(
+    server: PgConnectOptions,
+) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+    Box::pin(async move { build_template(&server).await })
+}
 
 /// What to do when the server cannot be used.
 fn unreachable<T>(reason: &str) -> Option<T> {
@@ -132,11 +160,13 @@ fn unreachable<T>(reason: &str) -> Option<T> {
              Start a server or point DATABASE_URL at one."
         );
     }
-    eprintln!(
+    // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n==========================================================\n\
          SKIPPED: postgres unreachable ({url}): {reason}\n\
          (set BOOKING_REQUIRE_POSTGRES=1 to make this a failure)\n\
-         ==========================================================\n"
+         =========================================================="
     );
     None
 }
@@ -149,21 +179,35 @@ pub struct TestDatabase {
 
 impl std::fmt::Debug for TestDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestDatabase").field("name", &self.name).finish()
+        f.debug_struct("TestDatabase")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 impl TestDatabase {
     /// A fresh, migrated database; `None` when the server is unreachable and not required.
     pub async fn create() -> Option<Self> {
+        Self::create_inner(true).await
+    }
+
+    /// A fresh database without any migration applied (for migration tests).
+    pub async fn create_unmigrated() -> Option<Self> {
+        Self::create_inner(false).await
+    }
+
+    async fn create_inner(migrated: bool) -> Option<Self> {
         let server = match server_options() {
             Ok(s) => s,
             Err(e) => return unreachable(&e),
         };
-        let template = TEMPLATE.get_or_init(|| build_template(&server)).await;
-        let template = match template {
-            Ok(t) => t.clone(),
-            Err(e) => return unreachable(e),
+        let template = if migrated {
+            match TEMPLATE.get_or_init(|| template_once(server.clone())).await {
+                Ok(t) => t.clone(),
+                Err(e) => return unreachable(e),
+            }
+        } else {
+            "template1".to_owned()
         };
         let name = format!("booking_test_{}", uuid::Uuid::now_v7().simple());
         let created = async {
@@ -183,6 +227,21 @@ impl TestDatabase {
         }
     }
 
+    /// A `postgres://` URL of this database: `DATABASE_URL` with the database name
+    /// replaced.
+    pub fn url(&self) -> String {
+        let base = database_url();
+        let (scheme, rest) = base
+            .split_once("://")
+            .unwrap_or(("postgres", base.as_str()));
+        let path_start = rest.find('/').unwrap_or(rest.len());
+        let query = rest[path_start..]
+            .find('?')
+            .map(|q| &rest[path_start + q..])
+            .unwrap_or("");
+        format!("{scheme}://{}/{}{query}", &rest[..path_start], self.name)
+    }
+
     /// The database name.
     pub fn name(&self) -> &str {
         &self.name
@@ -196,7 +255,7 @@ impl TestDatabase {
     /// A store on this database with a pool of at most `max_connections`; the database is
     /// dropped when the last clone of the store is.
     pub async fn into_store(self, max_connections: u32) -> PgStore {
-        let pool = PgPoolOptions::new()
+        let pool = crate::store::liveness_check(PgPoolOptions::new())
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(
@@ -241,5 +300,10 @@ impl Drop for TestDatabase {
 
 /// A store on a fresh database (see [`TestDatabase`]), or `None` when skipped.
 pub async fn fresh_store(max_connections: u32) -> Option<PgStore> {
-    Some(TestDatabase::create().await?.into_store(max_connections).await)
+    Some(
+        TestDatabase::create()
+            .await?
+            .into_store(max_connections)
+            .await,
+    )
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use booking_core::schedule::ScheduleInput;
 use booking_core::{
-    Actor, BookingEngine, BookingRequest, EngineConfig, Error, GeoPoint, ManualClock,
-    NewClient, NewProfessional, TimeRange, TokenHash,
+    Actor, BookingEngine, BookingRequest, EngineConfig, Error, GeoPoint, ManualClock, NewClient,
+    NewProfessional, TimeRange, TokenHash,
 };
 use booking_memory::MemoryStore;
 use chrono::{Duration, TimeZone, Utc};
@@ -18,7 +18,11 @@ use chrono::{Duration, TimeZone, Utc};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A fixed clock keeps the example's output stable; use `SystemClock` in real code.
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2027, 3, 1, 7, 0, 0).single().ok_or("bad date")?);
+    let clock = ManualClock::new(
+        Utc.with_ymd_and_hms(2027, 3, 1, 7, 0, 0)
+            .single()
+            .ok_or("bad date")?,
+    );
     let engine = BookingEngine::new(Arc::new(MemoryStore::new()), clock, EngineConfig::default());
 
     let pro = engine
@@ -26,7 +30,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &NewProfessional {
                 name: "Dr. Ada Weber".into(),
                 category: "physiotherapy".into(),
-                location: GeoPoint { lat: 52.52, lng: 13.405 },
+                location: GeoPoint {
+                    lat: 52.52,
+                    lng: 13.405,
+                },
                 hourly_rate_cents: 8_000,
                 currency: "eur".into(),
                 timezone: "Europe/Berlin".into(),
@@ -46,18 +53,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let client = engine
         .create_client(
-            &NewClient { name: "Lin".into(), email: "lin@example.com".into() },
+            &NewClient {
+                name: "Lin".into(),
+                email: "lin@example.com".into(),
+            },
             TokenHash::of("lin-secret-token"),
         )
         .await?;
 
     // Free one-hour slots on Monday 2027-03-01 (times are UTC; Berlin is UTC+1).
     let day = TimeRange::new(
-        Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0).single().ok_or("bad date")?,
-        Utc.with_ymd_and_hms(2027, 3, 2, 0, 0, 0).single().ok_or("bad date")?,
+        Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0)
+            .single()
+            .ok_or("bad date")?,
+        Utc.with_ymd_and_hms(2027, 3, 2, 0, 0, 0)
+            .single()
+            .ok_or("bad date")?,
     )?;
-    let slots = engine.availability(pro.id, day, Duration::minutes(60)).await?;
-    println!("{} free one-hour slots, the first at {}", slots.len(), slots[0].start());
+    let slots = engine
+        .availability(pro.id, day, Duration::minutes(60))
+        .await?;
+    println!(
+        "{} free one-hour slots, the first at {}",
+        slots.len(),
+        slots[0].start()
+    );
 
     let request = BookingRequest {
         client_id: client.id,
@@ -81,9 +101,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("expected a refusal, got {other:?}").into()),
     }
 
-    let cancelled = engine.cancel_booking(Actor::Client(client.id), booking.id).await?;
+    let cancelled = engine
+        .cancel_booking(Actor::Client(client.id), booking.id)
+        .await?;
     println!("cancelled: {}", cancelled.status);
-    let again = engine.availability(pro.id, day, Duration::minutes(60)).await?;
+    let again = engine
+        .availability(pro.id, day, Duration::minutes(60))
+        .await?;
     assert_eq!(again.len(), slots.len(), "the slot is free again");
     println!("{} free slots again", again.len());
     Ok(())

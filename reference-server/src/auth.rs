@@ -33,7 +33,10 @@ pub fn generate_token() -> Result<String, getrandom::Error> {
 
 /// Compares two digests without an early exit.
 pub(crate) fn digest_eq(a: &TokenHash, b: &TokenHash) -> bool {
-    a.0.iter().zip(b.0.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.0.iter()
+        .zip(b.0.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if well-formed.
@@ -70,7 +73,11 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Actor, Res
 
 /// Middleware for authenticated routes: 401 without a valid token, otherwise the
 /// [`Caller`] is put into the request's extensions.
-pub async fn require_caller(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_caller(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     match resolve(&state, req.headers()).await {
         Ok(actor) => {
             req.extensions_mut().insert(Caller(actor));
@@ -108,7 +115,10 @@ mod tests {
     fn bearer_parsing() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer abc"),
+        );
         assert_eq!(bearer(&h), Some("abc"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);

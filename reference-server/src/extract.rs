@@ -40,7 +40,9 @@ fn is_json(req: &Request) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
-        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")))
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
@@ -193,9 +195,13 @@ mod tests {
 
     #[test]
     fn query_params() {
-        let mut q = QueryParams::parse("limit=5&from=2027-03-01T09%3A00%3A00%2B01%3A00&x=1&limit=7");
+        let mut q =
+            QueryParams::parse("limit=5&from=2027-03-01T09%3A00%3A00%2B01%3A00&x=1&limit=7");
         assert_eq!(q.limit(), 7);
-        assert_eq!(q.instant("from").unwrap().to_rfc3339(), "2027-03-01T08:00:00+00:00");
+        assert_eq!(
+            q.instant("from").unwrap().to_rfc3339(),
+            "2027-03-01T08:00:00+00:00"
+        );
         assert!(q.required_instant("to").is_none());
         assert!(q.finish().is_err());
         let mut q = QueryParams::parse("limit=0");

@@ -51,7 +51,9 @@ fn is_final(status: StatusCode) -> bool {
         || (status.is_client_error()
             && !matches!(
                 status,
-                StatusCode::UNAUTHORIZED | StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS
+                StatusCode::UNAUTHORIZED
+                    | StatusCode::REQUEST_TIMEOUT
+                    | StatusCode::TOO_MANY_REQUESTS
             ))
 }
 
@@ -87,7 +89,11 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
     };
     let fingerprint = Fingerprint::of_request(parts.method.as_str(), parts.uri.path(), &bytes);
     let scope = Scope::new(actor.scope_name());
-    match state.engine().begin_request(&scope, &key, fingerprint).await {
+    match state
+        .engine()
+        .begin_request(&scope, &key, fingerprint)
+        .await
+    {
         Err(e) => Problem::from(e).into_response(),
         Ok(Decision::Replay(stored)) => {
             metrics::counter!("idempotency_replays_total").increment(1);
@@ -169,7 +175,10 @@ async fn run_and_record(
         headers,
         body: bytes.to_vec(),
     };
-    match engine.complete_request(&ctx.scope, &ctx.key, lease, &stored).await {
+    match engine
+        .complete_request(&ctx.scope, &ctx.key, lease, &stored)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => tracing::warn!("idempotency lease lost before the response was stored"),
         Err(e) => tracing::warn!(error = %e, "could not store an idempotent response"),

@@ -101,7 +101,11 @@ impl Problem {
         };
         Self {
             errors,
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail)
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                detail,
+            )
         }
     }
 
@@ -167,9 +171,11 @@ impl From<Error> for Problem {
                 "slot_unavailable",
                 "the requested time overlaps another booking",
             ),
-            Error::OutsideAvailability(msg) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "outside_availability", msg)
-            }
+            Error::OutsideAvailability(msg) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "outside_availability",
+                msg,
+            ),
             Error::InvalidState(msg) => Problem::new(StatusCode::CONFLICT, "invalid_state", msg),
             Error::AlreadyExists(entity) => Problem::new(
                 StatusCode::CONFLICT,
@@ -246,11 +252,7 @@ pub async fn ensure_problem(req: Request, next: Next) -> Response {
             s.canonical_reason().unwrap_or("bad request"),
         ),
     };
-    let mut out = Problem {
-        status,
-        ..problem
-    }
-    .into_response();
+    let mut out = Problem { status, ..problem }.into_response();
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(v) = res.headers().get(&name) {
             out.headers_mut().insert(name, v.clone());
@@ -280,7 +282,11 @@ mod tests {
     #[test]
     fn maps_every_error_to_its_code() {
         let cases = [
-            (Error::NotFound(booking_core::Entity::Booking), 404, "not_found"),
+            (
+                Error::NotFound(booking_core::Entity::Booking),
+                404,
+                "not_found",
+            ),
             (Error::SlotUnavailable, 409, "slot_unavailable"),
             (
                 Error::OutsideAvailability("x".into()),
@@ -290,7 +296,11 @@ mod tests {
             (Error::InvalidState("x".into()), 409, "invalid_state"),
             (Error::Forbidden("x".into()), 403, "forbidden"),
             (Error::invalid("a", "b"), 422, "validation_failed"),
-            (Error::Unavailable("db down".into()), 503, "store_unavailable"),
+            (
+                Error::Unavailable("db down".into()),
+                503,
+                "store_unavailable",
+            ),
             (Error::Internal("secret sql".into()), 500, "internal"),
         ];
         for (e, status, code) in cases {
@@ -298,7 +308,10 @@ mod tests {
             assert_eq!(p.status.as_u16(), status);
             assert_eq!(p.code, code);
             let body = String::from_utf8(p.body_bytes()).unwrap();
-            assert!(!body.contains("secret sql") && !body.contains("db down"), "{body}");
+            assert!(
+                !body.contains("secret sql") && !body.contains("db down"),
+                "{body}"
+            );
         }
     }
 }

@@ -250,21 +250,25 @@ mod tests {
         BookingStatus::Cancelled,
         BookingStatus::Expired,
     ];
-    const TRANSITIONS: [Transition; 3] = [Transition::Confirm, Transition::Cancel, Transition::Expire];
+    const TRANSITIONS: [Transition; 3] =
+        [Transition::Confirm, Transition::Cancel, Transition::Expire];
 
     #[test]
     fn transition_table_is_exactly_the_documented_one() {
         for status in ALL {
             for t in TRANSITIONS {
                 let (b, now) = sample_booking(status);
-                let result = b.plan(t, now).map(|p| (p.booking.status, p.requires_free_slot));
+                let result = b
+                    .plan(t, now)
+                    .map(|p| (p.booking.status, p.requires_free_slot));
                 let expected = match (status, t) {
                     (BookingStatus::PendingPayment, Transition::Confirm) => {
                         Some((BookingStatus::Confirmed, false))
                     }
-                    (BookingStatus::PendingPayment | BookingStatus::Confirmed, Transition::Cancel) => {
-                        Some((BookingStatus::Cancelled, false))
-                    }
+                    (
+                        BookingStatus::PendingPayment | BookingStatus::Confirmed,
+                        Transition::Cancel,
+                    ) => Some((BookingStatus::Cancelled, false)),
                     (BookingStatus::Expired, Transition::Confirm) => {
                         Some((BookingStatus::Confirmed, true))
                     }
@@ -287,12 +291,19 @@ mod tests {
         let deadline = b.hold_expires_at.unwrap();
         assert!(b.is_active(deadline - Duration::nanoseconds(1)));
         assert!(!b.is_active(deadline));
-        assert!(b.plan(Transition::Expire, deadline - Duration::seconds(1)).is_err());
+        assert!(
+            b.plan(Transition::Expire, deadline - Duration::seconds(1))
+                .is_err()
+        );
         let p = b.plan(Transition::Expire, deadline).unwrap();
         assert_eq!(p.booking.status, BookingStatus::Expired);
         // Cancelling a hold that ran out is refused; confirming it needs a free slot.
         assert!(b.plan(Transition::Cancel, deadline).is_err());
-        assert!(b.plan(Transition::Confirm, deadline).unwrap().requires_free_slot);
+        assert!(
+            b.plan(Transition::Confirm, deadline)
+                .unwrap()
+                .requires_free_slot
+        );
     }
 
     #[test]

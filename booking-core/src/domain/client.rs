@@ -55,11 +55,9 @@ impl NewClient {
         let email = self.email.trim();
         let plausible = email.len() <= 254
             && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-            && email
-                .split_once('@')
-                .is_some_and(|(local, domain)| {
-                    !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-                });
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+            });
         v.check(plausible, "email", "must be an e-mail address");
         v.finish()?;
         Ok(Client {

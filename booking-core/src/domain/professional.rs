@@ -24,8 +24,7 @@ impl Category {
     pub fn parse(s: &str) -> Result<Self> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-');
@@ -66,6 +65,7 @@ impl fmt::Display for Category {
 
 /// A point on Earth in degrees.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GeoPoint {
     /// Latitude in `[-90, 90]`.
     pub lat: f64,
@@ -168,25 +168,29 @@ impl Professional {
             next.name = validate_name(&mut v, name);
         }
         if let Some(c) = &patch.category
-            && let Some(c) = v.take(Category::parse(c)) {
-                next.category = c;
-            }
+            && let Some(c) = v.take(Category::parse(c))
+        {
+            next.category = c;
+        }
         if let Some(loc) = patch.location
-            && let Some(p) = v.take(GeoPoint::new(loc.lat, loc.lng)) {
-                next.location = p;
-            }
+            && let Some(p) = v.take(GeoPoint::new(loc.lat, loc.lng))
+        {
+            next.location = p;
+        }
         if let Some(rate) = patch.hourly_rate_cents {
             v.check(rate >= 0, "hourly_rate_cents", "must not be negative");
             next.hourly_rate_cents = rate;
         }
         if let Some(cur) = &patch.currency
-            && let Some(c) = v.take(Currency::parse(cur)) {
-                next.currency = c;
-            }
+            && let Some(c) = v.take(Currency::parse(cur))
+        {
+            next.currency = c;
+        }
         if let Some(tz) = &patch.timezone
-            && let Some(tz) = v.take(parse_timezone(tz)) {
-                next.timezone = tz;
-            }
+            && let Some(tz) = v.take(parse_timezone(tz))
+        {
+            next.timezone = tz;
+        }
         if let Some(active) = patch.is_active {
             next.is_active = active;
         }

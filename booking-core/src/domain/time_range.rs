@@ -129,9 +129,10 @@ mod tests {
 
     #[test]
     fn serde_validates() {
-        let ok: TimeRange =
-            serde_json::from_str(r#"{"start":"2027-03-01T09:00:00Z","end":"2027-03-01T10:00:00Z"}"#)
-                .unwrap();
+        let ok: TimeRange = serde_json::from_str(
+            r#"{"start":"2027-03-01T09:00:00Z","end":"2027-03-01T10:00:00Z"}"#,
+        )
+        .unwrap();
         assert_eq!(ok.duration(), Duration::hours(1));
         assert!(
             serde_json::from_str::<TimeRange>(

@@ -96,7 +96,10 @@ pub async fn overlapping_booking_is_refused<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let first = fx.book(60, 120).await.expect("first booking");
     for (s, e) in [(60, 120), (30, 61), (119, 150), (70, 80), (0, 240)] {
-        assert!(is_unavailable(&fx.book(s, e).await), "[{s},{e}) must conflict");
+        assert!(
+            is_unavailable(&fx.book(s, e).await),
+            "[{s},{e}) must conflict"
+        );
     }
     let all = all_bookings(&fx, Actor::Admin).await;
     assert_eq!(all, vec![fx.reload(&first).await]);
@@ -147,7 +150,10 @@ pub async fn legal_transitions_apply<S: Store + ?Sized>(store: Arc<S>) {
         .expect("cancel confirmed");
     assert_eq!(x.status, BookingStatus::Cancelled);
     // pending -> cancelled
-    let h2 = fx.book(60, 120).await.expect("slot free again after cancel");
+    let h2 = fx
+        .book(60, 120)
+        .await
+        .expect("slot free again after cancel");
     let x2 = fx
         .engine
         .cancel_booking(Actor::Professional(fx.pro.id), h2.id)
@@ -160,14 +166,16 @@ pub async fn legal_transitions_apply<S: Store + ?Sized>(store: Arc<S>) {
     let swept = fx.engine.expire_due_holds(100).await.expect("sweep");
     assert_eq!(swept.iter().map(|b| b.id).collect::<Vec<_>>(), vec![h3.id]);
     assert_eq!(swept[0].status, BookingStatus::Expired);
-    let r = fx.engine.confirm_booking(h3.id).await.expect("re-confirm expired");
+    let r = fx
+        .engine
+        .confirm_booking(h3.id)
+        .await
+        .expect("re-confirm expired");
     assert_eq!(r.status, BookingStatus::Confirmed);
     assert_eq!(fx.status(&h3).await, BookingStatus::Confirmed);
 }
 
-pub async fn illegal_transitions_are_refused_and_change_nothing<S: Store + ?Sized>(
-    store: Arc<S>,
-) {
+pub async fn illegal_transitions_are_refused_and_change_nothing<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::with_holds(store).await;
     let cancelled = fx.book(60, 120).await.expect("hold");
     fx.engine
@@ -181,12 +189,18 @@ pub async fn illegal_transitions_are_refused_and_change_nothing<S: Store + ?Size
             .store()
             .transition_booking(cancelled.id, t, fx.clock.now_for_checks())
             .await;
-        assert!(matches!(r, Err(Error::InvalidState(_))), "{t:?} on cancelled: {r:?}");
+        assert!(
+            matches!(r, Err(Error::InvalidState(_))),
+            "{t:?} on cancelled: {r:?}"
+        );
     }
     assert_eq!(fx.reload(&cancelled).await, before);
 
     let confirmed = fx.book(200, 260).await.expect("hold");
-    fx.engine.confirm_booking(confirmed.id).await.expect("confirm");
+    fx.engine
+        .confirm_booking(confirmed.id)
+        .await
+        .expect("confirm");
     let before = fx.reload(&confirmed).await;
     for t in [Transition::Confirm, Transition::Expire] {
         let r = fx
@@ -194,7 +208,10 @@ pub async fn illegal_transitions_are_refused_and_change_nothing<S: Store + ?Size
             .store()
             .transition_booking(confirmed.id, t, fx.clock.now_for_checks())
             .await;
-        assert!(matches!(r, Err(Error::InvalidState(_))), "{t:?} on confirmed: {r:?}");
+        assert!(
+            matches!(r, Err(Error::InvalidState(_))),
+            "{t:?} on confirmed: {r:?}"
+        );
     }
     assert_eq!(fx.reload(&confirmed).await, before);
 
@@ -223,8 +240,12 @@ pub async fn illegal_transitions_are_refused_and_change_nothing<S: Store + ?Size
 pub async fn hold_blocks_until_it_expires<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::with_holds(store).await;
     let hold = fx.book(60, 120).await.expect("hold");
-    fx.clock.advance(Duration::minutes(15) - Duration::seconds(1));
-    assert!(is_unavailable(&fx.book(60, 120).await), "a live hold blocks");
+    fx.clock
+        .advance(Duration::minutes(15) - Duration::seconds(1));
+    assert!(
+        is_unavailable(&fx.book(60, 120).await),
+        "a live hold blocks"
+    );
     fx.clock.advance(Duration::seconds(1));
     // Exactly at hold_expires_at the hold no longer blocks, even before any sweep.
     let next = fx.book(60, 120).await.expect("the slot of an expired hold");
@@ -235,9 +256,7 @@ pub async fn hold_blocks_until_it_expires<S: Store + ?Sized>(store: Arc<S>) {
     assert_eq!(fx.status(&hold).await, BookingStatus::Expired);
 }
 
-pub async fn expired_hold_reconfirms_only_if_the_slot_is_free<S: Store + ?Sized>(
-    store: Arc<S>,
-) {
+pub async fn expired_hold_reconfirms_only_if_the_slot_is_free<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::with_holds(store).await;
     let a = fx.book(60, 120).await.expect("hold a");
     let b = fx.book(200, 260).await.expect("hold b");
@@ -270,7 +289,13 @@ pub async fn sweep_expires_due_holds_once<S: Store + ?Sized>(store: Arc<S>) {
         .map(|x| x.id)
         .collect();
     assert_eq!(swept, vec![a.id]);
-    assert!(fx.engine.expire_due_holds(100).await.expect("sweep").is_empty());
+    assert!(
+        fx.engine
+            .expire_due_holds(100)
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
     fx.clock.advance(Duration::minutes(5));
     let swept: Vec<_> = fx
         .engine
@@ -299,7 +324,10 @@ pub async fn cancel_releases_the_slot<S: Store + ?Sized>(store: Arc<S>) {
     fx.book(60, 120).await.expect("free after cancel");
     // Strangers cannot see, let alone cancel, someone else's booking.
     let stranger = new_client(&fx.engine).await;
-    let r = fx.engine.cancel_booking(Actor::Client(stranger.id), a.id).await;
+    let r = fx
+        .engine
+        .cancel_booking(Actor::Client(stranger.id), a.id)
+        .await;
     assert_eq!(r, Err(Error::NotFound(Entity::Booking)));
 }
 
@@ -319,7 +347,10 @@ pub async fn reschedule_moves_atomically<S: Store + ?Sized>(store: Arc<S>) {
     fx.book(60, 120).await.expect("old range released");
     assert!(is_unavailable(&fx.book(180, 240).await), "new range taken");
     let events = events_of(fx.engine.store().as_ref(), &a).await;
-    assert_eq!(events, vec![EventKind::BookingCreated, EventKind::BookingRescheduled]);
+    assert_eq!(
+        events,
+        vec![EventKind::BookingCreated, EventKind::BookingRescheduled]
+    );
     // Only the booking's client may move it; its professional may see it but gets 403.
     let r = fx
         .engine
@@ -345,7 +376,10 @@ pub async fn reschedule_into_a_taken_slot_changes_nothing<S: Store + ?Sized>(sto
         .await;
     assert!(is_unavailable(&r), "{r:?}");
     assert_eq!(fx.reload(&a).await, before);
-    assert!(is_unavailable(&fx.book(60, 120).await), "a still holds its range");
+    assert!(
+        is_unavailable(&fx.book(60, 120).await),
+        "a still holds its range"
+    );
     assert_eq!(
         events_of(fx.engine.store().as_ref(), &a).await,
         vec![EventKind::BookingCreated]
@@ -362,7 +396,9 @@ pub async fn reschedule_may_overlap_its_own_old_range<S: Store + ?Sized>(store: 
         .await
         .expect("overlapping its own old range is fine");
     assert_eq!(moved.blocked, range(90, 165));
-    fx.book(0, 75).await.expect("the released part is free again");
+    fx.book(0, 75)
+        .await
+        .expect("the released part is free again");
 }
 
 pub async fn retry_of_a_created_booking_returns_it<S: Store + ?Sized>(store: Arc<S>) {
@@ -384,7 +420,12 @@ pub async fn retry_of_a_created_booking_returns_it<S: Store + ?Sized>(store: Arc
     // Store level too, racing past the engine's look-up.
     let mut dup = first.clone();
     dup.id = crate::domain::BookingId::new_at(at(1));
-    let r = fx.engine.store().insert_booking(&dup, at(0)).await.expect("store retry");
+    let r = fx
+        .engine
+        .store()
+        .insert_booking(&dup, at(0))
+        .await
+        .expect("store retry");
     assert_eq!(r.booking().id, first.id);
     assert!(matches!(r, Inserted::Existing(_)));
     assert_eq!(all_bookings(&fx, Actor::Admin).await.len(), 1);
@@ -485,11 +526,26 @@ pub async fn list_filters_by_owner_status_and_time<S: Store + ?Sized>(store: Arc
     let ids = |v: Vec<Booking>| v.into_iter().map(|b| b.id).collect::<Vec<_>>();
     let list = |actor, filter: BookingFilter| {
         let engine = &fx.engine;
-        async move { engine.list_bookings(actor, &filter).await.expect("list").items }
+        async move {
+            engine
+                .list_bookings(actor, &filter)
+                .await
+                .expect("list")
+                .items
+        }
     };
-    assert_eq!(ids(list(Actor::Client(fx.client.id), BookingFilter::default()).await), vec![a.id, b.id]);
-    assert_eq!(ids(list(Actor::Professional(other_pro.id), BookingFilter::default()).await), vec![c.id]);
-    assert_eq!(ids(list(Actor::Admin, BookingFilter::default()).await).len(), 3);
+    assert_eq!(
+        ids(list(Actor::Client(fx.client.id), BookingFilter::default()).await),
+        vec![a.id, b.id]
+    );
+    assert_eq!(
+        ids(list(Actor::Professional(other_pro.id), BookingFilter::default()).await),
+        vec![c.id]
+    );
+    assert_eq!(
+        ids(list(Actor::Admin, BookingFilter::default()).await).len(),
+        3
+    );
     let expired = list(
         Actor::Admin,
         BookingFilter {
@@ -498,7 +554,11 @@ pub async fn list_filters_by_owner_status_and_time<S: Store + ?Sized>(store: Arc
         },
     )
     .await;
-    assert_eq!(ids(expired.clone()), vec![a.id, c.id], "effective status, before any sweep");
+    assert_eq!(
+        ids(expired.clone()),
+        vec![a.id, c.id],
+        "effective status, before any sweep"
+    );
     assert!(expired.iter().all(|b| b.status == BookingStatus::Expired));
     let confirmed = list(
         Actor::Admin,
@@ -539,7 +599,9 @@ pub async fn list_filters_by_owner_status_and_time<S: Store + ?Sized>(store: Arc
     .await;
     assert!(theirs.is_empty());
     assert_eq!(
-        fx.engine.get_booking(Actor::Client(other_client.id), a.id).await,
+        fx.engine
+            .get_booking(Actor::Client(other_client.id), a.id)
+            .await,
         Err(Error::NotFound(Entity::Booking))
     );
 }
@@ -560,11 +622,12 @@ pub async fn idempotency_replays_the_stored_response<S: Store + ?Sized>(store: A
         panic!("first begin starts");
     };
     let resp = response(409, "{\"code\":\"slot_unavailable\"}");
-    assert!(fx
-        .engine
-        .complete_request(&scope, &key("k1"), lease, &resp)
-        .await
-        .expect("complete"));
+    assert!(
+        fx.engine
+            .complete_request(&scope, &key("k1"), lease, &resp)
+            .await
+            .expect("complete")
+    );
     for _ in 0..3 {
         assert_eq!(
             begin(&fx, &scope, "k1", "{ \"a\": 1 }").await,
@@ -574,7 +637,10 @@ pub async fn idempotency_replays_the_stored_response<S: Store + ?Sized>(store: A
     // The quoted form of a key is the same key.
     let quoted = IdempotencyKey::parse("\"k1\"").expect("quoted");
     assert_eq!(
-        fx.engine.begin_request(&scope, &quoted, fp("{\"a\":1}")).await.expect("begin"),
+        fx.engine
+            .begin_request(&scope, &quoted, fp("{\"a\":1}"))
+            .await
+            .expect("begin"),
         Decision::Replay(resp)
     );
 }
@@ -585,15 +651,24 @@ pub async fn idempotency_rejects_a_different_request<S: Store + ?Sized>(store: A
     let Decision::Started { lease } = begin(&fx, &scope, "k", "{\"a\":1}").await else {
         panic!("starts");
     };
-    assert_eq!(begin(&fx, &scope, "k", "{\"a\":2}").await, Decision::Mismatch);
+    assert_eq!(
+        begin(&fx, &scope, "k", "{\"a\":2}").await,
+        Decision::Mismatch
+    );
     fx.engine
         .complete_request(&scope, &key("k"), lease, &response(201, "{}"))
         .await
         .expect("complete");
-    assert_eq!(begin(&fx, &scope, "k", "{\"a\":2}").await, Decision::Mismatch);
+    assert_eq!(
+        begin(&fx, &scope, "k", "{\"a\":2}").await,
+        Decision::Mismatch
+    );
     let other_path = Fingerprint::of_request("POST", "/v1/clients", b"{\"a\":1}");
     assert_eq!(
-        fx.engine.begin_request(&scope, &key("k"), other_path).await.expect("begin"),
+        fx.engine
+            .begin_request(&scope, &key("k"), other_path)
+            .await
+            .expect("begin"),
         Decision::Mismatch
     );
 }
@@ -618,17 +693,22 @@ pub async fn idempotency_in_flight_until_the_lease_runs_out<S: Store + ?Sized>(s
     };
     assert_ne!(first, second);
     // The crashed attempt waking up late cannot overwrite the new attempt's record.
-    assert!(!fx
-        .engine
-        .complete_request(&scope, &key("k"), first, &response(500, "late"))
-        .await
-        .expect("complete"));
-    assert!(fx
-        .engine
-        .complete_request(&scope, &key("k"), second, &response(201, "ok"))
-        .await
-        .expect("complete"));
-    assert_eq!(begin(&fx, &scope, "k", "{}").await, Decision::Replay(response(201, "ok")));
+    assert!(
+        !fx.engine
+            .complete_request(&scope, &key("k"), first, &response(500, "late"))
+            .await
+            .expect("complete")
+    );
+    assert!(
+        fx.engine
+            .complete_request(&scope, &key("k"), second, &response(201, "ok"))
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        begin(&fx, &scope, "k", "{}").await,
+        Decision::Replay(response(201, "ok"))
+    );
 }
 
 pub async fn idempotency_only_the_lease_owner_completes<S: Store + ?Sized>(store: Arc<S>) {
@@ -638,35 +718,46 @@ pub async fn idempotency_only_the_lease_owner_completes<S: Store + ?Sized>(store
         panic!("starts");
     };
     let stranger = crate::idempotency::LeaseId::new_at(at(0));
-    assert!(!fx
-        .engine
-        .complete_request(&scope, &key("k"), stranger, &response(200, "x"))
-        .await
-        .expect("complete"));
-    assert!(!fx
-        .engine
-        .abandon_request(&scope, &key("k"), stranger)
-        .await
-        .expect("abandon"));
-    assert!(matches!(begin(&fx, &scope, "k", "{}").await, Decision::InFlight { .. }));
-    assert!(fx
-        .engine
-        .complete_request(&scope, &key("k"), lease, &response(200, "x"))
-        .await
-        .expect("complete"));
+    assert!(
+        !fx.engine
+            .complete_request(&scope, &key("k"), stranger, &response(200, "x"))
+            .await
+            .expect("complete")
+    );
+    assert!(
+        !fx.engine
+            .abandon_request(&scope, &key("k"), stranger)
+            .await
+            .expect("abandon")
+    );
+    assert!(matches!(
+        begin(&fx, &scope, "k", "{}").await,
+        Decision::InFlight { .. }
+    ));
+    assert!(
+        fx.engine
+            .complete_request(&scope, &key("k"), lease, &response(200, "x"))
+            .await
+            .expect("complete")
+    );
     // Completing twice changes nothing.
-    assert!(!fx
-        .engine
-        .complete_request(&scope, &key("k"), lease, &response(200, "y"))
-        .await
-        .expect("complete"));
-    assert_eq!(begin(&fx, &scope, "k", "{}").await, Decision::Replay(response(200, "x")));
+    assert!(
+        !fx.engine
+            .complete_request(&scope, &key("k"), lease, &response(200, "y"))
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        begin(&fx, &scope, "k", "{}").await,
+        Decision::Replay(response(200, "x"))
+    );
     // Unknown keys: nothing to complete.
-    assert!(!fx
-        .engine
-        .complete_request(&scope, &key("nope"), lease, &response(200, "x"))
-        .await
-        .expect("complete"));
+    assert!(
+        !fx.engine
+            .complete_request(&scope, &key("nope"), lease, &response(200, "x"))
+            .await
+            .expect("complete")
+    );
 }
 
 pub async fn idempotency_abandon_lets_a_retry_run<S: Store + ?Sized>(store: Arc<S>) {
@@ -675,13 +766,17 @@ pub async fn idempotency_abandon_lets_a_retry_run<S: Store + ?Sized>(store: Arc<
     let Decision::Started { lease } = begin(&fx, &scope, "k", "{}").await else {
         panic!("starts");
     };
-    assert!(fx
-        .engine
-        .abandon_request(&scope, &key("k"), lease)
-        .await
-        .expect("abandon"));
+    assert!(
+        fx.engine
+            .abandon_request(&scope, &key("k"), lease)
+            .await
+            .expect("abandon")
+    );
     // At once, not after the lease: a 5xx is not a final answer.
-    assert!(matches!(begin(&fx, &scope, "k", "{\"other\":true}").await, Decision::Started { .. }));
+    assert!(matches!(
+        begin(&fx, &scope, "k", "{\"other\":true}").await,
+        Decision::Started { .. }
+    ));
 }
 
 pub async fn idempotency_keys_expire_and_are_purged<S: Store + ?Sized>(store: Arc<S>) {
@@ -706,19 +801,34 @@ pub async fn idempotency_keys_expire_and_are_purged<S: Store + ?Sized>(store: Ar
     assert_eq!(fx.engine.purge_idempotency(1000).await.expect("purge"), 0);
     fx.clock.advance(Duration::minutes(1));
     // Expired: gone for callers even before the purge, and the purge deletes exactly it.
-    assert!(matches!(begin(&fx, &scope, "old", "{\"new\":1}").await, Decision::Started { .. }));
+    assert!(matches!(
+        begin(&fx, &scope, "old", "{\"new\":1}").await,
+        Decision::Started { .. }
+    ));
     fx.clock.advance(ttl);
     let purged = fx.engine.purge_idempotency(1000).await.expect("purge");
-    assert_eq!(purged, 2, "the re-used 'old' record and 'young' are both past their TTL");
-    assert!(matches!(begin(&fx, &scope, "young", "{\"x\":1}").await, Decision::Started { .. }));
+    assert_eq!(
+        purged, 2,
+        "the re-used 'old' record and 'young' are both past their TTL"
+    );
+    assert!(matches!(
+        begin(&fx, &scope, "young", "{\"x\":1}").await,
+        Decision::Started { .. }
+    ));
 }
 
 pub async fn idempotency_scopes_are_independent<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let a = Scope::new(unique("client"));
     let b = Scope::new(unique("client"));
-    assert!(matches!(begin(&fx, &a, "same", "{\"a\":1}").await, Decision::Started { .. }));
-    assert!(matches!(begin(&fx, &b, "same", "{\"b\":1}").await, Decision::Started { .. }));
+    assert!(matches!(
+        begin(&fx, &a, "same", "{\"a\":1}").await,
+        Decision::Started { .. }
+    ));
+    assert!(matches!(
+        begin(&fx, &b, "same", "{\"b\":1}").await,
+        Decision::Started { .. }
+    ));
 }
 
 // ---- outbox ----------------------------------------------------------------------------
@@ -731,7 +841,10 @@ pub async fn outbox_records_each_change_once<S: Store + ?Sized>(store: Arc<S>) {
         .reschedule_booking(Actor::Client(fx.client.id), a.id, range(120, 180))
         .await
         .expect("reschedule");
-    fx.engine.cancel_booking(Actor::Admin, a.id).await.expect("cancel");
+    fx.engine
+        .cancel_booking(Actor::Admin, a.id)
+        .await
+        .expect("cancel");
     let b = fx.book(300, 360).await.expect("b");
     fx.clock.advance(Duration::minutes(15));
     fx.engine.expire_due_holds(10).await.expect("sweep");
@@ -772,7 +885,13 @@ pub async fn outbox_records_each_change_once<S: Store + ?Sized>(store: Arc<S>) {
 pub async fn failed_operations_record_no_event<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let a = fx.book(60, 120).await.expect("a");
-    let before = fx.engine.store().events_after(None, 1000).await.expect("outbox").len();
+    let before = fx
+        .engine
+        .store()
+        .events_after(None, 1000)
+        .await
+        .expect("outbox")
+        .len();
     assert!(is_unavailable(&fx.book(60, 120).await));
     let _ = fx.engine.confirm_booking(a.id).await; // already confirmed: refused
     let b = fx.book(180, 240).await.expect("b");
@@ -780,9 +899,17 @@ pub async fn failed_operations_record_no_event<S: Store + ?Sized>(store: Arc<S>)
         .engine
         .reschedule_booking(Actor::Client(fx.client.id), b.id, range(90, 150))
         .await; // conflict
-    let after = fx.engine.store().events_after(None, 1000).await.expect("outbox");
+    let after = fx
+        .engine
+        .store()
+        .events_after(None, 1000)
+        .await
+        .expect("outbox");
     assert_eq!(after.len(), before + 1, "only b's creation was recorded");
-    assert_eq!(after.last().map(|e| e.kind), Some(EventKind::BookingCreated));
+    assert_eq!(
+        after.last().map(|e| e.kind),
+        Some(EventKind::BookingCreated)
+    );
 }
 
 // ---- directory and schedules -----------------------------------------------------------
@@ -858,26 +985,40 @@ pub async fn directory_roundtrip_and_tokens<S: Store + ?Sized>(store: Arc<S>) {
         .expect("self update");
     assert_eq!(updated.hourly_rate_cents, 9_000);
     assert_eq!(updated.updated_at, at(1));
-    assert_eq!(fx.engine.get_professional(p.id).await.expect("get"), updated);
+    assert_eq!(
+        fx.engine.get_professional(p.id).await.expect("get"),
+        updated
+    );
     let r = fx
         .engine
         .update_professional(Actor::Client(c.id), p.id, &patch)
         .await;
     assert!(matches!(r, Err(Error::Forbidden(_))));
     let bad = ProfessionalPatch {
-        location: Some(GeoPoint { lat: 95.0, lng: 0.0 }),
+        location: Some(GeoPoint {
+            lat: 95.0,
+            lng: 0.0,
+        }),
         ..ProfessionalPatch::default()
     };
-    let r = fx.engine.update_professional(Actor::Admin, p.id, &bad).await;
+    let r = fx
+        .engine
+        .update_professional(Actor::Admin, p.id, &bad)
+        .await;
     assert!(matches!(r, Err(Error::Invalid(_))));
-    assert_eq!(fx.engine.get_professional(p.id).await.expect("get"), updated);
+    assert_eq!(
+        fx.engine.get_professional(p.id).await.expect("get"),
+        updated
+    );
     let missing = crate::domain::ProfessionalId::new_at(at(0));
     assert_eq!(
         fx.engine.get_professional(missing).await,
         Err(Error::NotFound(Entity::Professional))
     );
     assert_eq!(
-        fx.engine.update_professional(Actor::Admin, missing, &patch).await,
+        fx.engine
+            .update_professional(Actor::Admin, missing, &patch)
+            .await,
         Err(Error::NotFound(Entity::Professional))
     );
 }
@@ -885,13 +1026,20 @@ pub async fn directory_roundtrip_and_tokens<S: Store + ?Sized>(store: Arc<S>) {
 pub async fn search_filters_and_paginates<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await; // its professional: massage, 6000
     let mut made = vec![fx.pro.clone()];
-    for (i, rate) in [3_000, 6_000, 6_000, 9_000, 12_000, 6_000].into_iter().enumerate() {
+    for (i, rate) in [3_000, 6_000, 6_000, 9_000, 12_000, 6_000]
+        .into_iter()
+        .enumerate()
+    {
         let p = fx
             .engine
             .create_professional(
                 &NewProfessional {
                     name: format!("P{i}"),
-                    category: if i % 2 == 0 { "massage".into() } else { "yoga".into() },
+                    category: if i % 2 == 0 {
+                        "massage".into()
+                    } else {
+                        "yoga".into()
+                    },
                     location: GeoPoint { lat: 0.0, lng: 0.0 },
                     hourly_rate_cents: rate,
                     currency: "eur".into(),
@@ -945,7 +1093,11 @@ pub async fn search_filters_and_paginates<S: Store + ?Sized>(store: Arc<S>) {
         collect(query(None, Some(6_000), Some(9_000))).await,
         expect(&|p| (6_000..=9_000).contains(&p.hourly_rate_cents))
     );
-    assert!(collect(query(Some("plumbing"), None, None)).await.is_empty());
+    assert!(
+        collect(query(Some("plumbing"), None, None))
+            .await
+            .is_empty()
+    );
 }
 
 pub async fn schedule_roundtrip<S: Store + ?Sized>(store: Arc<S>) {
@@ -967,7 +1119,10 @@ pub async fn schedule_roundtrip<S: Store + ?Sized>(store: Arc<S>) {
         .set_schedule(Actor::Professional(fx.pro.id), fx.pro.id, schedule.clone())
         .await
         .expect("set");
-    assert_eq!(fx.engine.get_schedule(fx.pro.id).await.expect("get"), schedule);
+    assert_eq!(
+        fx.engine.get_schedule(fx.pro.id).await.expect("get"),
+        schedule
+    );
     // Replace, not merge.
     let open = Schedule::always_open(fx.pro.timezone);
     fx.engine
@@ -1008,13 +1163,16 @@ pub async fn booking_outside_availability_is_refused<S: Store + ?Sized>(store: A
     assert!(outside(&fx.book(30, 90).await), "inside notice");
     fx.book(60, 120).await.expect("10:00-11:00 Berlin");
     assert!(outside(&fx.book(420, 500).await), "past 17:00");
-    assert!(outside(&fx.book(60 * 24, 60 * 24 + 60).await), "Tuesday is off");
+    assert!(
+        outside(&fx.book(60 * 24, 60 * 24 + 60).await),
+        "Tuesday is off"
+    );
     assert!(outside(&fx.book(-120, -60).await), "in the past");
     let r = fx.book(121, 150).await;
     assert!(r.is_ok(), "bookings need not sit on the slot grid: {r:?}");
     // Not whole minutes.
-    let odd = crate::domain::TimeRange::new(at(200) + Duration::seconds(30), at(260))
-        .expect("range");
+    let odd =
+        crate::domain::TimeRange::new(at(200) + Duration::seconds(30), at(260)).expect("range");
     let r = fx.book_for(&fx.pro, &fx.client, odd).await;
     assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
     // Without a schedule nobody can book.
@@ -1034,7 +1192,9 @@ pub async fn booking_outside_availability_is_refused<S: Store + ?Sized>(store: A
         )
         .await
         .expect("create");
-    assert!(outside(&fx.book_for(&bare, &fx.client, range(60, 120)).await));
+    assert!(outside(
+        &fx.book_for(&bare, &fx.client, range(60, 120)).await
+    ));
     // Nor with an inactive professional.
     let off = new_professional(&fx.engine).await;
     fx.engine
@@ -1048,7 +1208,9 @@ pub async fn booking_outside_availability_is_refused<S: Store + ?Sized>(store: A
         )
         .await
         .expect("deactivate");
-    assert!(outside(&fx.book_for(&off, &fx.client, range(60, 120)).await));
+    assert!(outside(
+        &fx.book_for(&off, &fx.client, range(60, 120)).await
+    ));
     // Rescheduling into closed hours is refused and changes nothing.
     let b = fx.book(180, 240).await.expect("b");
     let r = fx
@@ -1085,7 +1247,11 @@ pub async fn availability_excludes_blocked_slots<S: Store + ?Sized>(store: Arc<S
         let blocked = slot
             .widen(Duration::zero(), Duration::minutes(15))
             .expect("widen");
-        assert!(!blocked.overlaps(&b.blocked), "{slot:?} hits {:?}", b.blocked);
+        assert!(
+            !blocked.overlaps(&b.blocked),
+            "{slot:?} hits {:?}",
+            b.blocked
+        );
         // Every offered slot is bookable.
     }
     assert!(after.len() < all.len());
@@ -1118,12 +1284,15 @@ pub async fn race_many_tasks_one_slot_one_winner<S: Store + ?Sized + 'static>(st
         }
     }
     assert_eq!(wins, 1, "exactly one of {RACERS} wins the slot");
-    assert_eq!(all_bookings(&fx, Actor::Professional(fx.pro.id)).await.len(), 1);
+    assert_eq!(
+        all_bookings(&fx, Actor::Professional(fx.pro.id))
+            .await
+            .len(),
+        1
+    );
 }
 
-pub async fn race_overlapping_requests_never_overlap<S: Store + ?Sized + 'static>(
-    store: Arc<S>,
-) {
+pub async fn race_overlapping_requests_never_overlap<S: Store + ?Sized + 'static>(store: Arc<S>) {
     let fx = Arc::new(Fixture::with_holds(store).await);
     let mut tasks = Vec::new();
     for i in 0..RACERS as i64 {
@@ -1206,7 +1375,10 @@ pub async fn race_reschedule_against_new_booking<S: Store + ?Sized + 'static>(st
             assert_eq!(a_now.range, target);
         } else {
             assert!(is_unavailable(&m));
-            assert_eq!(a_now.range, a.range, "a lost race leaves the booking where it was");
+            assert_eq!(
+                a_now.range, a.range,
+                "a lost race leaves the booking where it was"
+            );
         }
         let all = all_bookings(&fx, Actor::Professional(fx.pro.id)).await;
         assert_eq!(find_overlap(&all, fx.clock.now_for_checks()), None);

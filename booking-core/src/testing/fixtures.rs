@@ -101,7 +101,8 @@ impl<S: Store + ?Sized> Fixture<S> {
 
     /// Books `[start, end)` minutes after [`t0`] for the fixture client.
     pub async fn book(&self, start: i64, end: i64) -> Result<Booking> {
-        self.book_for(&self.pro, &self.client, range(start, end)).await
+        self.book_for(&self.pro, &self.client, range(start, end))
+            .await
     }
 
     /// Books `range` with `pro` for `client`.

@@ -358,7 +358,11 @@ impl ReferenceStateMachine for EngineModel {
     type Transition = Step;
 
     fn init_state() -> BoxedStrategy<ModelState> {
-        (any::<bool>(), prop_oneof![Just(0i64), Just(15)], prop_oneof![Just(0i64), Just(15)])
+        (
+            any::<bool>(),
+            prop_oneof![Just(0i64), Just(15)],
+            prop_oneof![Just(0i64), Just(15)],
+        )
             .prop_map(|(holds, buffer_before, buffer_after)| ModelState {
                 holds,
                 buffer_before,
@@ -445,7 +449,13 @@ impl<S: Store + ?Sized> System<S> {
         }
     }
 
-    fn request(&self, model: &ModelState, slot: i64, len: i64, request_ref: Option<String>) -> BookingRequest {
+    fn request(
+        &self,
+        model: &ModelState,
+        slot: i64,
+        len: i64,
+        request_ref: Option<String>,
+    ) -> BookingRequest {
         let start = model.start(slot);
         BookingRequest {
             client_id: self.fx.client.id,
@@ -465,21 +475,44 @@ impl<S: Store + ?Sized> System<S> {
         let engine = &self.fx.engine;
         let client = Actor::Client(self.fx.client.id);
         match (step, expected) {
-            (Step::Create { slot, len, key: None, .. }, Expected::Create(want)) => {
+            (
+                Step::Create {
+                    slot,
+                    len,
+                    key: None,
+                    ..
+                },
+                Expected::Create(want),
+            ) => {
                 let got = engine
                     .create_booking(&self.request(before, *slot, *len, None))
                     .await;
                 match (got, want) {
-                    (Ok(Inserted::Created(b)), Ok(i)) if *i == self.ids.len() => self.ids.push(b.id),
+                    (Ok(Inserted::Created(b)), Ok(i)) if *i == self.ids.len() => {
+                        self.ids.push(b.id)
+                    }
                     (Err(e), Err(w)) if kind(&e) == Some(*w) => {}
-                    (got, want) => return Err(fail(format!("create: engine {got:?}, model {want:?}"))),
+                    (got, want) => {
+                        return Err(fail(format!("create: engine {got:?}, model {want:?}")));
+                    }
                 }
             }
-            (Step::Create { slot, len, key: Some(k), crash }, Expected::Idempotency(want)) => {
+            (
+                Step::Create {
+                    slot,
+                    len,
+                    key: Some(k),
+                    crash,
+                },
+                Expected::Idempotency(want),
+            ) => {
                 let key = IdempotencyKey::parse(&format!("key-{k}")).expect("key");
                 let body = request_body(*slot, *len);
                 let fp = Fingerprint::of_request("POST", "/v1/bookings", body.as_bytes());
-                let decision = engine.begin_request(&self.scope, &key, fp).await.expect("begin");
+                let decision = engine
+                    .begin_request(&self.scope, &key, fp)
+                    .await
+                    .expect("begin");
                 match (decision, want) {
                     (Decision::Mismatch, IdemExpect::Mismatch) => {}
                     (Decision::InFlight { .. }, IdemExpect::InFlight) => {}
@@ -489,7 +522,10 @@ impl<S: Store + ?Sized> System<S> {
                             Err(()) => "refused".to_owned(),
                         };
                         if resp.body != want_body.as_bytes() {
-                            return Err(fail(format!("replayed {:?}, model {want_body}", String::from_utf8_lossy(&resp.body))));
+                            return Err(fail(format!(
+                                "replayed {:?}, model {want_body}",
+                                String::from_utf8_lossy(&resp.body)
+                            )));
                         }
                     }
                     (Decision::Started { lease }, IdemExpect::Started { outcome }) => {
@@ -502,16 +538,24 @@ impl<S: Store + ?Sized> System<S> {
                                 self.ids.push(b.id);
                                 b.id.to_string()
                             }
-                            (Ok(Inserted::Existing(b)), Ok(i)) if self.ids.get(*i) == Some(&b.id) => {
+                            (Ok(Inserted::Existing(b)), Ok(i))
+                                if self.ids.get(*i) == Some(&b.id) =>
+                            {
                                 b.id.to_string()
                             }
                             (Err(e), Err(())) if kind(e).is_some() => "refused".to_owned(),
                             (got, want) => {
-                                return Err(fail(format!("idempotent create: engine {got:?}, model {want:?}")));
+                                return Err(fail(format!(
+                                    "idempotent create: engine {got:?}, model {want:?}"
+                                )));
                             }
                         };
                         if !crash {
-                            let stored = StoredResponse { status: 200, headers: Vec::new(), body: body.into_bytes() };
+                            let stored = StoredResponse {
+                                status: 200,
+                                headers: Vec::new(),
+                                body: body.into_bytes(),
+                            };
                             let done = engine
                                 .complete_request(&self.scope, &key, lease, &stored)
                                 .await
@@ -569,12 +613,20 @@ impl<S: Store + ?Sized> System<S> {
             return Err(fail("clock drifted from the model".into()));
         }
         for (i, m) in model.bookings.iter().enumerate() {
-            let b: Booking = engine.get_booking(Actor::Admin, self.ids[i]).await.expect("get");
+            let b: Booking = engine
+                .get_booking(Actor::Admin, self.ids[i])
+                .await
+                .expect("get");
             let start = model.start(m.slot);
             let (bs, be) = model.blocked(m.slot, m.len);
             let want_status = model.effective(m);
-            if b.status != want_status || b.range != range(start, start + m.len * STEP) || b.blocked != range(bs, be) {
-                return Err(fail(format!("booking {i}: engine {b:?}, model {m:?} ({want_status})")));
+            if b.status != want_status
+                || b.range != range(start, start + m.len * STEP)
+                || b.blocked != range(bs, be)
+            {
+                return Err(fail(format!(
+                    "booking {i}: engine {b:?}, model {m:?} ({want_status})"
+                )));
             }
         }
         let mut all = Vec::new();
@@ -583,7 +635,11 @@ impl<S: Store + ?Sized> System<S> {
             let page = engine
                 .list_bookings(
                     Actor::Professional(self.fx.pro.id),
-                    &BookingFilter { limit: Some(100), after, ..BookingFilter::default() },
+                    &BookingFilter {
+                        limit: Some(100),
+                        after,
+                        ..BookingFilter::default()
+                    },
                 )
                 .await
                 .expect("list");
@@ -594,7 +650,11 @@ impl<S: Store + ?Sized> System<S> {
             }
         }
         if all.len() != model.bookings.len() {
-            return Err(fail(format!("engine lists {} bookings, model has {}", all.len(), model.bookings.len())));
+            return Err(fail(format!(
+                "engine lists {} bookings, model has {}",
+                all.len(),
+                model.bookings.len()
+            )));
         }
         if let Some(pair) = find_overlap(&all, engine.clock().now()) {
             return Err(fail(format!("active bookings overlap: {pair:?}")));
@@ -603,7 +663,11 @@ impl<S: Store + ?Sized> System<S> {
     }
 }
 
-fn check_change(what: &str, got: Result<Booking, Error>, want: &Result<(), ModelError>) -> Result<(), TestCaseError> {
+fn check_change(
+    what: &str,
+    got: Result<Booking, Error>,
+    want: &Result<(), ModelError>,
+) -> Result<(), TestCaseError> {
     match (&got, want) {
         (Ok(_), Ok(())) => Ok(()),
         (Err(e), Err(w)) if kind(e) == Some(*w) => Ok(()),
@@ -625,22 +689,25 @@ pub async fn run_against<S: Store + ?Sized + 'static>(store: Arc<S>) {
     #[allow(clippy::result_large_err)]
     let result = tokio::task::block_in_place(|| {
         let mut runner = TestRunner::new(config);
-        runner.run(&EngineModel::sequential_strategy(1..40), |(initial, steps, seen)| {
-            handle.block_on(async {
-                let mut model = initial;
-                let mut system = System::new(Arc::clone(&store), &model).await;
-                for step in &steps {
-                    let before = model.clone();
-                    let expected = model.step(step);
-                    system.step(&before, step, &expected).await?;
-                    system.check(&model).await?;
-                    if let Some(seen) = &seen {
-                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        runner.run(
+            &EngineModel::sequential_strategy(1..40),
+            |(initial, steps, seen)| {
+                handle.block_on(async {
+                    let mut model = initial;
+                    let mut system = System::new(Arc::clone(&store), &model).await;
+                    for step in &steps {
+                        let before = model.clone();
+                        let expected = model.step(step);
+                        system.step(&before, step, &expected).await?;
+                        system.check(&model).await?;
+                        if let Some(seen) = &seen {
+                            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                     }
-                }
-                Ok(())
-            })
-        })
+                    Ok(())
+                })
+            },
+        )
     });
     if let Err(e) = result {
         panic!("the engine diverged from the model: {e}");

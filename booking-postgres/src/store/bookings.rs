@@ -99,14 +99,20 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Inserted, PgError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(r) = &booking.request_ref {
-            if let Some(existing) = find_by_request(&mut tx, booking.professional_id, r).await? {
-                tx.commit().await?;
-                return Ok(Inserted::Existing(existing));
-            }
+        if let Some(r) = &booking.request_ref
+            && let Some(existing) = find_by_request(&mut tx, booking.professional_id, r).await?
+        {
+            tx.commit().await?;
+            return Ok(Inserted::Existing(existing));
         }
-        release_expired_holds(&mut tx, booking.professional_id, &booking.blocked, now, booking.id)
-            .await?;
+        release_expired_holds(
+            &mut tx,
+            booking.professional_id,
+            &booking.blocked,
+            now,
+            booking.id,
+        )
+        .await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
                  blocked_range, status, price_cents, currency, hold_expires_at, request_ref, \
@@ -140,8 +146,11 @@ impl PgStore {
                 return self.after_failed_insert(booking, e).await;
             }
         };
-        outbox::record(&mut tx, &[DomainEvent::new(EventKind::BookingCreated, &stored, None)])
-            .await?;
+        outbox::record(
+            &mut tx,
+            &[DomainEvent::new(EventKind::BookingCreated, &stored, None)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(Inserted::Created(stored))
     }
@@ -150,7 +159,11 @@ impl PgStore {
     /// that reference exists by now (a concurrent attempt of the same request committed
     /// first), that booking is the answer: a retry never creates a second booking and never
     /// conflicts with its own first attempt.
-    async fn after_failed_insert(&self, booking: &Booking, e: PgError) -> Result<Inserted, PgError> {
+    async fn after_failed_insert(
+        &self,
+        booking: &Booking,
+        e: PgError,
+    ) -> Result<Inserted, PgError> {
         let may_be_own = e.code().as_deref() == Some(sqlstate::EXCLUSION_VIOLATION)
             || e.violates(sqlstate::UNIQUE_VIOLATION, "bookings_request_ref_key");
         if let (true, Some(r)) = (may_be_own, &booking.request_ref) {
@@ -172,8 +185,14 @@ impl PgStore {
         let current = lock_booking(&mut tx, id).await?;
         let plan = current.plan(transition, now)?;
         if plan.requires_free_slot {
-            release_expired_holds(&mut tx, current.professional_id, &plan.booking.blocked, now, id)
-                .await?;
+            release_expired_holds(
+                &mut tx,
+                current.professional_id,
+                &plan.booking.blocked,
+                now,
+                id,
+            )
+            .await?;
         }
         let next = &plan.booking;
         let row = sqlx::query(concat!(
@@ -204,8 +223,14 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         let current = lock_booking(&mut tx, id).await?;
         let plan = current.plan_reschedule(range, blocked, now)?;
-        release_expired_holds(&mut tx, current.professional_id, &plan.booking.blocked, now, id)
-            .await?;
+        release_expired_holds(
+            &mut tx,
+            current.professional_id,
+            &plan.booking.blocked,
+            now,
+            id,
+        )
+        .await?;
         let next = &plan.booking;
         // The exclusion constraint compares the new blocked range with every other active
         // booking; the row's own old version is replaced, so it never counts.

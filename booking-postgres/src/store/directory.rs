@@ -2,9 +2,7 @@
 
 use async_trait::async_trait;
 use booking_core::auth::{Principal, TokenHash};
-use booking_core::domain::{
-    Client, ClientId, Professional, ProfessionalId, ProfessionalPatch,
-};
+use booking_core::domain::{Client, ClientId, Professional, ProfessionalId, ProfessionalPatch};
 use booking_core::store::{
     Cursor, DirectoryStore, Page, ProfessionalQuery, ScheduleStore, check_limit,
 };
@@ -43,7 +41,11 @@ fn token_taken_as(e: PgError, entity: Entity) -> PgError {
     }
 }
 
-async fn write_professional(conn: &mut PgConnection, p: &Professional, insert: bool) -> Result<Professional, PgError> {
+async fn write_professional(
+    conn: &mut PgConnection,
+    p: &Professional,
+    insert: bool,
+) -> Result<Professional, PgError> {
     let sql = if insert {
         concat!(
             "INSERT INTO professionals (id, name, category, lat, lng, hourly_rate_cents, \
@@ -172,7 +174,11 @@ impl PgStore {
 
 #[async_trait]
 impl DirectoryStore for PgStore {
-    async fn insert_professional(&self, professional: &Professional, token: TokenHash) -> Result<()> {
+    async fn insert_professional(
+        &self,
+        professional: &Professional,
+        token: TokenHash,
+    ) -> Result<()> {
         retrying!(self.retry, self.insert_professional_tx(professional, token))
     }
 
@@ -223,22 +229,24 @@ impl DirectoryStore for PgStore {
 
     async fn principal_for_token(&self, token: TokenHash) -> Result<Option<Principal>> {
         retrying!(self.retry, async {
-            sqlx::query(
-                "SELECT principal_kind, principal_id FROM api_tokens WHERE token_hash = $1",
-            )
-            .bind(token.0.as_slice())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(rows::principal)
-            .transpose()
+            sqlx::query("SELECT principal_kind, principal_id FROM api_tokens WHERE token_hash = $1")
+                .bind(token.0.as_slice())
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(rows::principal)
+                .transpose()
         })
     }
 }
 
 #[async_trait]
 impl ScheduleStore for PgStore {
-    async fn put_schedule(&self, professional_id: ProfessionalId, schedule: &Schedule) -> Result<()> {
+    async fn put_schedule(
+        &self,
+        professional_id: ProfessionalId,
+        schedule: &Schedule,
+    ) -> Result<()> {
         // The foreign key answers "no such professional" (mapped to NotFound).
         retrying!(self.retry, async {
             sqlx::query(

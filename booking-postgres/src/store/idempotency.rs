@@ -24,7 +24,10 @@ const CLAIM_ATTEMPTS: usize = 4;
 /// The in-flight state of a record `decide` asked to store.
 fn lease_of(record: &IdempotencyRecord) -> Result<(LeaseId, DateTime<Utc>), PgError> {
     match record.state {
-        RecordState::InFlight { lease, locked_until } => Ok((lease, locked_until)),
+        RecordState::InFlight {
+            lease,
+            locked_until,
+        } => Ok((lease, locked_until)),
         RecordState::Completed(_) => Err(PgError::Domain(Error::Internal(
             "idempotency: a new record must be in flight".into(),
         ))),
@@ -88,7 +91,9 @@ impl PgStore {
             // here for ours to commit, then finds the row.
             let (started, fresh) = decide(None, scope, key, fingerprint, now, policy);
             let fresh = fresh.ok_or_else(|| {
-                PgError::Domain(Error::Internal("idempotency: Started without a record".into()))
+                PgError::Domain(Error::Internal(
+                    "idempotency: Started without a record".into(),
+                ))
             })?;
             if try_claim(&mut tx, &fresh).await? {
                 tx.commit().await?;
@@ -131,7 +136,10 @@ impl IdempotencyStore for PgStore {
         now: DateTime<Utc>,
         policy: &IdempotencyPolicy,
     ) -> Result<Decision> {
-        retrying!(self.retry, self.begin_tx(scope, key, fingerprint, now, policy))
+        retrying!(
+            self.retry,
+            self.begin_tx(scope, key, fingerprint, now, policy)
+        )
     }
 
     async fn complete(

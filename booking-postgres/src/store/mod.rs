@@ -5,6 +5,8 @@ mod directory;
 mod idempotency;
 mod outbox;
 
+pub(crate) use outbox::OUTBOX_LOCK;
+
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
@@ -101,10 +103,11 @@ impl PgStore {
 }
 
 fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
-    let mut options: PgConnectOptions = config
-        .url
-        .parse()
-        .map_err(|_| Error::invalid("database_url", "is not a valid postgres:// URL"))?;
+    let invalid = || Error::invalid("database_url", "is not a valid postgres:// URL");
+    if !(config.url.starts_with("postgres://") || config.url.starts_with("postgresql://")) {
+        return Err(invalid());
+    }
+    let mut options: PgConnectOptions = config.url.parse().map_err(|_| invalid())?;
     options = options.application_name("booking-postgres");
     if let Some(timeout) = config.statement_timeout {
         // Unit-less values are milliseconds; 0 would mean "no timeout", so round up.
@@ -115,11 +118,30 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
 }
 
 fn pool_options(config: &PgConfig) -> PgPoolOptions {
-    PgPoolOptions::new()
+    liveness_check(PgPoolOptions::new())
         .max_connections(config.max_connections.max(1))
         .min_connections(config.min_connections.min(config.max_connections))
         .acquire_timeout(config.acquire_timeout)
 }
+
+/// Connections that sat idle for a while are pinged before use; busy ones are not (sqlx's
+/// default pings on every acquire: one extra round trip per transaction). A connection
+/// that died while busy fails its next statement, which is reported as `Unavailable`.
+pub(crate) fn liveness_check(options: PgPoolOptions) -> PgPoolOptions {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// See [`liveness_check`].
+const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[async_trait]
 impl HealthCheck for PgStore {
@@ -135,4 +157,19 @@ impl HealthCheck for PgStore {
 /// `limit` (already checked to be 1..=100) plus one, to learn whether another page follows.
 fn fetch_limit(limit: u32) -> i64 {
     i64::from(limit) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    /// The inherent async methods are spawnable (their futures are `Send`).
+    #[allow(dead_code)]
+    fn futures_are_send(store: &PgStore, config: &PgConfig) {
+        is_send(&store.migrate());
+        is_send(&PgStore::connect(config));
+        is_send(&store.close());
+    }
 }

@@ -1,0 +1,302 @@
+//! Create-booking throughput of the adapter against a ceiling measured in the same run:
+//! pgbench executing the same SQL statements (same tables, clauses, round trips and
+//! transaction boundaries) with the same number of clients.
+//!
+//! ```text
+//! cargo run -p booking-postgres --release --example throughput [-- SECONDS [CLIENTS]]
+//! booking-postgres/bench/pg_throughput.sh [SECONDS [CLIENTS]]
+//! ```
+//!
+//! `DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! each phase runs on a fresh database that is dropped afterwards. `PGBENCH` overrides the
+//! pgbench binary (default: on `PATH`, else `/usr/lib/postgresql/*/bin/pgbench`).
+//!
+//! Per booking both sides run, in one transaction: `BEGIN`; the look-up of the request's
+//! earlier booking; the release of overlapping holds that ran out; the insert (`RETURNING`
+//! the row); the outbox insert (with the outbox's shared advisory lock); `COMMIT`. Each of
+//! the clients books consecutive one-hour slots of its own professional, so nothing
+//! conflicts. pgbench cannot bind typed values, so its parameters are computed server-side
+//! (`gen_random_uuid()`, `to_timestamp(..)`); that is the only difference.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use booking_core::domain::{
+    Booking, BookingId, BookingStatus, ClientId, Currency, Money, ProfessionalId, TimeRange,
+};
+use booking_core::events::{DomainEvent, EventKind};
+use booking_core::store::{BookingStore, Inserted};
+use booking_postgres::test_support::{OUTBOX_LOCK, TestDatabase};
+use booking_postgres::{PgConfig, PgStore};
+use chrono::{DateTime, TimeZone, Utc};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// 2030-01-01T00:00:00Z: the first slot of every client.
+const BASE_EPOCH: i64 = 1_893_456_000;
+
+fn slot(n: i64) -> Result<TimeRange, BoxError> {
+    let start: DateTime<Utc> = Utc
+        .timestamp_opt(BASE_EPOCH + n * 3600, 0)
+        .single()
+        .ok_or("timestamp out of range")?;
+    Ok(TimeRange::new(start, start + chrono::Duration::hours(1))?)
+}
+
+fn booking(
+    pro: ProfessionalId,
+    client: ClientId,
+    n: i64,
+    worker: usize,
+) -> Result<Booking, BoxError> {
+    let now = Utc::now();
+    let range = slot(n)?;
+    Ok(Booking {
+        id: BookingId::new_at(now),
+        professional_id: pro,
+        client_id: client,
+        range,
+        blocked: range,
+        status: BookingStatus::Confirmed,
+        price: Money::new(6_000, Currency::parse("eur")?)?,
+        hold_expires_at: None,
+        request_ref: Some(format!("bench-{worker}-{n}")),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Runs `clients` tasks inserting bookings for `warmup + duration`; returns the bookings
+/// per second during `duration`.
+async fn adapter_phase(
+    store: Arc<PgStore>,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<(f64, u64), BoxError> {
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let counted = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let (store, measuring, stop, counted) = (
+            Arc::clone(&store),
+            Arc::clone(&measuring),
+            Arc::clone(&stop),
+            Arc::clone(&counted),
+        );
+        tasks.push(tokio::spawn(async move {
+            let pro = ProfessionalId::new_at(Utc::now());
+            let client = ClientId::new_at(Utc::now());
+            let mut n: i64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let b = booking(pro, client, n, worker)?;
+                match store.insert_booking(&b, b.created_at).await? {
+                    Inserted::Created(_) => {}
+                    Inserted::Existing(_) => {
+                        return Err::<u64, BoxError>("unexpected Existing".into());
+                    }
+                }
+                if measuring.load(Ordering::Relaxed) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            u64::try_from(n).map_err(Into::into)
+        }));
+    }
+    tokio::time::sleep(warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    let done = counted.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok((done as f64 / elapsed.as_secs_f64(), total))
+}
+
+fn pgbench_binary() -> Result<PathBuf, BoxError> {
+    if let Ok(p) = std::env::var("PGBENCH") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("pgbench"))
+            .find(|p| p.is_file())
+    }) {
+        return Ok(found);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin/pgbench")))
+        .filter(|p| p.is_file())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .ok_or_else(|| "pgbench not found (set PGBENCH)".into())
+}
+
+/// The pgbench script: the adapter's statements, parameters computed server-side.
+fn pgbench_script(payload_hex: &str) -> String {
+    let cols = "id, professional_id, client_id, starts_at, ends_at, blocked_range, status, \
+                price_cents, currency, hold_expires_at, request_ref, created_at, updated_at";
+    format!(
+        r#"\set n :n + 1
+\if :n = 1
+SELECT gen_random_uuid() AS pro, gen_random_uuid() AS client,
+       convert_from(decode('{payload_hex}', 'hex'), 'UTF8') AS payload \gset
+\endif
+\set start {BASE_EPOCH} + :n * 3600
+BEGIN;
+SELECT {cols} FROM bookings WHERE professional_id = :pro AND request_ref = 'bench-' || :client_id || '-' || :n;
+WITH due AS (
+    SELECT id AS due_id FROM bookings
+    WHERE professional_id = :pro AND status = 'pending_payment'
+      AND (hold_expires_at <= now() OR hold_expires_at IS NULL)
+      AND blocked_range && tstzrange(to_timestamp(:start), to_timestamp(:start + 3600), '[)')
+      AND id <> '00000000-0000-0000-0000-000000000000'
+    ORDER BY id FOR UPDATE)
+UPDATE bookings SET status = 'expired', updated_at = now()
+FROM due WHERE professional_id = :pro AND id = due.due_id
+RETURNING {cols};
+INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at,
+    blocked_range, status, price_cents, currency, hold_expires_at, request_ref,
+    created_at, updated_at)
+VALUES (gen_random_uuid(), :pro, :client, to_timestamp(:start), to_timestamp(:start + 3600),
+    tstzrange(to_timestamp(:start), to_timestamp(:start + 3600), '[)'), 'confirmed', 6000, 'eur',
+    NULL, 'bench-' || :client_id || '-' || :n, now(), now())
+RETURNING {cols} \gset b_
+WITH outbox_lock AS (SELECT pg_advisory_xact_lock_shared({OUTBOX_LOCK}))
+INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload)
+SELECT gen_random_uuid(), 'booking_created', :b_id, :pro, now(), :payload::jsonb FROM outbox_lock;
+COMMIT;
+"#
+    )
+}
+
+fn pgbench_phase(
+    db: &TestDatabase,
+    clients: usize,
+    duration: Duration,
+    payload_hex: &str,
+) -> Result<(f64, u64), BoxError> {
+    let script = std::env::temp_dir().join(format!("booking-bench-{}.sql", std::process::id()));
+    std::fs::write(&script, pgbench_script(payload_hex))?;
+    let threads = clients.min(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let output = Command::new(pgbench_binary()?)
+        .args(["-n", "-M", "prepared", "-D", "n=0"])
+        .arg("-c")
+        .arg(clients.to_string())
+        .arg("-j")
+        .arg(threads.to_string())
+        .arg("-T")
+        .arg(duration.as_secs().max(1).to_string())
+        .arg("-f")
+        .arg(&script)
+        .arg(db.url())
+        .output()?;
+    let _ = std::fs::remove_file(&script);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(format!("pgbench failed: {}\n{stdout}\n{stderr}", output.status).into());
+    }
+    let field = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+    };
+    let tps = field("tps = ")
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}"))?;
+    let processed = field("number of transactions actually processed: ")
+        .and_then(|v| v.split('/').next().map(str::to_owned))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
+    if let Some(failed) = field("number of failed transactions: ")
+        && !failed.starts_with('0')
+    {
+        return Err(format!("pgbench transactions failed: {failed}\n{stdout}").into());
+    }
+    Ok((tps, processed))
+}
+
+async fn count_bookings(store: &PgStore) -> Result<i64, BoxError> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM bookings")
+        .fetch_one(store.pool())
+        .await?)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(10);
+    let clients: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(16);
+    let duration = Duration::from_secs(seconds);
+    let warmup = Duration::from_secs(2);
+
+    // A representative outbox payload for pgbench (the adapter serialises its own).
+    let sample = booking(
+        ProfessionalId::new_at(Utc::now()),
+        ClientId::new_at(Utc::now()),
+        1,
+        0,
+    )?;
+    let payload =
+        serde_json::to_string(&DomainEvent::new(EventKind::BookingCreated, &sample, None))?;
+    let payload_hex: String = payload.bytes().map(|b| format!("{b:02x}")).collect();
+
+    println!("create-booking throughput: {clients} concurrent clients, {seconds} s per phase");
+
+    // Phase 1: the adapter.
+    let db = TestDatabase::create()
+        .await
+        .ok_or("postgres unreachable: set DATABASE_URL")?;
+    let store = PgStore::connect(&PgConfig {
+        max_connections: u32::try_from(clients)?,
+        min_connections: u32::try_from(clients)?,
+        ..PgConfig::from_url(db.url())
+    })
+    .await?;
+    let store = Arc::new(store);
+    let (adapter_tps, adapter_total) =
+        adapter_phase(Arc::clone(&store), clients, warmup, duration).await?;
+    let stored = count_bookings(&store).await?;
+    if u64::try_from(stored)? != adapter_total {
+        return Err(format!("adapter inserted {adapter_total}, table has {stored}").into());
+    }
+    store.close().await;
+    drop(db);
+
+    // Phase 2: pgbench, same statements, on a fresh database.
+    let db = TestDatabase::create()
+        .await
+        .ok_or("postgres unreachable: set DATABASE_URL")?;
+    let (pgbench_tps, pgbench_total) = pgbench_phase(&db, clients, duration, &payload_hex)?;
+    let check = PgStore::connect(&PgConfig::from_url(db.url())).await?;
+    let stored = count_bookings(&check).await?;
+    if u64::try_from(stored)? != pgbench_total {
+        return Err(format!("pgbench processed {pgbench_total}, table has {stored}").into());
+    }
+    check.close().await;
+    drop(db);
+
+    println!("adapter  (booking-postgres, {clients} tasks):   {adapter_tps:>9.1} bookings/s");
+    println!("pgbench  (same SQL, {clients} clients):          {pgbench_tps:>9.1} bookings/s");
+    let ratio = adapter_tps / pgbench_tps;
+    println!(
+        "ratio adapter/pgbench: {ratio:.3} (target >= 0.8: {})",
+        if ratio >= 0.8 { "met" } else { "NOT met" }
+    );
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! # reference-server
+//!
+//! The reference HTTP server over [`booking_core`]: a thin axum application with
+//! bearer-token auth, an idempotency layer, RFC 9457 problem responses, an OpenAPI 3.1
+//! document, Prometheus metrics and background workers. The contract is the repository's
+//! `API.md`; `WALKTHROUGH.md` beside this crate shows it with curl.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use reference_server::{Application, Config};
+//! let app = Application::build(Config { listen: "127.0.0.1:0".into(), ..Config::default() }).await?;
+//! println!("listening on {}", app.local_addr());
+//! app.run_until_stopped().await?;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod cursor;
+pub mod extract;
+pub mod idempotency;
+pub mod metrics;
+pub mod model;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod workers;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use booking_core::idempotency::IdempotencyPolicy;
+use booking_core::{BookingEngine, EngineConfig, Store, SystemClock, TokenHash};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+pub use config::{Config, ConfigError};
+
+/// The largest accepted request body: 64 KiB.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The engine as the server uses it: any store behind one pointer, the system clock.
+pub type Engine = BookingEngine<dyn Store, SystemClock>;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    admin_token_hash: TokenHash,
+    metrics: PrometheusHandle,
+    openapi_json: Bytes,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over `store`, with the engine settings from `config` and the admin token.
+    pub fn new(store: Arc<dyn Store>, config: &Config, admin_token: &str) -> Self {
+        let idempotency_ttl = chrono::Duration::from_std(config.idempotency_ttl)
+            .unwrap_or_else(|_| chrono::Duration::hours(24));
+        let engine_config = EngineConfig {
+            // Payments are not implemented yet: bookings are confirmed at once.
+            hold_ttl: None,
+            idempotency: IdempotencyPolicy {
+                ttl: idempotency_ttl,
+                ..IdempotencyPolicy::default()
+            },
+            ..EngineConfig::default()
+        };
+        Self {
+            inner: Arc::new(Inner {
+                engine: BookingEngine::new(store, SystemClock, engine_config),
+                admin_token_hash: TokenHash::of(admin_token),
+                metrics: metrics::handle(),
+                openapi_json: Bytes::from(openapi::json()),
+            }),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The hash of the admin token.
+    pub fn admin_token_hash(&self) -> &TokenHash {
+        &self.inner.admin_token_hash
+    }
+
+    /// The metrics handle.
+    pub fn metrics(&self) -> &PrometheusHandle {
+        &self.inner.metrics
+    }
+
+    /// The OpenAPI document as JSON.
+    pub fn openapi_json(&self) -> Bytes {
+        self.inner.openapi_json.clone()
+    }
+}
+
+/// The complete application: routes and layers over `state`.
+pub fn router(state: AppState, config: &Config) -> Router {
+    use routes::{bookings, clients, ops, professionals};
+    let idem = || from_fn_with_state(state.clone(), idempotency::idempotent);
+    let v1 = Router::new()
+        .route(
+            "/v1/clients",
+            post(clients::create_client).route_layer(idem()),
+        )
+        .route(
+            "/v1/professionals",
+            post(professionals::create_professional)
+                .route_layer(idem())
+                .get(professionals::search_professionals),
+        )
+        .route(
+            "/v1/professionals/{id}",
+            get(professionals::get_professional).patch(professionals::update_professional),
+        )
+        .route(
+            "/v1/professionals/{id}/schedule",
+            get(professionals::get_schedule).put(professionals::put_schedule),
+        )
+        .route(
+            "/v1/professionals/{id}/availability",
+            get(professionals::availability),
+        )
+        .route(
+            "/v1/bookings",
+            post(bookings::create_booking)
+                .route_layer(idem())
+                .get(bookings::list_bookings),
+        )
+        .route("/v1/bookings/{id}", get(bookings::get_booking))
+        .route(
+            "/v1/bookings/{id}/cancel",
+            post(bookings::cancel_booking).route_layer(idem()),
+        )
+        .route(
+            "/v1/bookings/{id}/reschedule",
+            post(bookings::reschedule_booking).route_layer(idem()),
+        )
+        .route_layer(from_fn_with_state(state.clone(), auth::require_caller));
+    let public = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi));
+    v1.merge(public)
+        .route_layer(from_fn(metrics::capture_route))
+        .fallback(problem::route_not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<Body>| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!(
+                                "request",
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                                request_id = %id,
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(from_fn(metrics::track))
+                .layer(from_fn(problem::ensure_problem))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    config.request_timeout,
+                ))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT)),
+        )
+        .with_state(state)
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartupError {
+    /// A configuration value is unusable.
+    Config(String),
+    /// The listen address could not be bound.
+    Bind(std::io::Error),
+    /// The store could not be reached or migrated.
+    Store(String),
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartupError::Config(m) => write!(f, "configuration: {m}"),
+            StartupError::Bind(e) => write!(f, "cannot bind the listen address: {e}"),
+            StartupError::Store(m) => write!(f, "store: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// A built server: bound, with its store connected (and migrated), not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+    config: Config,
+    admin_token: String,
+    admin_token_generated: bool,
+}
+
+impl fmt::Debug for Application {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Connects the store (PostgreSQL with migrations when `database_url` is set, memory
+    /// otherwise), binds `listen` (port 0: a free port) and prepares the routes.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        if config.stripe_configured {
+            return Err(StartupError::Config(
+                "STRIPE_SECRET_KEY is set, but this build does not support payments yet; \
+                 unset it to run with bookings confirmed at once"
+                    .into(),
+            ));
+        }
+        let store = connect_store(&config).await?;
+        let (admin_token, admin_token_generated) = match &config.admin_token {
+            Some(t) => (t.clone(), false),
+            None => (
+                auth::generate_token()
+                    .map_err(|e| StartupError::Config(format!("no randomness: {e}")))?,
+                true,
+            ),
+        };
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(StartupError::Bind)?;
+        let local_addr = listener.local_addr().map_err(StartupError::Bind)?;
+        let state = AppState::new(store, &config, &admin_token);
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+            config,
+            admin_token,
+            admin_token_generated,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The admin token (configured or generated).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Whether the admin token was generated (and should be shown to the operator once).
+    pub fn admin_token_generated(&self) -> bool {
+        self.admin_token_generated
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The routes, for in-process use (`tower::ServiceExt::oneshot`).
+    pub fn router(&self) -> Router {
+        router(self.state.clone(), &self.config)
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then stops accepting, finishes in-flight requests,
+    /// stops the workers and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let workers = workers::spawn(self.state.clone(), self.config.sweep_interval, stop_rx);
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(signal)
+            .await;
+        let _ = stop_tx.send(true);
+        let _ = workers.await;
+        tracing::info!("server stopped");
+        served
+    }
+}
+
+async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {
+    match &config.database_url {
+        None => Ok(Arc::new(booking_memory::MemoryStore::new())),
+        Some(url) => {
+            let pg = booking_postgres::PgConfig::from_url(url.clone());
+            tracing::info!(url = %pg.redacted_url(), "connecting to PostgreSQL");
+            let store = booking_postgres::PgStore::connect(&pg)
+                .await
+                .map_err(|e| StartupError::Store(e.to_string()))?;
+            store
+                .migrate()
+                .await
+                .map_err(|e| StartupError::Store(format!("migrations failed: {e}")))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received; draining");
+}
+
+/// Installs the `tracing` subscriber: `RUST_LOG` (default `info`) to standard error.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,296 @@
+//! Professionals: create, read, update, search; schedules; availability.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use booking_core::schedule::ScheduleInput;
+use booking_core::store::ProfessionalQuery;
+use booking_core::{
+    Category, NewProfessional, ProfessionalId, ProfessionalPatch, TimeRange, TokenHash,
+};
+use chrono::Duration;
+use utoipa::IntoParams;
+
+use super::{json, new_token, require_admin};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::cursor::{self, QueryDigest};
+use crate::extract::{IdPath, JsonBody, QueryParams};
+use crate::model::{
+    Availability, CreatedProfessional, NewProfessionalDoc, ProfessionalList, ProfessionalPatchDoc,
+    ProfessionalView, ScheduleDoc, ScheduleInputDoc, SlotView,
+};
+use crate::problem::Problem;
+
+/// Creates a professional (admin only) and returns their API token once.
+#[utoipa::path(
+    post,
+    path = "/v1/professionals",
+    tag = "professionals",
+    request_body = NewProfessionalDoc,
+    params(("Idempotency-Key" = String, Header, description = "1 to 255 visible ASCII characters")),
+    responses((status = 201, description = "The professional, with its API token (shown only once)", body = CreatedProfessional)),
+    security(("bearer" = []))
+)]
+pub async fn create_professional(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    JsonBody(input): JsonBody<NewProfessional>,
+) -> Result<Response, Problem> {
+    require_admin(actor)?;
+    let token = new_token()?;
+    let p = state
+        .engine()
+        .create_professional(&input, TokenHash::of(&token))
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &CreatedProfessional {
+            professional: ProfessionalView::from(&p),
+            api_token: token,
+        },
+    ))
+}
+
+/// A professional.
+#[utoipa::path(
+    get,
+    path = "/v1/professionals/{id}",
+    tag = "professionals",
+    params(("id" = Uuid, Path, description = "Professional id")),
+    responses((status = 200, description = "The professional", body = ProfessionalView)),
+    security(("bearer" = []))
+)]
+pub async fn get_professional(
+    State(state): State<AppState>,
+    _caller: Caller,
+    IdPath(id): IdPath<ProfessionalId>,
+) -> Result<Response, Problem> {
+    let p = state.engine().get_professional(id).await?;
+    Ok(json(StatusCode::OK, &ProfessionalView::from(&p)))
+}
+
+/// Partially updates a professional (admin or the professional).
+#[utoipa::path(
+    patch,
+    path = "/v1/professionals/{id}",
+    tag = "professionals",
+    params(("id" = Uuid, Path, description = "Professional id")),
+    request_body = ProfessionalPatchDoc,
+    responses((status = 200, description = "The updated professional", body = ProfessionalView)),
+    security(("bearer" = []))
+)]
+pub async fn update_professional(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    IdPath(id): IdPath<ProfessionalId>,
+    JsonBody(patch): JsonBody<ProfessionalPatch>,
+) -> Result<Response, Problem> {
+    let p = state
+        .engine()
+        .update_professional(actor, id, &patch)
+        .await?;
+    Ok(json(StatusCode::OK, &ProfessionalView::from(&p)))
+}
+
+/// Search filters of `GET /v1/professionals`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SearchParams {
+    /// Only this category (a lower-case slug).
+    category: Option<String>,
+    /// Minimum hourly rate in cents, inclusive.
+    #[param(minimum = 0)]
+    min_rate_cents: Option<i64>,
+    /// Maximum hourly rate in cents, inclusive.
+    #[param(minimum = 0)]
+    max_rate_cents: Option<i64>,
+    /// Not supported yet: any value is rejected with 422 `validation_failed`.
+    lat: Option<f64>,
+    /// Not supported yet: any value is rejected with 422 `validation_failed`.
+    lng: Option<f64>,
+    /// Not supported yet: any value is rejected with 422 `validation_failed`.
+    radius_km: Option<f64>,
+    /// Not supported yet: any value is rejected with 422 `validation_failed`.
+    q: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page of the same query.
+    cursor: Option<String>,
+}
+
+/// Active professionals, ordered by `(hourly_rate_cents, id)`.
+#[utoipa::path(
+    get,
+    path = "/v1/professionals",
+    tag = "professionals",
+    params(SearchParams),
+    responses((status = 200, description = "A page of professionals", body = ProfessionalList)),
+    security(("bearer" = []))
+)]
+pub async fn search_professionals(
+    State(state): State<AppState>,
+    _caller: Caller,
+    mut q: QueryParams,
+) -> Result<Response, Problem> {
+    for unsupported in ["lat", "lng", "radius_km", "q"] {
+        if q.raw(unsupported).is_some() {
+            q.error(unsupported, "not supported yet");
+        }
+    }
+    let category = q.get_with(
+        "category",
+        "must be a lower-case slug of 1-64 characters (a-z, 0-9, -)",
+        |s| Category::parse(s).ok(),
+    );
+    let rate = |s: &str| s.parse::<i64>().ok().filter(|n| *n >= 0);
+    let min_rate_cents = q.get_with("min_rate_cents", "must be a non-negative integer", rate);
+    let max_rate_cents = q.get_with("max_rate_cents", "must be a non-negative integer", rate);
+    if let (Some(min), Some(max)) = (min_rate_cents, max_rate_cents)
+        && min > max
+    {
+        q.error("max_rate_cents", "must not be less than min_rate_cents");
+    }
+    let limit = q.limit();
+    let digest = QueryDigest::of(
+        "professionals",
+        &[
+            ("category", category.as_ref().map(ToString::to_string)),
+            ("min_rate_cents", min_rate_cents.map(|n| n.to_string())),
+            ("max_rate_cents", max_rate_cents.map(|n| n.to_string())),
+        ],
+    );
+    let raw_cursor = q.raw("cursor").map(str::to_owned);
+    q.finish()?;
+    let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
+    let page = state
+        .engine()
+        .search_professionals(&ProfessionalQuery {
+            category,
+            min_rate_cents,
+            max_rate_cents,
+            limit,
+            after,
+        })
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &ProfessionalList {
+            data: page.items.iter().map(ProfessionalView::from).collect(),
+            next_cursor: page.next_cursor.map(|c| cursor::encode(&c, digest)),
+        },
+    ))
+}
+
+/// Replaces a professional's schedule (admin or the professional).
+#[utoipa::path(
+    put,
+    path = "/v1/professionals/{id}/schedule",
+    tag = "schedules",
+    params(("id" = Uuid, Path, description = "Professional id")),
+    request_body = ScheduleInputDoc,
+    responses((status = 200, description = "The stored schedule", body = ScheduleDoc)),
+    security(("bearer" = []))
+)]
+pub async fn put_schedule(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    IdPath(id): IdPath<ProfessionalId>,
+    JsonBody(input): JsonBody<ScheduleInput>,
+) -> Result<Response, Problem> {
+    // Existence and permission come before validation, so that a caller who may not change
+    // the schedule learns nothing from the validation errors.
+    let engine = state.engine();
+    engine.may_manage_professional(actor, id).await?;
+    let schedule = input.validate()?;
+    let stored = engine.set_schedule(actor, id, schedule).await?;
+    Ok(json(StatusCode::OK, &stored))
+}
+
+/// A professional's schedule.
+#[utoipa::path(
+    get,
+    path = "/v1/professionals/{id}/schedule",
+    tag = "schedules",
+    params(("id" = Uuid, Path, description = "Professional id")),
+    responses((status = 200, description = "The schedule", body = ScheduleDoc)),
+    security(("bearer" = []))
+)]
+pub async fn get_schedule(
+    State(state): State<AppState>,
+    _caller: Caller,
+    IdPath(id): IdPath<ProfessionalId>,
+) -> Result<Response, Problem> {
+    let schedule = state.engine().get_schedule(id).await?;
+    Ok(json(StatusCode::OK, &schedule))
+}
+
+/// Query of `GET /v1/professionals/{id}/availability`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AvailabilityParams {
+    /// Window start, RFC 3339.
+    from: chrono::DateTime<chrono::Utc>,
+    /// Window end, RFC 3339; at most 31 days after `from`.
+    to: chrono::DateTime<chrono::Utc>,
+    /// Slot length in minutes, 5 to 1440.
+    #[param(minimum = 5, maximum = 1440)]
+    duration_minutes: i64,
+}
+
+/// Bookable slots of a professional in a window.
+#[utoipa::path(
+    get,
+    path = "/v1/professionals/{id}/availability",
+    tag = "schedules",
+    params(("id" = Uuid, Path, description = "Professional id"), AvailabilityParams),
+    responses((status = 200, description = "Bookable slots, ascending", body = Availability)),
+    security(("bearer" = []))
+)]
+pub async fn availability(
+    State(state): State<AppState>,
+    _caller: Caller,
+    IdPath(id): IdPath<ProfessionalId>,
+    mut q: QueryParams,
+) -> Result<Response, Problem> {
+    let from = q.required_instant("from");
+    let to = q.required_instant("to");
+    let duration = if q.raw("duration_minutes").is_none() {
+        q.error("duration_minutes", "is required");
+        None
+    } else {
+        q.get_with(
+            "duration_minutes",
+            "must be a whole number of minutes from 5 to 1440",
+            |s| s.parse::<i64>().ok().and_then(Duration::try_minutes),
+        )
+    };
+    let window = match (from, to) {
+        (Some(f), Some(t)) if t <= f => {
+            q.error("to", "must be after from");
+            None
+        }
+        (Some(f), Some(t)) => match TimeRange::new(f, t) {
+            Ok(w) => Some(w),
+            Err(_) => {
+                q.error("to", "the query range must be at most 31 days");
+                None
+            }
+        },
+        _ => None,
+    };
+    q.finish()?;
+    let (Some(window), Some(duration)) = (window, duration) else {
+        return Err(Problem::validation(Vec::new()));
+    };
+    let slots = state.engine().availability(id, window, duration).await?;
+    Ok(json(
+        StatusCode::OK,
+        &Availability {
+            slots: slots.iter().map(SlotView::from).collect(),
+        },
+    ))
+}
