@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 use crate::auth::{Actor, Principal, TokenHash};
 use crate::clock::Clock;
@@ -115,9 +115,10 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         &self.config
     }
 
-    /// The current instant, from the clock.
+    /// The current instant, from the clock, truncated to whole microseconds: the finest
+    /// precision every store keeps (PostgreSQL's), so what is stored reads back equal.
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        self.clock.now().trunc_subsecs(6)
     }
 
     // ---- directory -------------------------------------------------------------------

@@ -40,38 +40,33 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-/// CPU time of the benchmarking thread, from `/proc/thread-self/schedstat` (nanoseconds
-/// on a CPU), so that other processes competing for the machine's cores do not inflate the
-/// figures the way wall-clock time would. Falls back to wall-clock time where that file
-/// does not exist. (Competing processes still share the caches.)
+/// CPU time of the benchmarking thread (`CLOCK_THREAD_CPUTIME_ID`), so that other
+/// processes competing for the machine's cores do not inflate the figures the way
+/// wall-clock time would (they still share the caches). Wall-clock time off Linux.
 struct CpuTime {
-    schedstat: bool,
+    #[cfg(not(target_os = "linux"))]
     epoch: std::time::Instant,
 }
 
 impl CpuTime {
     fn new() -> Self {
-        let schedstat = read_schedstat().is_some();
-        if !schedstat {
-            eprintln!("note: /proc/thread-self/schedstat unavailable, measuring wall-clock time");
-        }
         Self {
-            schedstat,
+            #[cfg(not(target_os = "linux"))]
             epoch: std::time::Instant::now(),
         }
     }
 
+    #[cfg(target_os = "linux")]
     fn now(&self) -> u64 {
-        match self.schedstat.then(read_schedstat).flatten() {
-            Some(ns) => ns,
-            None => u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
-        }
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        let ns = i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+        u64::try_from(ns).unwrap_or(0)
     }
-}
 
-fn read_schedstat() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().next()?.parse().ok()
+    #[cfg(not(target_os = "linux"))]
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 impl Measurement for CpuTime {
@@ -302,7 +297,14 @@ fn bench_store(c: &mut Criterion<CpuTime>) {
         let mut uniform = Requests::new(n, Pattern::Uniform);
         let mut recent = Requests::new(n, Pattern::Recent);
         group.throughput(Throughput::Elements(2));
-        group.bench_function(BenchmarkId::new("alternate", n), |b| {
+        group.bench_function(BenchmarkId::new("alternate_recent", n), |b| {
+            b.iter(|| {
+                let (no, yes) = recent.take();
+                cal.reject(&mut req, no);
+                cal.accept_and_cancel(yes);
+            });
+        });
+        group.bench_function(BenchmarkId::new("alternate_uniform", n), |b| {
             b.iter(|| {
                 let (no, yes) = uniform.take();
                 cal.reject(&mut req, no);
@@ -310,19 +312,25 @@ fn bench_store(c: &mut Criterion<CpuTime>) {
             });
         });
         group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::new("reject", n), |b| {
-            b.iter(|| {
-                let (no, _) = uniform.take();
-                cal.reject(&mut req, no);
-            });
-        });
         group.bench_function(BenchmarkId::new("reject_recent", n), |b| {
             b.iter(|| {
                 let (no, _) = recent.take();
                 cal.reject(&mut req, no);
             });
         });
-        group.bench_function(BenchmarkId::new("accept_cancel", n), |b| {
+        group.bench_function(BenchmarkId::new("reject_uniform", n), |b| {
+            b.iter(|| {
+                let (no, _) = uniform.take();
+                cal.reject(&mut req, no);
+            });
+        });
+        group.bench_function(BenchmarkId::new("accept_cancel_recent", n), |b| {
+            b.iter(|| {
+                let (_, yes) = recent.take();
+                cal.accept_and_cancel(yes);
+            });
+        });
+        group.bench_function(BenchmarkId::new("accept_cancel_uniform", n), |b| {
             b.iter(|| {
                 let (_, yes) = uniform.take();
                 cal.accept_and_cancel(yes);
@@ -350,7 +358,7 @@ fn bench_index(c: &mut Criterion<CpuTime>) {
         let mut recent = Requests::new(n, Pattern::Recent);
         let id = BookingId::from_uuid(uuid::Uuid::from_u128(u128::MAX));
         group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::new("reject", n), |b| {
+        group.bench_function(BenchmarkId::new("reject_uniform", n), |b| {
             b.iter(|| {
                 let (no, _) = uniform.take();
                 black_box(index.first_active_conflict(black_box(&no), t0()).is_some())
@@ -362,7 +370,7 @@ fn bench_index(c: &mut Criterion<CpuTime>) {
                 black_box(index.first_active_conflict(black_box(&no), t0()).is_some())
             });
         });
-        group.bench_function(BenchmarkId::new("accept_remove", n), |b| {
+        group.bench_function(BenchmarkId::new("accept_remove_uniform", n), |b| {
             b.iter(|| {
                 let (_, yes) = uniform.take();
                 let ok = index.first_active_conflict(&yes, t0()).is_none()

@@ -12,8 +12,8 @@ struct MemoryFactory;
 impl StoreFactory for MemoryFactory {
     type Store = MemoryStore;
 
-    async fn new_store(&self) -> Arc<Self::Store> {
-        Arc::new(MemoryStore::new())
+    async fn new_store(&self) -> Option<Arc<Self::Store>> {
+        Some(Arc::new(MemoryStore::new()))
     }
 }
 

@@ -14,8 +14,8 @@
 //! #[async_trait::async_trait]
 //! impl StoreFactory for MyFactory {
 //!     type Store = my_adapter::MyStore;
-//!     async fn new_store(&self) -> Arc<Self::Store> {
-//!         Arc::new(my_adapter::MyStore::new())
+//!     async fn new_store(&self) -> Option<Arc<Self::Store>> {
+//!         Some(Arc::new(my_adapter::MyStore::new()))
 //!     }
 //! }
 //!
@@ -44,7 +44,10 @@ pub trait StoreFactory: Send + Sync + 'static {
     type Store: Store + 'static;
 
     /// A new empty store (for a database adapter: on a fresh database).
-    async fn new_store(&self) -> Arc<Self::Store>;
+    ///
+    /// `None` skips the check: for a backend that is not reachable outside CI. The factory
+    /// should say so loudly; in CI it should panic instead, so that nothing is skipped there.
+    async fn new_store(&self) -> Option<Arc<Self::Store>>;
 }
 
 /// Runs one check against a fresh store on a multi-thread runtime (so race checks really
@@ -61,8 +64,9 @@ where
         .build()
         .expect("build a tokio runtime for the conformance check");
     runtime.block_on(async {
-        let store = factory.new_store().await;
-        check(store).await;
+        if let Some(store) = factory.new_store().await {
+            check(store).await;
+        }
     });
 }
 

@@ -26,13 +26,9 @@ pub struct PgFactory;
 impl StoreFactory for PgFactory {
     type Store = PgStore;
 
-    async fn new_store(&self) -> Arc<PgStore> {
-        match test_support::fresh_store(POOL).await {
-            Some(store) => Arc::new(store),
-            // The suite has no way to skip a check, and a check cannot run without a
-            // store: end the test process successfully after the loud SKIPPED notice
-            // (with BOOKING_REQUIRE_POSTGRES=1 `fresh_store` has panicked instead).
-            None => std::process::exit(0),
-        }
+    async fn new_store(&self) -> Option<Arc<PgStore>> {
+        // `None` skips the check after the loud SKIPPED notice; with
+        // BOOKING_REQUIRE_POSTGRES=1 `fresh_store` has panicked instead.
+        test_support::fresh_store(POOL).await.map(Arc::new)
     }
 }
