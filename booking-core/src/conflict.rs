@@ -92,23 +92,49 @@ impl IntervalIndex {
         before.into_iter().chain(inside)
     }
 
-    /// The first entry that overlaps `range` and is still active at `now`.
+    /// Every entry whose blocked range overlaps `range`, active or not, in *descending*
+    /// start order. One tree descent plus `k` steps: the cheapest way to ask "is anything
+    /// in the way", used on the booking hot path.
+    pub fn overlapping_rev(&self, range: &TimeRange) -> impl Iterator<Item = &IndexEntry> + '_ {
+        // Walking back from the last entry that starts before `range.end()`: entries are
+        // disjoint, so their ends fall as we go, and the first one ending at or before
+        // `range.start()` ends the overlap.
+        let start = range.start();
+        self.by_start
+            .range(..range.end())
+            .rev()
+            .map(|(_, e)| e)
+            .take_while(move |e| e.blocked.end() > start)
+    }
+
+    /// An entry that overlaps `range` and is still active at `now`, if any.
     pub fn first_active_conflict(
         &self,
         range: &TimeRange,
         now: DateTime<Utc>,
     ) -> Option<&IndexEntry> {
-        self.overlapping(range).find(|e| e.is_active(now))
+        self.overlapping_rev(range).find(|e| e.is_active(now))
     }
 
     /// Inserts an entry. Fails, leaving the index unchanged, with the overlapping
     /// entry if there is one (active or not: the caller removes stale entries first).
     pub fn insert(&mut self, entry: IndexEntry) -> Result<(), IndexEntry> {
-        if let Some(hit) = self.overlapping(&entry.blocked).next() {
+        if let Some(hit) = self.overlapping_rev(&entry.blocked).next() {
             return Err(*hit);
         }
         self.by_start.insert(entry.blocked.start(), entry);
         Ok(())
+    }
+
+    /// Inserts an entry the caller has just checked with [`IntervalIndex::overlapping_rev`]
+    /// under the same lock (so nothing can be in the way). Skips the repeated check in
+    /// release builds; debug builds still verify it.
+    pub fn insert_checked(&mut self, entry: IndexEntry) {
+        debug_assert!(
+            self.overlapping_rev(&entry.blocked).next().is_none(),
+            "insert_checked over an overlapping entry"
+        );
+        self.by_start.insert(entry.blocked.start(), entry);
     }
 
     /// Removes the entry of booking `id` starting at `start`; returns whether it was there.
@@ -188,6 +214,14 @@ mod tests {
                 let naive = all.iter().any(|e| e.blocked.overlaps(&r));
                 let fast_any = index.overlapping(&r).next().is_some();
                 prop_assert_eq!(naive, fast_any);
+                let mut fwd: Vec<_> = index.overlapping(&r).map(|e| e.id).collect();
+                let mut back: Vec<_> = index.overlapping_rev(&r).map(|e| e.id).collect();
+                back.reverse();
+                prop_assert_eq!(&fwd, &back);
+                fwd.sort();
+                let mut want: Vec<_> = all.iter().filter(|e| e.blocked.overlaps(&r)).map(|e| e.id).collect();
+                want.sort();
+                prop_assert_eq!(fwd, want);
                 let naive_active = all.iter().any(|e| e.blocked.overlaps(&r) && e.is_active(now));
                 prop_assert_eq!(naive_active, index.first_active_conflict(&r, now).is_some());
                 let entry = IndexEntry {

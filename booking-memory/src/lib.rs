@@ -27,12 +27,12 @@
 //! * **Shards.** Booking data is sharded per professional: a striped map
 //!   `ProfessionalId -> Arc<Mutex<ProShard>>`. A shard holds the professional's
 //!   [`IntervalIndex`](booking_core::conflict::IntervalIndex) (blocked ranges of confirmed
-//!   bookings and holds, never overlapping), the bookings in `(start, id)` list order, an id
-//!   map and the `request_ref -> booking` map. Every booking operation is one critical
+//!   bookings and holds, never overlapping), its bookings by id, their `(start, id)` list
+//!   order and the `request_ref -> booking` map. Every booking operation is one critical
 //!   section on one shard, so professionals never contend with each other.
 //! * **Leaf structures.** Global maps that must follow booking changes each sit behind their
-//!   own lock: booking routes (`BookingId -> ProfessionalId`, striped), the per-client list
-//!   index (striped), the due-hold queue `(hold_expires_at, id)` used by the sweep, and the
+//!   own lock: booking routes (`BookingId -> ProfessionalId`, striped), the per-client
+//!   index (client -> professional -> booking ids, append-only, striped), the due-hold queue `(hold_expires_at, id)` used by the sweep, and the
 //!   outbox. The directory, schedules and idempotency records have one lock each.
 //! * **Lock order.** `shard map stripe` (only to find the shard's `Arc`, released before
 //!   the next step) → `one shard mutex` → `leaf locks, one at a time`. A thread never holds
@@ -51,6 +51,14 @@
 //!   are expired (with their events) in the same critical section.
 //! * **No lock across `.await`.** The trait methods are `async` only for the trait's sake;
 //!   each body is a synchronous critical section and never suspends.
+//! * **Event ids** are assigned by the outbox when it records an event: UUID v7s whose
+//!   random bits carry the recording position (plus a per-store salt), so an `EventId`
+//!   cursor maps straight back to its position and recording an event never waits on the
+//!   OS random source. Events live in fixed-size chunks, so the outbox never copies
+//!   everything it holds while writers wait on it.
+//! * **Hashing.** Maps keyed by our own UUIDs (never chosen by outsiders) use a small
+//!   multiply-xor hasher instead of SipHash; maps keyed by client-chosen strings
+//!   (idempotency keys, request references) keep SipHash.
 //! * **Poisoning** is recovered from; see the `sync` module for why that is sound.
 //!
 //! ## Costs
@@ -60,7 +68,7 @@
 //! | insert / transition / reschedule | `O(log n)` in the professional's bookings, plus `O(k log n)` for `k` overlapping expired holds |
 //! | `blocked_ranges` | `O(log n + k)` |
 //! | `list_bookings` by professional | `O(log n + scanned)` |
-//! | `list_bookings` by client | `O(scanned · log n)` through the per-client index |
+//! | `list_bookings` by client | `O(m log m)` for a client with `m` bookings (per-client index) |
 //! | `list_bookings` for admin | one bounded page per professional, merged |
 //! | `expire_due_holds` | `O(k log n)` for `k` holds expired |
 //! | `search_professionals` | `O(log n + scanned)` in `(rate, id)` order |
@@ -77,8 +85,8 @@ mod shard;
 mod striped;
 mod sync;
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
+use std::ops::{Bound, RangeBounds};
 
 use async_trait::async_trait;
 use booking_core::events::DomainEvent;
@@ -98,13 +106,11 @@ use chrono::{DateTime, Utc};
 
 use crate::directory::Directory;
 use crate::idempotency::IdempotencyTable;
+use crate::idhash::IdMap;
 use crate::outbox::Outbox;
 use crate::shard::{DueKey, Effects, ListKey, ProShard, due_key, in_index, list_key};
 use crate::striped::Striped;
 use crate::sync::{Arc, Mutex, RwLock, lock, read, write};
-
-/// How many client-index entries a client list copies out per leaf-lock acquisition.
-const CLIENT_CHUNK: usize = 64;
 
 type Shard = Arc<Mutex<ProShard>>;
 
@@ -124,8 +130,9 @@ pub struct MemoryStore {
     shards: Striped<ProfessionalId, Shard>,
     /// Booking -> professional, to route by id. Leaf.
     routes: Striped<BookingId, ProfessionalId>,
-    /// Client -> their bookings in list order. Leaf.
-    by_client: Striped<ClientId, BTreeMap<ListKey, ProfessionalId>>,
+    /// Client -> professional -> the client's bookings with them, in creation order
+    /// (appended on insert; a booking never changes client or professional). Leaf.
+    by_client: Striped<ClientId, IdMap<ProfessionalId, Vec<BookingId>>>,
     /// Stored holds by deadline, exactly the bookings with a [`due_key`]. Leaf.
     due: Mutex<std::collections::BTreeSet<DueKey>>,
     /// Domain events in recording order. Leaf.
@@ -188,7 +195,7 @@ impl MemoryStore {
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         let shards = self.all_shards();
         let mut due_expected = std::collections::BTreeSet::new();
-        let mut client_expected: HashMap<ClientId, BTreeMap<ListKey, ProfessionalId>> =
+        let mut client_expected: HashMap<ClientId, HashMap<ProfessionalId, Vec<BookingId>>> =
             HashMap::new();
         let mut bookings = 0usize;
         for (pro, shard) in &shards {
@@ -206,7 +213,9 @@ impl MemoryStore {
                 client_expected
                     .entry(b.client_id)
                     .or_default()
-                    .insert(list_key(b), *pro);
+                    .entry(*pro)
+                    .or_default()
+                    .push(b.id);
             }
         }
         if *lock(&self.due) != due_expected {
@@ -220,11 +229,20 @@ impl MemoryStore {
         let mut client_ok = true;
         let mut clients = 0usize;
         self.by_client.for_each_stripe(|m| {
-            for (c, set) in m {
-                if !set.is_empty() {
-                    clients += 1;
-                }
-                client_ok &= client_expected.get(c).is_some_and(|e| e == set) || set.is_empty();
+            for (c, groups) in m {
+                clients += 1;
+                client_ok &= groups.len() == client_expected.get(c).map_or(0, HashMap::len)
+                    && groups.iter().all(|(p, ids)| {
+                        let mut ids = ids.clone();
+                        ids.sort();
+                        let mut want = client_expected
+                            .get(c)
+                            .and_then(|e| e.get(p))
+                            .cloned()
+                            .unwrap_or_default();
+                        want.sort();
+                        ids == want
+                    });
             }
         });
         if !client_ok || clients != client_expected.len() {
@@ -251,7 +269,7 @@ impl MemoryStore {
         })
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(booking_loom)))]
     fn due_len(&self) -> usize {
         lock(&self.due).len()
     }
@@ -294,7 +312,6 @@ impl MemoryStore {
             events,
             due_remove,
             due_add,
-            client_remove,
             client_add,
         } = fx;
         if !due_remove.is_empty() || !due_add.is_empty() {
@@ -304,16 +321,13 @@ impl MemoryStore {
             }
             due.extend(due_add);
         }
-        for (client, key) in client_remove {
+        for (client, pro, id) in client_add {
             self.by_client.write(&client, |m| {
-                if let Some(set) = m.get_mut(&client) {
-                    set.remove(&key);
-                }
-            });
-        }
-        for (client, key, pro) in client_add {
-            self.by_client.write(&client, |m| {
-                m.entry(client).or_default().insert(key, pro);
+                m.entry(client)
+                    .or_default()
+                    .entry(pro)
+                    .or_default()
+                    .push(id);
             });
         }
         if !events.is_empty() {
@@ -326,10 +340,10 @@ impl MemoryStore {
     fn insert_booking_now(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted> {
         let shard = self.shard_or_create(booking.professional_id);
         let mut s = lock(&shard);
-        if let Some(r) = &booking.request_ref {
-            if let Some(existing) = s.by_request(r) {
-                return Ok(Inserted::Existing(existing.clone()));
-            }
+        if let Some(r) = &booking.request_ref
+            && let Some(existing) = s.by_request(r)
+        {
+            return Ok(Inserted::Existing(existing.clone()));
         }
         // Read-only: a refusal changes nothing.
         let due = s.scan(&booking.blocked, now, None)?;
@@ -473,45 +487,38 @@ impl MemoryStore {
         Ok(Page { items, next_cursor })
     }
 
-    /// A client's bookings through the per-client index: copy a chunk of keys out under
-    /// the leaf lock, then visit each booking under its shard lock.
+    /// A client's bookings through the per-client index: copy the client's booking ids
+    /// out under the leaf lock, then visit each professional's shard once, keep what
+    /// matches after the cursor, and sort. `O(m log m)` for a client with `m` bookings,
+    /// whatever the size of the store.
     fn list_client(
         &self,
         client: ClientId,
         query: &BookingQuery,
-        mut lower: Bound<ListKey>,
+        lower: Bound<ListKey>,
         want: usize,
         out: &mut Vec<Booking>,
     ) {
-        let to = query.to.map(|t| t.timestamp_micros());
-        loop {
-            let chunk: Vec<(ListKey, ProfessionalId)> = self.by_client.read(&client, |m| {
-                m.get(&client).map_or_else(Vec::new, |set| {
-                    set.range((lower, Bound::Unbounded))
-                        .take(CLIENT_CHUNK)
-                        .map(|(k, p)| (*k, *p))
-                        .collect()
-                })
-            });
-            let Some(last) = chunk.last() else {
-                return;
+        let groups: Vec<(ProfessionalId, Vec<BookingId>)> = self.by_client.read(&client, |m| {
+            m.get(&client).map_or_else(Vec::new, |g| {
+                g.iter().map(|(p, ids)| (*p, ids.clone())).collect()
+            })
+        });
+        let window = (lower, Bound::Unbounded);
+        for (pro, ids) in groups {
+            let Some(shard) = self.shard(pro) else {
+                continue;
             };
-            lower = Bound::Excluded(last.0);
-            for (key, pro) in chunk {
-                if out.len() >= want || to.is_some_and(|t| key.0 > t) {
-                    return;
-                }
-                let Some(shard) = self.shard(pro) else {
-                    continue;
-                };
-                let s = lock(&shard);
-                // A booking that moved since the chunk was read is met at its new key.
-                let current = s.bookings.get(&key.1).filter(|b| list_key(b) == key);
-                if let Some(b) = current.filter(|b| query.matches(b)) {
-                    out.push(Booking::clone(b));
-                }
-            }
+            let s = lock(&shard);
+            out.extend(
+                ids.iter()
+                    .filter_map(|id| s.get(*id))
+                    .filter(|b| window.contains(&list_key(b)) && query.matches(b))
+                    .cloned(),
+            );
         }
+        out.sort_by_key(list_key);
+        out.truncate(want);
     }
 
     fn blocked_ranges_now(

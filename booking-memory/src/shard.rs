@@ -60,10 +60,8 @@ pub(crate) struct Effects {
     pub(crate) due_remove: Vec<DueKey>,
     /// Holds that joined the due queue.
     pub(crate) due_add: Vec<DueKey>,
-    /// Per-client list entries to drop.
-    pub(crate) client_remove: Vec<(ClientId, ListKey)>,
-    /// Per-client list entries to add.
-    pub(crate) client_add: Vec<(ClientId, ListKey, ProfessionalId)>,
+    /// New bookings for the per-client index.
+    pub(crate) client_add: Vec<(ClientId, ProfessionalId, BookingId)>,
 }
 
 /// One professional's bookings.
@@ -104,7 +102,7 @@ impl ProShard {
         exclude: Option<BookingId>,
     ) -> Result<Vec<BookingId>> {
         let mut due = Vec::new();
-        for e in self.index.overlapping(blocked) {
+        for e in self.index.overlapping_rev(blocked) {
             if Some(e.id) == exclude {
                 continue;
             }
@@ -132,7 +130,7 @@ impl ProShard {
         if let Some(d) = due_key(&b) {
             fx.due_add.push(d);
         }
-        fx.client_add.push((b.client_id, key, b.professional_id));
+        fx.client_add.push((b.client_id, b.professional_id, b.id));
         fx.events.push(event(EventKind::BookingCreated, &b, None));
         self.bookings.insert(b.id, Box::new(b.clone()));
         Ok(b)
@@ -161,14 +159,12 @@ impl ProShard {
         if old_in {
             self.index.remove(old_entry.blocked.start(), old_entry.id);
         }
-        if new_in {
-            if let Err(hit) = self.index.insert(IndexEntry::of(&next)) {
-                if old_in {
-                    // Restores exactly what was removed above, so it cannot fail.
-                    let _ = self.index.insert(old_entry);
-                }
-                return Err(internal_overlap(next.id, hit.id));
+        if new_in && let Err(hit) = self.index.insert(IndexEntry::of(&next)) {
+            if old_in {
+                // Restores exactly what was removed above, so it cannot fail.
+                let _ = self.index.insert(old_entry);
             }
+            return Err(internal_overlap(next.id, hit.id));
         }
         // From here on nothing can fail.
         let new_due = due_key(&next);
@@ -181,9 +177,6 @@ impl ProShard {
         if new_key != old_key {
             self.order.remove(&old_key);
             self.order.insert(new_key);
-            fx.client_remove.push((next.client_id, old_key));
-            fx.client_add
-                .push((next.client_id, new_key, next.professional_id));
         }
         match self.bookings.get_mut(&next.id) {
             Some(slot) => (**slot).clone_from(&next),
@@ -257,10 +250,10 @@ impl ProShard {
             if b.id != *id || !self.order.contains(&list_key(b)) {
                 return Err(format!("booking {} stored under a wrong key", b.id));
             }
-            if let Some(r) = &b.request_ref {
-                if self.by_request.get(r) != Some(&b.id) {
-                    return Err(format!("request ref of {} not indexed", b.id));
-                }
+            if let Some(r) = &b.request_ref
+                && self.by_request.get(r) != Some(&b.id)
+            {
+                return Err(format!("request ref of {} not indexed", b.id));
             }
         }
         Ok(())

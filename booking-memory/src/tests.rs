@@ -28,7 +28,9 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2027, 3, 1, 8, 0, 0).unwrap()
+    Utc.with_ymd_and_hms(2027, 3, 1, 8, 0, 0)
+        .single()
+        .expect("valid instant")
 }
 
 fn at(min: i64) -> DateTime<Utc> {
@@ -36,7 +38,7 @@ fn at(min: i64) -> DateTime<Utc> {
 }
 
 fn range(a: i64, b: i64) -> TimeRange {
-    TimeRange::new(at(a), at(b)).unwrap()
+    TimeRange::new(at(a), at(b)).expect("test step")
 }
 
 fn booking(
@@ -58,7 +60,7 @@ fn booking(
         },
         price: Money {
             amount_cents: 100,
-            currency: Currency::parse("usd").unwrap(),
+            currency: Currency::parse("usd").expect("test step"),
         },
         hold_expires_at: hold_until.map(at),
         request_ref: None,
@@ -91,7 +93,7 @@ fn query(owner: BookingOwner, limit: u32) -> BookingQuery {
 fn all_pages(store: &MemoryStore, mut q: BookingQuery) -> Vec<Booking> {
     let mut out = Vec::new();
     loop {
-        let page = block_on(store.list_bookings(&q)).unwrap();
+        let page = block_on(store.list_bookings(&q)).expect("test step");
         out.extend(page.items);
         match page.next_cursor {
             Some(c) => q.after = Some(c),
@@ -121,14 +123,14 @@ fn bookings_are_routed_to_their_professionals_shard() {
     assert_eq!(store.shard_stats(p2), (1, 1));
     assert_eq!(store.shard_stats(ProfessionalId::new_at(t0())), (0, 0));
     // Routed transitions reach the right shard only.
-    block_on(store.transition_booking(b.id, Transition::Cancel, t0())).unwrap();
+    block_on(store.transition_booking(b.id, Transition::Cancel, t0())).expect("test step");
     assert_eq!(store.shard_stats(p1), (1, 1));
     assert_eq!(store.shard_stats(p2), (1, 0));
     assert_eq!(
         block_on(store.transition_booking(BookingId::new_at(t0()), Transition::Cancel, t0())),
         Err(Error::NotFound(booking_core::Entity::Booking))
     );
-    store.check_invariants().unwrap();
+    store.check_invariants().expect("test step");
 }
 
 #[test]
@@ -136,7 +138,7 @@ fn a_reused_booking_id_is_refused_without_side_effects() {
     let store = MemoryStore::new();
     let (p1, p2, c) = ids();
     let a = booking(p1, c, range(0, 60), None);
-    block_on(store.insert_booking(&a, t0())).unwrap();
+    block_on(store.insert_booking(&a, t0())).expect("test step");
     let mut twin = booking(p2, c, range(0, 60), None);
     twin.id = a.id;
     assert_eq!(
@@ -144,8 +146,13 @@ fn a_reused_booking_id_is_refused_without_side_effects() {
         Err(Error::AlreadyExists(booking_core::Entity::Booking))
     );
     assert_eq!(store.shard_stats(p2), (0, 0));
-    assert_eq!(block_on(store.events_after(None, 10)).unwrap().len(), 1);
-    store.check_invariants().unwrap();
+    assert_eq!(
+        block_on(store.events_after(None, 10))
+            .expect("test step")
+            .len(),
+        1
+    );
+    store.check_invariants().expect("test step");
 }
 
 #[test]
@@ -156,23 +163,27 @@ fn outbox_keeps_one_global_recording_order() {
     for i in 0..10 {
         let pro = if i % 2 == 0 { p1 } else { p2 };
         let b = booking(pro, c, range(i * 60, i * 60 + 30), None);
-        block_on(store.insert_booking(&b, t0())).unwrap();
+        block_on(store.insert_booking(&b, t0())).expect("test step");
         expected.push((b.id, EventKind::BookingCreated));
         if i % 3 == 0 {
-            block_on(store.transition_booking(b.id, Transition::Cancel, at(1))).unwrap();
+            block_on(store.transition_booking(b.id, Transition::Cancel, at(1))).expect("test step");
             expected.push((b.id, EventKind::BookingCancelled));
         }
     }
-    let all = block_on(store.events_after(None, 1000)).unwrap();
+    let all = block_on(store.events_after(None, 1000)).expect("test step");
     let got: Vec<_> = all.iter().map(|e| (e.booking_id, e.kind)).collect();
     assert_eq!(got, expected);
     // Any cursor continues exactly after itself.
     for (i, e) in all.iter().enumerate() {
-        let rest = block_on(store.events_after(Some(e.id), 3)).unwrap();
+        let rest = block_on(store.events_after(Some(e.id), 3)).expect("test step");
         let want: Vec<_> = all[i + 1..].iter().take(3).map(|e| e.id).collect();
         assert_eq!(rest.iter().map(|e| e.id).collect::<Vec<_>>(), want);
     }
-    assert!(block_on(store.events_after(None, 0)).unwrap().is_empty());
+    assert!(
+        block_on(store.events_after(None, 0))
+            .expect("test step")
+            .is_empty()
+    );
     assert!(matches!(
         block_on(store.events_after(Some(booking_core::EventId::new_at(t0())), 5)),
         Err(Error::Invalid(_))
@@ -187,30 +198,30 @@ fn due_queue_tracks_exactly_the_stored_holds() {
     let h2 = booking(p1, c, range(60, 120), Some(30));
     let h3 = booking(p2, c, range(0, 60), Some(45));
     for h in [&h1, &h2, &h3] {
-        block_on(store.insert_booking(h, t0())).unwrap();
+        block_on(store.insert_booking(h, t0())).expect("test step");
     }
     assert_eq!(store.due_len(), 3);
     // Confirming a hold takes it off the queue.
-    block_on(store.transition_booking(h2.id, Transition::Confirm, at(1))).unwrap();
+    block_on(store.transition_booking(h2.id, Transition::Confirm, at(1))).expect("test step");
     assert_eq!(store.due_len(), 2);
-    store.check_invariants().unwrap();
+    store.check_invariants().expect("test step");
     // A sweep at 20 min expires only h1; a limit of 0 expires nothing.
     assert!(
         block_on(store.expire_due_holds(at(60), 0))
-            .unwrap()
+            .expect("test step")
             .is_empty()
     );
-    let swept = block_on(store.expire_due_holds(at(20), 10)).unwrap();
+    let swept = block_on(store.expire_due_holds(at(20), 10)).expect("test step");
     assert_eq!(swept.iter().map(|b| b.id).collect::<Vec<_>>(), vec![h1.id]);
     assert_eq!(swept[0].status, BookingStatus::Expired);
     assert_eq!(store.due_len(), 1);
     assert_eq!(store.shard_stats(p1), (2, 1));
     // An insert over a hold that ran out expires it in the same step.
     let over = booking(p2, c, range(30, 90), None);
-    block_on(store.insert_booking(&over, at(50))).unwrap();
+    block_on(store.insert_booking(&over, at(50))).expect("test step");
     assert_eq!(store.due_len(), 0);
     let kinds: Vec<_> = block_on(store.events_after(None, 100))
-        .unwrap()
+        .expect("test step")
         .into_iter()
         .filter(|e| e.booking_id == h3.id)
         .map(|e| e.kind)
@@ -222,10 +233,10 @@ fn due_queue_tracks_exactly_the_stored_holds() {
     // The sweep finds nothing more.
     assert!(
         block_on(store.expire_due_holds(at(1000), 10))
-            .unwrap()
+            .expect("test step")
             .is_empty()
     );
-    store.check_invariants().unwrap();
+    store.check_invariants().expect("test step");
 }
 
 #[test]
@@ -234,8 +245,8 @@ fn a_refused_insert_expires_nothing() {
     let (p1, _, c) = ids();
     let hold = booking(p1, c, range(0, 60), Some(15));
     let firm = booking(p1, c, range(60, 120), None);
-    block_on(store.insert_booking(&hold, t0())).unwrap();
-    block_on(store.insert_booking(&firm, t0())).unwrap();
+    block_on(store.insert_booking(&hold, t0())).expect("test step");
+    block_on(store.insert_booking(&firm, t0())).expect("test step");
     // Overlaps the ran-out hold and the confirmed booking: refused, and the hold stays.
     let wide = booking(p1, c, range(30, 90), None);
     assert_eq!(
@@ -243,8 +254,13 @@ fn a_refused_insert_expires_nothing() {
         Err(Error::SlotUnavailable)
     );
     assert_eq!(store.due_len(), 1);
-    assert_eq!(block_on(store.events_after(None, 100)).unwrap().len(), 2);
-    store.check_invariants().unwrap();
+    assert_eq!(
+        block_on(store.events_after(None, 100))
+            .expect("test step")
+            .len(),
+        2
+    );
+    store.check_invariants().expect("test step");
 }
 
 #[test]
@@ -256,16 +272,16 @@ fn client_index_follows_reschedules_and_pages_across_shards() {
     for i in 0..7 {
         let pro = if i % 2 == 0 { p1 } else { p2 };
         let b = booking(pro, c, range(i * 60, i * 60 + 30), None);
-        block_on(store.insert_booking(&b, t0())).unwrap();
+        block_on(store.insert_booking(&b, t0())).expect("test step");
         mine.push(b.id);
         let noise = booking(pro, other, range(i * 60 + 30, i * 60 + 60), None);
-        block_on(store.insert_booking(&noise, t0())).unwrap();
+        block_on(store.insert_booking(&noise, t0())).expect("test step");
     }
     // Move the first booking to the end.
     block_on(store.reschedule_booking(mine[0], range(1000, 1030), range(1000, 1030), t0()))
-        .unwrap();
+        .expect("test step");
     mine.rotate_left(1);
-    store.check_invariants().unwrap();
+    store.check_invariants().expect("test step");
     let listed = all_pages(&store, query(BookingOwner::Client(c), 2));
     assert_eq!(listed.iter().map(|b| b.id).collect::<Vec<_>>(), mine);
     // Admin sees everything, merged across shards in (start, id) order.
@@ -299,20 +315,20 @@ fn blocked_ranges_use_the_index_and_skip_ran_out_holds() {
     let firm = booking(p1, c, range(60, 120), None);
     let far = booking(p1, c, range(600, 660), None);
     for b in [&hold, &firm, &far] {
-        block_on(store.insert_booking(b, t0())).unwrap();
+        block_on(store.insert_booking(b, t0())).expect("test step");
     }
     let w = range(30, 300);
     assert_eq!(
-        block_on(store.blocked_ranges(p1, w, t0())).unwrap(),
+        block_on(store.blocked_ranges(p1, w, t0())).expect("test step"),
         vec![hold.blocked, firm.blocked]
     );
     assert_eq!(
-        block_on(store.blocked_ranges(p1, w, at(15))).unwrap(),
+        block_on(store.blocked_ranges(p1, w, at(15))).expect("test step"),
         vec![firm.blocked]
     );
     assert!(
         block_on(store.blocked_ranges(ProfessionalId::new_at(t0()), w, t0()))
-            .unwrap()
+            .expect("test step")
             .is_empty()
     );
 }

@@ -26,6 +26,28 @@ use crate::{MIGRATOR, PgStore};
 /// The advisory lock key the outbox uses (for tests of its gap-free reads).
 pub const OUTBOX_LOCK: i64 = crate::store::OUTBOX_LOCK;
 
+/// The statements a `POST /v1/bookings` of the reference server sends, in order, verbatim
+/// (with `$n` parameters), so that a benchmark can run the same SQL without the adapter
+/// (`reference-server/examples/load.rs` feeds them to pgbench).
+pub mod sql {
+    /// `principal_for_token`.
+    pub const SELECT_PRINCIPAL: &str = crate::store::sql::SELECT_PRINCIPAL;
+    /// `IdempotencyStore::begin`, common cases.
+    pub const IDEMPOTENCY_CLAIM_OR_READ: &str = crate::store::sql::CLAIM_OR_READ;
+    /// `get_professional`.
+    pub const SELECT_PROFESSIONAL: &str = crate::store::sql::SELECT_PROFESSIONAL;
+    /// `find_booking_by_request`.
+    pub const FIND_BOOKING_BY_REQUEST: &str = crate::store::sql::FIND_BY_REQUEST;
+    /// `get_client`.
+    pub const SELECT_CLIENT: &str = crate::store::sql::SELECT_CLIENT;
+    /// `get_schedule`.
+    pub const SELECT_SCHEDULE: &str = crate::store::sql::SELECT_SCHEDULE;
+    /// `insert_booking`, when no hold that ran out overlaps the slot.
+    pub const INSERT_BOOKING: &str = crate::store::sql::INSERT_FAST;
+    /// `IdempotencyStore::complete`.
+    pub const IDEMPOTENCY_COMPLETE: &str = crate::store::sql::COMPLETE;
+}
+
 /// The server used when `DATABASE_URL` is not set.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -250,6 +272,18 @@ impl TestDatabase {
     /// Connection options of this database.
     pub fn connect_options(&self) -> PgConnectOptions {
         self.server.clone().database(&self.name)
+    }
+
+    /// Runs `sql` (a query returning one `bigint`, e.g. a count) on a connection of its
+    /// own, for tools that check what they wrote without depending on sqlx.
+    pub async fn query_i64(&self, sql: &str) -> Result<i64, String> {
+        let mut conn = connect(&self.connect_options()).await?;
+        let value = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| e.to_string());
+        let _ = conn.close().await;
+        value
     }
 
     /// A store on this database with a pool of at most `max_connections`; the database is

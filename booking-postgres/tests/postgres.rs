@@ -446,6 +446,55 @@ async fn an_expired_hold_does_not_block_a_new_booking() {
     );
 }
 
+/// `insert_booking` has a one-statement path (microsecond-exact bookings, no hold to
+/// release) and a transaction path (everything else). On both, the `BookingCreated` event
+/// describes the row exactly as stored, and a retry of the request finds that row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_events_describe_the_stored_row_on_both_insert_paths() {
+    let Some(store) = common::store().await else {
+        return;
+    };
+    let pro = ProfessionalId::new_at(t(0));
+    // One statement: whole microseconds.
+    let mut exact = booking(pro, 60, 120, BookingStatus::Confirmed);
+    exact.request_ref = Some("exact".into());
+    exact.created_at = t(0) + Duration::microseconds(7);
+    exact.updated_at = exact.created_at;
+    // Transaction: nanoseconds, which the database rounds away.
+    let mut fine = booking(pro, 120, 180, BookingStatus::PendingPayment);
+    fine.request_ref = Some("fine".into());
+    fine.created_at = t(0) + Duration::nanoseconds(1_234_567);
+    fine.updated_at = fine.created_at;
+    fine.hold_expires_at = Some(t(15) + Duration::nanoseconds(89));
+    for b in [&exact, &fine] {
+        let Ok(Inserted::Created(stored)) = store.insert_booking(b, t(0)).await else {
+            panic!("expected Created for {:?}", b.request_ref);
+        };
+        assert_eq!(store.get_booking(b.id).await, Ok(Some(stored.clone())));
+        assert_eq!(
+            stored.created_at.timestamp_micros(),
+            b.created_at.timestamp_micros()
+        );
+        let event = store
+            .events_after(None, 100)
+            .await
+            .expect("events")
+            .into_iter()
+            .find(|e| e.booking_id == b.id)
+            .expect("a BookingCreated event");
+        assert_eq!(event.kind, EventKind::BookingCreated);
+        assert_eq!(event.booking, stored, "the event describes the stored row");
+        // A retry of the same request (a fresh id, same reference) finds that booking.
+        let mut retry = b.clone();
+        retry.id = BookingId::new_at(t(1));
+        assert_eq!(
+            store.insert_booking(&retry, t(1)).await,
+            Ok(Inserted::Existing(stored))
+        );
+    }
+    assert_eq!(store.events_after(None, 100).await.map(|e| e.len()), Ok(2));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_expires_each_due_hold_once() {
     let Some(store) = common::store().await else {

@@ -1,5 +1,6 @@
-//! Load driver: requests per second and latency of the reference server, against a
-//! ceiling (`GET /healthz`, a no-op route of the same server) measured in the same run.
+//! Load driver: requests per second and latency of the reference server, against ceilings
+//! measured in the same run: `GET /healthz` (a no-op route of the same server) and, on
+//! PostgreSQL, pgbench executing the SQL statements the server sends per booking.
 //!
 //! ```text
 //! cargo run --release -p reference-server --example load -- [memory|postgres] [seconds] [concurrency]
@@ -10,13 +11,43 @@
 //! request, and `GET /v1/professionals/{id}/availability` over one day. The server runs
 //! in this process on a loopback port (PostgreSQL: a fresh database on `DATABASE_URL`'s
 //! server). Bounded in time and count; loopback only.
+//!
+//! The server is configured from the environment like the real one
+//! ([`Config::from_env`], e.g. `BOOKING_DB_MAX_CONNECTIONS`), except for the listen
+//! address, the admin token and the database.
+//!
+//! ## The pgbench ceiling (PostgreSQL only)
+//!
+//! Right after `POST /v1/bookings`, on the same database, pgbench runs for `seconds` a
+//! script made of the statements one booking sends, verbatim from the adapter
+//! (`booking_postgres::test_support::sql`): the token look-up, the idempotency claim, the
+//! professional, the request's earlier booking, the client, the schedule, the insert (with
+//! its outbox event) and the idempotency completion, each in its own implicit transaction
+//! as the adapter sends them. pgbench cannot bind typed values, so each `$n` becomes a
+//! small SQL expression (`md5(..)::uuid`, `now()`, `to_timestamp(..)`); that is the only
+//! difference. One pgbench transaction is one booking.
+//!
+//! pgbench runs with as many clients as the server's pool has connections
+//! (`PGBENCH_CLIENTS` overrides it, e.g. `"16 64"` runs both; the best is the ceiling): the
+//! server never has more sessions than that in flight, so that is the database work it
+//! can be compared with; more pgbench clients than the pool only measure a configuration
+//! the server cannot use. `PGBENCH` names the binary (default: on `PATH`, else
+//! `/usr/lib/postgresql/*/bin/pgbench`).
+//!
+//! The `cpu` columns are cores in use during the scenario (from `/proc`): this process
+//! (server and load driver together) and everything else (PostgreSQL, pgbench, and any
+//! other work on the machine).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use booking_core::events::{DomainEvent, EventKind};
+use booking_postgres::test_support::{OUTBOX_LOCK, TestDatabase, sql};
 use bytes::Bytes;
 use chrono::{Timelike, Utc};
 use http_body_util::{BodyExt, Full};
@@ -30,6 +61,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 const ADMIN: &str = "load-admin-token-0123456789";
 const PROFESSIONALS: usize = 100;
+const CLIENTS: usize = 16;
 const MAX_REQUESTS: usize = 250_000;
 
 async fn send(
@@ -63,18 +95,81 @@ async fn send(
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// CPU time counters from `/proc` (Linux); all zero elsewhere.
+#[derive(Clone, Copy, Default)]
+struct CpuSample {
+    /// This process: user + system ticks.
+    own: u64,
+    /// The machine: busy ticks over all CPUs.
+    busy: u64,
+    /// The machine: all ticks over all CPUs.
+    total: u64,
+}
+
+impl CpuSample {
+    fn now() -> Self {
+        let own = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                // Fields after the command name (which may contain spaces) in parentheses.
+                let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+                let utime: u64 = rest.get(11)?.parse().ok()?;
+                let stime: u64 = rest.get(12)?.parse().ok()?;
+                Some(utime + stime)
+            })
+            .unwrap_or(0);
+        let (busy, total) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("cpu "))?;
+                let v: Vec<u64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal (guest is inside user).
+                let total: u64 = v.iter().take(8).sum();
+                let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+                Some((total - idle, total))
+            })
+            .unwrap_or((0, 0));
+        Self { own, busy, total }
+    }
+
+    /// Cores used since `earlier`: (this process, everything else).
+    fn cores_since(&self, earlier: &Self) -> (f64, f64) {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let own = self.own.saturating_sub(earlier.own) as f64 / total as f64 * cpus;
+        let busy = self.busy.saturating_sub(earlier.busy) as f64 / total as f64 * cpus;
+        (own, (busy - own).max(0.0))
+    }
+}
+
 struct Outcome {
-    name: &'static str,
+    name: String,
     requests: usize,
     errors: usize,
     rps: f64,
     p50: Duration,
     p99: Duration,
+    cpu_own: f64,
+    cpu_other: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
 }
 
 /// Runs `make(i)` requests from `concurrency` workers for `seconds`.
 async fn scenario<F, Fut>(
-    name: &'static str,
+    name: &str,
     seconds: u64,
     concurrency: usize,
     expect: u16,
@@ -87,6 +182,7 @@ where
     let make = Arc::new(make);
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let cpu_before = CpuSample::now();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -118,20 +214,305 @@ where
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let (cpu_own, cpu_other) = CpuSample::now().cores_since(&cpu_before);
     all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     Outcome {
-        name,
+        name: name.to_owned(),
         requests: all.len(),
         errors,
         rps: all.len() as f64 / elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+        cpu_own,
+        cpu_other,
     }
+}
+
+fn pgbench_binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("PGBENCH") {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("pgbench"))
+            .find(|p| p.is_file())
+    }) {
+        return Some(found);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin/pgbench")))
+        .filter(|p| p.is_file())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// `sql` with every `$n` replaced by `(args[n - 1])`. Panics unless every argument is used
+/// and no other parameter occurs: a statement that changed shape must change the bench.
+fn substitute(sql: &str, args: &[&str]) -> String {
+    let mut out = String::with_capacity(sql.len() + 64 * args.len());
+    let mut used = vec![false; args.len()];
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let mut end = i + 1;
+        while let Some((j, d)) = chars.peek().copied() {
+            if !d.is_ascii_digit() {
+                break;
+            }
+            end = j + 1;
+            chars.next();
+        }
+        let n: usize = sql[i + 1..end]
+            .parse()
+            .unwrap_or_else(|_| panic!("a `$` that is not a parameter in: {sql}"));
+        let arg = args
+            .get(n - 1)
+            .unwrap_or_else(|| panic!("no argument for ${n} in: {sql}"));
+        used[n - 1] = true;
+        out.push('(');
+        out.push_str(arg);
+        out.push(')');
+    }
+    assert!(
+        used.iter().all(|u| *u),
+        "unused arguments {args:?} for: {sql}"
+    );
+    out
+}
+
+/// The pgbench script: the statements of one `POST /v1/bookings`, in the server's order.
+///
+/// Client `c` books consecutive 30-minute slots of the `c`-th professional, from
+/// 2040-01-01 on (far from the HTTP scenario's slots) plus `run` decades, with keys and
+/// references unique per run, client and transaction.
+fn pgbench_script(payload: &str) -> String {
+    let hex: String = payload.bytes().map(|b| format!("{b:02x}")).collect();
+    // Unique per (run, client, transaction).
+    let tag = |what: &str| format!("'{what}-' || :run || '-' || :client_id || '-' || :n");
+    let scope = "'client:' || :client";
+    let key = tag("key");
+    let fingerprint = format!("sha256(convert_to({}, 'UTF8'))", tag("fp"));
+    let lease = format!("md5({})::uuid", tag("lease"));
+    let request_ref = format!("md5({})", tag("ref"));
+    let booking_id = format!("md5({})::uuid", tag("booking"));
+    let event_id = format!("md5({})::uuid", tag("event"));
+    let start = "to_timestamp(:start)";
+    let end = "to_timestamp(:stop)";
+    let blocked = format!("tstzrange({start}, {end}, '[)')");
+    let outbox_lock = OUTBOX_LOCK.to_string();
+    let statements = [
+        substitute(sql::SELECT_PRINCIPAL, &["decode(:tokhex, 'hex')"]),
+        substitute(
+            sql::IDEMPOTENCY_CLAIM_OR_READ,
+            &[
+                scope,
+                &key,
+                &fingerprint,
+                &lease,
+                "now() + interval '60 seconds'",
+                "now()",
+                "now() + interval '1 day'",
+            ],
+        ),
+        substitute(sql::SELECT_PROFESSIONAL, &[":pro::uuid"]),
+        substitute(sql::FIND_BOOKING_BY_REQUEST, &[":pro::uuid", &request_ref]),
+        substitute(sql::SELECT_CLIENT, &[":client::uuid"]),
+        substitute(sql::SELECT_SCHEDULE, &[":pro::uuid"]),
+        substitute(
+            sql::INSERT_BOOKING,
+            &[
+                &booking_id,
+                ":pro::uuid",
+                ":client::uuid",
+                start,
+                end,
+                &blocked,
+                "'confirmed'::text",
+                "3000::bigint",
+                "'eur'::text",
+                "NULL::timestamptz",
+                &request_ref,
+                "now()",
+                "now()",
+                "now()",
+                &outbox_lock,
+                &event_id,
+                "'booking_created'::text",
+                "now()",
+                ":payload::jsonb",
+            ],
+        ),
+        substitute(
+            sql::IDEMPOTENCY_COMPLETE,
+            &[
+                scope,
+                &key,
+                &lease,
+                "201",
+                "'[[\"content-type\", \"application/json\"], [\"location\", \"/v1/bookings/x\"]]'::jsonb",
+                "convert_to(:payload, 'UTF8')",
+            ],
+        ),
+    ];
+    let mut script = format!(
+        r"\set n :n + 1
+\if :n = 1
+SELECT id AS pro FROM professionals ORDER BY id OFFSET :client_id LIMIT 1 \gset
+SELECT principal_id AS client, encode(token_hash, 'hex') AS tokhex FROM api_tokens WHERE principal_kind = 'client' ORDER BY principal_id OFFSET :client_id % {CLIENTS} LIMIT 1 \gset
+SELECT convert_from(decode('{hex}', 'hex'), 'UTF8') AS payload \gset
+\endif
+\set start 2208988800 + :run * 315360000 + :n * 1800
+\set stop :start + 1800
+"
+    );
+    for s in statements {
+        script.push_str(&s);
+        script.push_str(";\n");
+    }
+    script
+}
+
+/// One pgbench run of the script; `run` keeps keys and slots apart between runs.
+fn pgbench_phase(
+    db: &TestDatabase,
+    binary: &Path,
+    clients: usize,
+    seconds: u64,
+    run: usize,
+    payload: &str,
+) -> Result<Outcome, String> {
+    let dir = std::env::temp_dir().join(format!("booking-load-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let script = dir.join("booking.sql");
+    std::fs::write(&script, pgbench_script(payload)).map_err(|e| e.to_string())?;
+    let threads = clients.min(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let cpu_before = CpuSample::now();
+    let output = Command::new(binary)
+        .args(["-n", "-M", "prepared", "-D", "n=0"])
+        .arg("-D")
+        .arg(format!("run={run}"))
+        .arg("-c")
+        .arg(clients.to_string())
+        .arg("-j")
+        .arg(threads.to_string())
+        .arg("-T")
+        .arg(seconds.max(1).to_string())
+        .arg("-l")
+        .arg("--log-prefix")
+        .arg(dir.join("log"))
+        .arg("-f")
+        .arg(&script)
+        .arg(db.url())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let (_, cpu_other) = CpuSample::now().cores_since(&cpu_before);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let mut latencies = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with("log") {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            // client_id transaction_no time_us script_no epoch epoch_us
+            latencies.extend(text.lines().filter_map(|l| {
+                let us: u64 = l.split_whitespace().nth(2)?.parse().ok()?;
+                Some(Duration::from_micros(us))
+            }));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if !output.status.success() {
+        return Err(format!(
+            "pgbench failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        ));
+    }
+    let field = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+    };
+    let tps = field("tps = ")
+        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}\n{stderr}"))?;
+    let processed = field("number of transactions actually processed: ")
+        .and_then(|v| v.split('/').next().map(str::to_owned))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
+    let failed = field("number of failed transactions: ")
+        .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    if stderr.contains("aborted") || stderr.contains("ERROR") {
+        return Err(format!("pgbench clients failed:\n{stderr}"));
+    }
+    latencies.sort_unstable();
+    Ok(Outcome {
+        name: format!("pgbench: same SQL, {clients} clients"),
+        requests: processed,
+        errors: failed,
+        rps: tps,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        cpu_own: 0.0,
+        cpu_other,
+    })
+}
+
+/// Counts what pgbench wrote in `run`: bookings and completed keys, one each per
+/// transaction.
+async fn pgbench_effects(db: &TestDatabase, run: usize) -> (i64, i64) {
+    let keys = db
+        .query_i64(&format!(
+            "SELECT count(*) FROM idempotency_keys \
+             WHERE key LIKE 'key-{run}-%' AND response_status = 201"
+        ))
+        .await
+        .expect("count keys");
+    let bookings = db
+        .query_i64(&format!(
+            "SELECT count(*) FROM bookings \
+             WHERE starts_at >= to_timestamp(2208988800 + {run} * 315360000::bigint) \
+               AND starts_at < to_timestamp(2208988800 + {next} * 315360000::bigint)",
+            next = run + 1
+        ))
+        .await
+        .expect("count bookings");
+    (bookings, keys)
+}
+
+/// A representative outbox payload (the adapter serialises its own per booking).
+fn sample_payload() -> String {
+    let now = Utc::now();
+    let start = now + chrono::Duration::days(1);
+    let range =
+        booking_core::TimeRange::new(start, start + chrono::Duration::minutes(30)).expect("range");
+    let booking = booking_core::Booking {
+        id: booking_core::BookingId::new_at(now),
+        professional_id: booking_core::ProfessionalId::new_at(now),
+        client_id: booking_core::ClientId::new_at(now),
+        range,
+        blocked: range,
+        status: booking_core::BookingStatus::Confirmed,
+        price: booking_core::Money::new(3000, booking_core::Currency::parse("eur").unwrap())
+            .unwrap(),
+        hold_expires_at: None,
+        request_ref: Some("0".repeat(64)),
+        created_at: now,
+        updated_at: now,
+    };
+    serde_json::to_string(&DomainEvent::new(EventKind::BookingCreated, &booking, None)).unwrap()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 #[tokio::main]
@@ -142,20 +523,17 @@ async fn main() {
     let concurrency: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(64);
 
     let db = if store == "postgres" {
-        Some(
-            booking_postgres::test_support::TestDatabase::create()
-                .await
-                .expect("postgres reachable"),
-        )
+        Some(TestDatabase::create().await.expect("postgres reachable"))
     } else {
         None
     };
     let config = Config {
         listen: "127.0.0.1:0".into(),
         admin_token: Some(ADMIN.into()),
-        database_url: db.as_ref().map(|d| d.url()),
-        ..Config::default()
+        database_url: db.as_ref().map(TestDatabase::url),
+        ..Config::from_env().expect("configuration")
     };
+    let pool_size = config.db_max_connections;
     let app = Application::build(config).await.expect("server");
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -187,7 +565,7 @@ async fn main() {
         pros.push(id);
     }
     let mut clients = Vec::new();
-    for i in 0..16 {
+    for i in 0..CLIENTS {
         let (s, v) = send(
             &client,
             "POST",
@@ -251,6 +629,49 @@ async fn main() {
             }
         }).await);
     }
+    let bookings_rps = results[1].rps;
+
+    // pgbench on the same database, right after the bookings scenario (server idle).
+    let mut pgbench: Vec<Outcome> = Vec::new();
+    let mut pgbench_note = None;
+    if let Some(db) = &db {
+        let wanted: Vec<usize> = match std::env::var("PGBENCH_CLIENTS") {
+            Ok(v) if !v.trim().is_empty() => v
+                .split([' ', ','])
+                .filter_map(|s| s.trim().parse().ok())
+                .collect(),
+            _ => vec![pool_size as usize],
+        };
+        match pgbench_binary() {
+            None => {
+                pgbench_note =
+                    Some("pgbench not found: install postgresql-client or set PGBENCH".to_owned());
+            }
+            Some(binary) => {
+                let payload = sample_payload();
+                for (run, n) in wanted.into_iter().enumerate() {
+                    // One professional per pgbench client.
+                    let n = n.clamp(1, PROFESSIONALS);
+                    match pgbench_phase(db, &binary, n, seconds, run + 1, &payload) {
+                        Ok(o) => {
+                            let (bookings, keys) = pgbench_effects(db, run + 1).await;
+                            let processed = i64::try_from(o.requests).unwrap_or(i64::MAX);
+                            // A client cut off by -T may leave its last booking uncompleted.
+                            if bookings < processed || keys < processed {
+                                pgbench_note = Some(format!(
+                                    "pgbench with {n} clients: {processed} transactions but \
+                                     {bookings} bookings and {keys} completed keys"
+                                ));
+                            }
+                            pgbench.push(o);
+                        }
+                        Err(e) => pgbench_note = Some(e),
+                    }
+                }
+            }
+        }
+    }
+
     {
         let (c, b, p, cl) = (
             client.clone(),
@@ -270,22 +691,64 @@ async fn main() {
     }
 
     let ceiling = results[0].rps;
-    println!("store={store} seconds={seconds} concurrency={concurrency}");
+    let pool = if db.is_some() {
+        format!(" db_pool={pool_size}")
+    } else {
+        String::new()
+    };
+    println!("store={store} seconds={seconds} concurrency={concurrency}{pool}");
     println!(
-        "{:<36} {:>9} {:>7} {:>10} {:>10} {:>10} {:>8}",
-        "scenario", "requests", "errors", "req/s", "p50 ms", "p99 ms", "ratio"
+        "{:<36} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "scenario",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "/healthz",
+        "cpu own",
+        "cpu other"
     );
     for r in &results {
         println!(
-            "{:<36} {:>9} {:>7} {:>10.0} {:>10.2} {:>10.2} {:>8.3}",
+            "{:<36} {:>9} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.3} {:>8.2} {:>9.2}",
             r.name,
             r.requests,
             r.errors,
             r.rps,
-            r.p50.as_secs_f64() * 1e3,
-            r.p99.as_secs_f64() * 1e3,
-            r.rps / ceiling
+            ms(r.p50),
+            ms(r.p99),
+            r.rps / ceiling,
+            r.cpu_own,
+            r.cpu_other
         );
+    }
+    for r in &pgbench {
+        println!(
+            "{:<36} {:>9} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>8} {:>8} {:>9.2}",
+            r.name,
+            r.requests,
+            r.errors,
+            r.rps,
+            ms(r.p50),
+            ms(r.p99),
+            "-",
+            "-",
+            r.cpu_other
+        );
+    }
+    if let Some(best) = pgbench.iter().map(|o| o.rps).reduce(f64::max) {
+        let ratio = bookings_rps / best;
+        let p99 = ms(results[1].p99);
+        println!(
+            "POST /v1/bookings vs pgbench ceiling (same SQL): {bookings_rps:.0} / {best:.0} = \
+             {ratio:.3} (goal >= 0.6: {}); p99 {p99:.1} ms (goal <= 25 ms: {})",
+            if ratio >= 0.6 { "met" } else { "NOT met" },
+            if p99 <= 25.0 { "met" } else { "NOT met" },
+        );
+    }
+    if let Some(note) = pgbench_note {
+        println!("note: {note}");
     }
     let _ = stop.send(());
     let _ = server.await;

@@ -1,4 +1,17 @@
 //! Configuration from the environment (see API.md, "Running").
+//!
+//! Besides the variables of API.md's table, two tune the PostgreSQL pool (they are ignored
+//! with the in-memory store):
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `BOOKING_DB_MAX_CONNECTIONS` | upper bound of the connection pool, 1 to 1000 (default [`DEFAULT_DB_MAX_CONNECTIONS`]) |
+//! | `BOOKING_DB_STATEMENT_TIMEOUT_MS` | server-side `statement_timeout` of every connection in milliseconds; `0` turns it off (default 5000) |
+//!
+//! The pool default was picked by measurement (`reference-server/scripts/load.sh` at 64
+//! concurrent connections on a 2-core machine with PostgreSQL on the same host): a pool
+//! much larger than the database's cores only adds contention. Keep the sum over all server
+//! processes below the database's `max_connections`.
 
 use std::fmt;
 use std::time::Duration;
@@ -25,7 +38,16 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How often the background workers run (default 5 s).
     pub sweep_interval: Duration,
+    /// Upper bound of the PostgreSQL pool (`BOOKING_DB_MAX_CONNECTIONS`, default
+    /// [`DEFAULT_DB_MAX_CONNECTIONS`]).
+    pub db_max_connections: u32,
+    /// Server-side `statement_timeout` of every PostgreSQL connection
+    /// (`BOOKING_DB_STATEMENT_TIMEOUT_MS`, default 5 s; `None`: the server's default).
+    pub db_statement_timeout: Option<Duration>,
 }
+
+/// The default of [`Config::db_max_connections`].
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -38,6 +60,8 @@ impl fmt::Debug for Config {
             .field("stripe_configured", &self.stripe_configured)
             .field("request_timeout", &self.request_timeout)
             .field("sweep_interval", &self.sweep_interval)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_statement_timeout", &self.db_statement_timeout)
             .finish()
     }
 }
@@ -54,6 +78,8 @@ impl Default for Config {
             stripe_configured: false,
             request_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(5),
+            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            db_statement_timeout: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -100,6 +126,29 @@ impl Config {
             c.idempotency_ttl = seconds("BOOKING_IDEMPOTENCY_TTL_SECONDS", &v, 30 * 86_400)?;
         }
         c.stripe_configured = get("STRIPE_SECRET_KEY").is_some();
+        if let Some(v) = get("BOOKING_DB_MAX_CONNECTIONS") {
+            c.db_max_connections = match v.trim().parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError(
+                        "BOOKING_DB_MAX_CONNECTIONS must be a whole number from 1 to 1000".into(),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("BOOKING_DB_STATEMENT_TIMEOUT_MS") {
+            c.db_statement_timeout = match v.trim().parse::<u64>() {
+                Ok(0) => None,
+                Ok(ms) if ms <= 3_600_000 => Some(Duration::from_millis(ms)),
+                _ => {
+                    return Err(ConfigError(
+                        "BOOKING_DB_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds \
+                         from 0 (off) to 3600000"
+                            .into(),
+                    ));
+                }
+            };
+        }
         Ok(c)
     }
 }
@@ -135,9 +184,15 @@ mod tests {
             ("BOOKING_HOLD_TTL_SECONDS", "60"),
             ("BOOKING_IDEMPOTENCY_TTL_SECONDS", "3600"),
             ("DATABASE_URL", "postgres://u:secret@h/db"),
+            ("BOOKING_DB_MAX_CONNECTIONS", "32"),
+            ("BOOKING_DB_STATEMENT_TIMEOUT_MS", "250"),
         ])
         .unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.db_max_connections, 32);
+        assert_eq!(c.db_statement_timeout, Some(Duration::from_millis(250)));
+        let c = from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "0")]).unwrap();
+        assert_eq!(c.db_statement_timeout, None);
         assert_eq!(c.hold_ttl, Duration::from_secs(60));
         assert_eq!(c.idempotency_ttl, Duration::from_secs(3600));
         assert!(!format!("{c:?}").contains("secret"));
@@ -150,5 +205,8 @@ mod tests {
         assert!(from(&[("BOOKING_HOLD_TTL_SECONDS", "0")]).is_err());
         assert!(from(&[("BOOKING_IDEMPOTENCY_TTL_SECONDS", "abc")]).is_err());
         assert!(from(&[("BOOKING_ADMIN_TOKEN", "short")]).is_err());
+        assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "0")]).is_err());
+        assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "many")]).is_err());
+        assert!(from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "-5")]).is_err());
     }
 }

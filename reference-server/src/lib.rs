@@ -338,8 +338,16 @@ async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> 
     match &config.database_url {
         None => Ok(Arc::new(booking_memory::MemoryStore::new())),
         Some(url) => {
-            let pg = booking_postgres::PgConfig::from_url(url.clone());
-            tracing::info!(url = %pg.redacted_url(), "connecting to PostgreSQL");
+            let pg = booking_postgres::PgConfig {
+                max_connections: config.db_max_connections,
+                statement_timeout: config.db_statement_timeout,
+                ..booking_postgres::PgConfig::from_url(url.clone())
+            };
+            tracing::info!(
+                url = %pg.redacted_url(),
+                max_connections = pg.max_connections,
+                "connecting to PostgreSQL"
+            );
             let store = booking_postgres::PgStore::connect(&pg)
                 .await
                 .map_err(|e| StartupError::Store(e.to_string()))?;

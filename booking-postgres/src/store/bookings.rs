@@ -8,11 +8,59 @@ use booking_core::store::{
 };
 use booking_core::{BookingStatus, Entity, Error, Result};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::{PgStore, fetch_limit, outbox};
 use crate::error::{PgError, retrying, sqlstate};
 use crate::rows::{self, booking_columns, pg_range};
+
+/// `insert_booking`'s one statement (see [`PgStore::insert_booking_fast`]): `$1`..`$13`
+/// the booking's columns in the order of the `INSERT`, `$14` now, `$15` the outbox lock,
+/// `$16` event id, `$17` event kind, `$18` occurred at, `$19` payload. Returns the
+/// request's earlier booking (`outcome = 'existing'`), the inserted one (`'inserted'`), or
+/// no row when holds that ran out must be released first.
+pub(crate) const INSERT_FAST: &str = concat!(
+    "WITH existing AS ( \
+         SELECT ",
+    booking_columns!(),
+    " FROM bookings \
+         WHERE $11::text IS NOT NULL AND professional_id = $2 AND request_ref = $11), \
+     due AS ( \
+         SELECT 1 FROM bookings \
+         WHERE professional_id = $2 AND status = 'pending_payment' \
+           AND (hold_expires_at <= $14 OR hold_expires_at IS NULL) \
+           AND blocked_range && $6 AND id <> $1 \
+         LIMIT 1), \
+     inserted AS ( \
+         INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
+             blocked_range, status, price_cents, currency, hold_expires_at, \
+             request_ref, created_at, updated_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+         WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM due) \
+         RETURNING ",
+    booking_columns!(),
+    "), \
+     outbox_lock AS (SELECT pg_advisory_xact_lock_shared($15) FROM inserted), \
+     recorded AS ( \
+         INSERT INTO domain_events \
+             (id, kind, booking_id, professional_id, occurred_at, payload) \
+         SELECT $16, $17, inserted.id, inserted.professional_id, $18, $19 \
+         FROM inserted, outbox_lock) \
+     SELECT 'existing' AS outcome, ",
+    booking_columns!(),
+    " FROM existing \
+     UNION ALL SELECT 'inserted' AS outcome, ",
+    booking_columns!(),
+    " FROM inserted"
+);
+
+/// `find_booking_by_request`: `$1` professional, `$2` request reference.
+pub(crate) const FIND_BY_REQUEST: &str = concat!(
+    "SELECT ",
+    booking_columns!(),
+    " FROM bookings WHERE professional_id = $1 AND request_ref = $2"
+);
 
 /// Marks the professional's holds that ran out by `now` and whose blocked range overlaps
 /// `blocked` as `expired` (recording their events), so that the exclusion constraint lets
@@ -64,18 +112,14 @@ async fn find_by_request(
     professional_id: ProfessionalId,
     request_ref: &str,
 ) -> Result<Option<Booking>, PgError> {
-    sqlx::query(concat!(
-        "SELECT ",
-        booking_columns!(),
-        " FROM bookings WHERE professional_id = $1 AND request_ref = $2"
-    ))
-    .bind(professional_id.as_uuid())
-    .bind(request_ref)
-    .fetch_optional(conn)
-    .await?
-    .as_ref()
-    .map(rows::booking)
-    .transpose()
+    sqlx::query(FIND_BY_REQUEST)
+        .bind(professional_id.as_uuid())
+        .bind(request_ref)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(rows::booking)
+        .transpose()
 }
 
 /// The booking, locked for the rest of the transaction.
@@ -92,7 +136,113 @@ async fn lock_booking(conn: &mut PgConnection, id: BookingId) -> Result<Booking,
     rows::booking(&row)
 }
 
+/// Whether every instant of `booking` is a whole microsecond (what `timestamptz` stores), so
+/// that the stored row reads back equal to `booking` and its `BookingCreated` event can be
+/// built before the insert.
+fn is_microsecond_exact(booking: &Booking) -> bool {
+    use chrono::Timelike;
+    let exact =
+        |t: DateTime<Utc>| t.nanosecond().is_multiple_of(1_000) && t.nanosecond() < 1_000_000_000;
+    [
+        booking.range.start(),
+        booking.range.end(),
+        booking.blocked.start(),
+        booking.blocked.end(),
+        booking.created_at,
+        booking.updated_at,
+    ]
+    .into_iter()
+    .chain(booking.hold_expires_at)
+    .all(exact)
+}
+
+/// What the one-statement insert did.
+enum FastInsert {
+    /// Done (stored with its event, or the request's earlier booking found).
+    Done(Inserted),
+    /// Holds that ran out overlap the slot and must be released first: nothing changed.
+    HoldsToRelease,
+}
+
 impl PgStore {
+    /// The insert as one statement (one round trip, one implicit transaction): the look-up
+    /// of the request's earlier booking, the insert and its outbox event. Used when no hold
+    /// that ran out overlaps the slot (the common case); otherwise nothing is written and
+    /// the caller runs [`PgStore::insert_booking_tx`], which releases them first.
+    ///
+    /// The exclusion constraint still decides conflicts: a refused insert (`23P01`, or the
+    /// request's unique reference) fails the whole statement and is handled like in the
+    /// transaction.
+    async fn insert_booking_fast(
+        &self,
+        booking: &Booking,
+        now: DateTime<Utc>,
+    ) -> Result<FastInsert, PgError> {
+        // `booking` is microsecond exact (checked by the caller), so the row reads back
+        // equal to it and the event can be built first.
+        let event = DomainEvent::new(EventKind::BookingCreated, booking, None);
+        let result = sqlx::query(INSERT_FAST)
+            .bind(booking.id.as_uuid())
+            .bind(booking.professional_id.as_uuid())
+            .bind(booking.client_id.as_uuid())
+            .bind(booking.range.start())
+            .bind(booking.range.end())
+            .bind(pg_range(&booking.blocked))
+            .bind(booking.status.as_str())
+            .bind(booking.price.amount_cents)
+            .bind(booking.price.currency.as_str())
+            .bind(booking.hold_expires_at)
+            .bind(booking.request_ref.as_deref())
+            .bind(booking.created_at)
+            .bind(booking.updated_at)
+            .bind(now)
+            .bind(outbox::OUTBOX_LOCK)
+            .bind(event.id.as_uuid())
+            .bind(event.kind.as_str())
+            .bind(event.occurred_at)
+            .bind(Json(&event))
+            .fetch_optional(&self.pool)
+            .await;
+        let row = match result {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(FastInsert::HoldsToRelease),
+            Err(e) => {
+                return self
+                    .after_failed_insert(booking, PgError::from(e))
+                    .await
+                    .map(FastInsert::Done);
+            }
+        };
+        let outcome: String = row.try_get("outcome")?;
+        let stored = rows::booking(&row)?;
+        if outcome == "existing" {
+            return Ok(FastInsert::Done(Inserted::Existing(stored)));
+        }
+        if stored != event.booking {
+            // Cannot happen for a microsecond-exact booking. The row and its event are
+            // committed, so failing now would only make the caller retry; say it loudly.
+            tracing::error!(
+                booking_id = %stored.id,
+                "postgres: a stored booking does not read back as written"
+            );
+        }
+        Ok(FastInsert::Done(Inserted::Created(stored)))
+    }
+
+    async fn insert_booking_once(
+        &self,
+        booking: &Booking,
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, PgError> {
+        if is_microsecond_exact(booking) {
+            match self.insert_booking_fast(booking, now).await? {
+                FastInsert::Done(inserted) => return Ok(inserted),
+                FastInsert::HoldsToRelease => {}
+            }
+        }
+        self.insert_booking_tx(booking, now).await
+    }
+
     async fn insert_booking_tx(
         &self,
         booking: &Booking,
@@ -363,7 +513,7 @@ impl PgStore {
 #[async_trait]
 impl BookingStore for PgStore {
     async fn insert_booking(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted> {
-        retrying!(self.retry, self.insert_booking_tx(booking, now))
+        retrying!(self.retry, self.insert_booking_once(booking, now))
     }
 
     async fn find_booking_by_request(

@@ -15,6 +15,24 @@ use super::{PgStore, fetch_limit};
 use crate::error::{PgError, retrying, sqlstate};
 use crate::rows::{self, principal_kind, professional_columns};
 
+/// `get_professional`: `$1` the id.
+pub(crate) const SELECT_PROFESSIONAL: &str = concat!(
+    "SELECT ",
+    professional_columns!(),
+    " FROM professionals WHERE id = $1"
+);
+
+/// `get_client`: `$1` the id.
+pub(crate) const SELECT_CLIENT: &str =
+    "SELECT id, name, email, created_at FROM clients WHERE id = $1";
+
+/// `principal_for_token`: `$1` the token's SHA-256.
+pub(crate) const SELECT_PRINCIPAL: &str =
+    "SELECT principal_kind, principal_id FROM api_tokens WHERE token_hash = $1";
+
+/// `get_schedule`: `$1` the professional's id.
+pub(crate) const SELECT_SCHEDULE: &str = "SELECT body FROM schedules WHERE professional_id = $1";
+
 async fn insert_token(
     conn: &mut PgConnection,
     token: TokenHash,
@@ -184,17 +202,13 @@ impl DirectoryStore for PgStore {
 
     async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>> {
         retrying!(self.retry, async {
-            sqlx::query(concat!(
-                "SELECT ",
-                professional_columns!(),
-                " FROM professionals WHERE id = $1"
-            ))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(rows::professional)
-            .transpose()
+            sqlx::query(SELECT_PROFESSIONAL)
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(rows::professional)
+                .transpose()
         })
     }
 
@@ -217,7 +231,7 @@ impl DirectoryStore for PgStore {
 
     async fn get_client(&self, id: ClientId) -> Result<Option<Client>> {
         retrying!(self.retry, async {
-            sqlx::query("SELECT id, name, email, created_at FROM clients WHERE id = $1")
+            sqlx::query(SELECT_CLIENT)
                 .bind(id.as_uuid())
                 .fetch_optional(&self.pool)
                 .await?
@@ -229,7 +243,7 @@ impl DirectoryStore for PgStore {
 
     async fn principal_for_token(&self, token: TokenHash) -> Result<Option<Principal>> {
         retrying!(self.retry, async {
-            sqlx::query("SELECT principal_kind, principal_id FROM api_tokens WHERE token_hash = $1")
+            sqlx::query(SELECT_PRINCIPAL)
                 .bind(token.0.as_slice())
                 .fetch_optional(&self.pool)
                 .await?
@@ -264,11 +278,10 @@ impl ScheduleStore for PgStore {
 
     async fn get_schedule(&self, professional_id: ProfessionalId) -> Result<Option<Schedule>> {
         retrying!(self.retry, async {
-            let body: Option<Json<Schedule>> =
-                sqlx::query_scalar("SELECT body FROM schedules WHERE professional_id = $1")
-                    .bind(professional_id.as_uuid())
-                    .fetch_optional(&self.pool)
-                    .await?;
+            let body: Option<Json<Schedule>> = sqlx::query_scalar(SELECT_SCHEDULE)
+                .bind(professional_id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?;
             Ok::<_, PgError>(body.map(|Json(s)| s))
         })
     }

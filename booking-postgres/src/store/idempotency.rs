@@ -1,6 +1,13 @@
-//! Idempotency records: claimed with `INSERT .. ON CONFLICT DO NOTHING`, decided under a
-//! row lock with [`booking_core::idempotency::decide`], completed or abandoned only by the
-//! lease that owns them.
+//! Idempotency records: claimed with `INSERT .. ON CONFLICT DO NOTHING`, decided with
+//! [`booking_core::idempotency::decide`], completed or abandoned only by the lease that owns
+//! them.
+//!
+//! `begin` is one statement (one round trip, one implicit transaction) in the common cases:
+//! it claims the key, or returns the committed record that holds it, and `decide` runs on
+//! that record. Only when `decide` asks to *replace* a record (a lease that ran out, a record
+//! past its expiry) or the holder committed after the statement's snapshot was taken does
+//! `begin` fall back to a transaction that re-reads the record under a row lock and decides
+//! again, so every write `decide` asks for is still made under that lock.
 
 use async_trait::async_trait;
 use booking_core::idempotency::{
@@ -10,8 +17,8 @@ use booking_core::idempotency::{
 use booking_core::store::IdempotencyStore;
 use booking_core::{Error, Result};
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 use sqlx::types::Json;
+use sqlx::{PgConnection, Row};
 
 use super::PgStore;
 use crate::error::{PgError, retrying};
@@ -76,7 +83,104 @@ async fn take_over(conn: &mut PgConnection, record: &IdempotencyRecord) -> Resul
     Ok(())
 }
 
+/// `begin`'s one statement: claims `($1, $2)` for a record in flight (`$3` fingerprint,
+/// `$4` lease, `$5` locked until, `$6` created, `$7` expires), or reads the record holding
+/// it; see [`claim_or_read`].
+pub(crate) const CLAIM_OR_READ: &str = concat!(
+    "WITH claimed AS ( \
+         INSERT INTO idempotency_keys \
+             (scope, key, fingerprint, lease_id, locked_until, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (scope, key) DO NOTHING \
+         RETURNING 1) \
+     SELECT TRUE AS claimed, NULL::text AS scope, NULL::text AS key, \
+         NULL::bytea AS fingerprint, NULL::uuid AS lease_id, \
+         NULL::timestamptz AS locked_until, NULL::integer AS response_status, \
+         NULL::jsonb AS response_headers, NULL::bytea AS response_body, \
+         NULL::timestamptz AS created_at, NULL::timestamptz AS expires_at \
+     FROM claimed \
+     UNION ALL \
+     SELECT FALSE AS claimed, ",
+    idempotency_columns!(),
+    " FROM idempotency_keys \
+     WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claimed)"
+);
+
+/// `complete`: `$1` scope, `$2` key, `$3` lease, `$4` status, `$5` headers, `$6` body.
+pub(crate) const COMPLETE: &str = "UPDATE idempotency_keys \
+     SET lease_id = NULL, locked_until = NULL, \
+         response_status = $4, response_headers = $5, response_body = $6 \
+     WHERE scope = $1 AND key = $2 AND lease_id = $3";
+
+/// What the one-statement claim found.
+enum Claim {
+    /// The key was free and is now ours.
+    Claimed,
+    /// The committed record holding the key (as of the statement's snapshot).
+    Held(IdempotencyRecord),
+    /// The key is held by a record committed after the statement's snapshot (or deleted
+    /// meanwhile): the statement cannot see it.
+    Unknown,
+}
+
+/// Claims the key of `record` in one statement, or returns the record that holds it.
+///
+/// The data-modifying CTE and the outer `SELECT` share one snapshot, so the `SELECT` never
+/// sees the row the CTE inserted: exactly one branch yields a row, or none when the
+/// conflicting row committed after the snapshot was taken ([`Claim::Unknown`]).
+async fn claim_or_read(pool: &sqlx::PgPool, record: &IdempotencyRecord) -> Result<Claim, PgError> {
+    let (lease, locked_until) = lease_of(record)?;
+    let row = sqlx::query(CLAIM_OR_READ)
+        .bind(record.scope.as_str())
+        .bind(record.key.as_str())
+        .bind(record.fingerprint.0.as_slice())
+        .bind(lease.0)
+        .bind(locked_until)
+        .bind(record.created_at)
+        .bind(record.expires_at)
+        .fetch_optional(pool)
+        .await?;
+    let Some(row) = row else {
+        return Ok(Claim::Unknown);
+    };
+    if row.try_get::<bool, _>("claimed")? {
+        Ok(Claim::Claimed)
+    } else {
+        Ok(Claim::Held(rows::idempotency_record(&row)?))
+    }
+}
+
 impl PgStore {
+    /// One statement in the common cases; see the module docs.
+    async fn begin_once(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        now: DateTime<Utc>,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Decision, PgError> {
+        let (started, fresh) = decide(None, scope, key, fingerprint, now, policy);
+        let fresh = fresh.ok_or_else(|| {
+            PgError::Domain(Error::Internal(
+                "idempotency: Started without a record".into(),
+            ))
+        })?;
+        match claim_or_read(&self.pool, &fresh).await? {
+            Claim::Claimed => Ok(started),
+            Claim::Held(existing) => {
+                match decide(Some(&existing), scope, key, fingerprint, now, policy) {
+                    // Replay, in flight, mismatch: nothing to write; the answer holds for
+                    // the committed record the statement read.
+                    (decision, None) => Ok(decision),
+                    // A take-over: decide again under the row lock.
+                    (_, Some(_)) => self.begin_tx(scope, key, fingerprint, now, policy).await,
+                }
+            }
+            Claim::Unknown => self.begin_tx(scope, key, fingerprint, now, policy).await,
+        }
+    }
+
     async fn begin_tx(
         &self,
         scope: &Scope,
@@ -138,7 +242,7 @@ impl IdempotencyStore for PgStore {
     ) -> Result<Decision> {
         retrying!(
             self.retry,
-            self.begin_tx(scope, key, fingerprint, now, policy)
+            self.begin_once(scope, key, fingerprint, now, policy)
         )
     }
 
@@ -150,19 +254,15 @@ impl IdempotencyStore for PgStore {
         response: &StoredResponse,
     ) -> Result<bool> {
         retrying!(self.retry, async {
-            let done = sqlx::query(
-                "UPDATE idempotency_keys SET lease_id = NULL, locked_until = NULL, \
-                     response_status = $4, response_headers = $5, response_body = $6 \
-                 WHERE scope = $1 AND key = $2 AND lease_id = $3",
-            )
-            .bind(scope.as_str())
-            .bind(key.as_str())
-            .bind(lease.0)
-            .bind(i32::from(response.status))
-            .bind(Json(&response.headers))
-            .bind(response.body.as_slice())
-            .execute(&self.pool)
-            .await?;
+            let done = sqlx::query(COMPLETE)
+                .bind(scope.as_str())
+                .bind(key.as_str())
+                .bind(lease.0)
+                .bind(i32::from(response.status))
+                .bind(Json(&response.headers))
+                .bind(response.body.as_slice())
+                .execute(&self.pool)
+                .await?;
             Ok::<_, PgError>(done.rows_affected() == 1)
         })
     }

@@ -7,6 +7,15 @@ mod outbox;
 
 pub(crate) use outbox::OUTBOX_LOCK;
 
+/// Statement texts shared with benchmarks (through `test_support::sql`).
+pub(crate) mod sql {
+    pub(crate) use super::bookings::{FIND_BY_REQUEST, INSERT_FAST};
+    pub(crate) use super::directory::{
+        SELECT_CLIENT, SELECT_PRINCIPAL, SELECT_PROFESSIONAL, SELECT_SCHEDULE,
+    };
+    pub(crate) use super::idempotency::{CLAIM_OR_READ, COMPLETE};
+}
+
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
