@@ -293,7 +293,26 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             .ok_or_else(|| {
                 Error::OutsideAvailability("the professional has no schedule yet".into())
             })?;
+        // Working hours, notice and horizon, each with its own reason...
         schedule.admits(range, now)?;
+        // ...and the range must be a slot availability would offer: a bookable length, on
+        // the step grid of its working interval (bookings are not looked at here).
+        let offered = schedule
+            .available_slots(range, range.duration(), now, &[])
+            .map_err(|_| {
+                Error::OutsideAvailability(format!(
+                    "bookings last from {} to {} whole minutes",
+                    crate::schedule::MIN_SLOT_MINUTES,
+                    crate::schedule::MAX_SLOT_MINUTES
+                ))
+            })?;
+        if offered.as_slice() != [*range] {
+            return Err(Error::OutsideAvailability(format!(
+                "bookings start on the professional's {}-minute slot grid, counted from the \
+                 start of working hours",
+                schedule.slot_step_minutes
+            )));
+        }
         range.widen(schedule.buffer_before(), schedule.buffer_after())
     }
 
@@ -381,6 +400,18 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         {
             return Err(Error::invalid("to", "must not be before from"));
         }
+        if let Some(c) = filter.after {
+            // Cursors are opaque but travel through clients: refuse positions no booking can
+            // have (every store keeps years 1 to 9999) instead of passing them on.
+            let plausible = DateTime::from_timestamp_micros(c.primary)
+                .is_some_and(|t| (1..=9999).contains(&chrono::Datelike::year(&t)));
+            if !plausible {
+                return Err(Error::invalid(
+                    "cursor",
+                    "is not a cursor returned by this list",
+                ));
+            }
+        }
         let owner = match actor {
             Actor::Admin => BookingOwner::All,
             Actor::Client(c) => BookingOwner::Client(c),
@@ -402,11 +433,32 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
     }
 
     /// Cancels a booking: its client, its professional or the admin.
+    ///
+    /// Cancelling a booking that is already cancelled succeeds and changes nothing (no
+    /// second event), so a retried cancel, or two parties cancelling at once, both get the
+    /// cancelled booking rather than an error. Cancelling an expired hold is
+    /// [`Error::InvalidState`].
     pub async fn cancel_booking(&self, actor: Actor, id: BookingId) -> Result<Booking> {
-        self.visible_booking(actor, id).await?;
-        self.store
+        let b = self.visible_booking(actor, id).await?;
+        if b.status == BookingStatus::Cancelled {
+            return Ok(b);
+        }
+        match self
+            .store
             .transition_booking(id, Transition::Cancel, self.now())
             .await
+        {
+            Err(Error::InvalidState(why)) => {
+                // Lost a race against another cancel? Then the answer is the same.
+                let again = self.visible_booking(actor, id).await?;
+                if again.status == BookingStatus::Cancelled {
+                    Ok(again)
+                } else {
+                    Err(Error::InvalidState(why))
+                }
+            }
+            other => other,
+        }
     }
 
     /// Confirms a booking after payment (a hold, or an expired hold whose slot is still

@@ -188,22 +188,36 @@ mod hex_bytes {
 }
 
 /// A reference to the request that created something, stored on the booking so that a
-/// retry of the same request (same scope, key and fingerprint) finds it.
+/// retry of the same request finds it.
+///
+/// It covers scope, key, fingerprint and `first_seen`, the instant the key's record was
+/// created (see [`Decision::Started`]). Retries within the record's life (including one
+/// that takes over a crashed attempt's lease) share it; reusing the key after the record
+/// expired is a new request with a new reference, so it never resurrects an old booking.
 ///
 /// ```
 /// use booking_core::{Fingerprint, IdempotencyKey, Scope, idempotency::request_ref};
+/// let t = chrono::Utc::now();
 /// let fp = Fingerprint::of_request("POST", "/v1/bookings", b"{}");
 /// let k = IdempotencyKey::parse("k1").unwrap();
-/// assert_eq!(request_ref(&Scope::new("client:a"), &k, &fp), request_ref(&Scope::new("client:a"), &k, &fp));
-/// assert_ne!(request_ref(&Scope::new("client:a"), &k, &fp), request_ref(&Scope::new("client:b"), &k, &fp));
+/// let a = Scope::new("client:a");
+/// assert_eq!(request_ref(&a, &k, &fp, t), request_ref(&a, &k, &fp, t));
+/// assert_ne!(request_ref(&a, &k, &fp, t), request_ref(&Scope::new("client:b"), &k, &fp, t));
+/// assert_ne!(request_ref(&a, &k, &fp, t), request_ref(&a, &k, &fp, t + chrono::Duration::days(1)));
 /// ```
-pub fn request_ref(scope: &Scope, key: &IdempotencyKey, fingerprint: &Fingerprint) -> String {
+pub fn request_ref(
+    scope: &Scope,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+    first_seen: DateTime<Utc>,
+) -> String {
     let mut h = Sha256::new();
     h.update(scope.as_str().as_bytes());
     h.update([0]);
     h.update(key.as_str().as_bytes());
     h.update([0]);
     h.update(fingerprint.0);
+    h.update(first_seen.timestamp_micros().to_be_bytes());
     hex::encode(h.finalize())
 }
 
@@ -287,6 +301,9 @@ pub enum Decision {
     Started {
         /// The lease to pass to `complete` or `abandon`.
         lease: LeaseId,
+        /// When the key's record was first created: the same for every attempt within the
+        /// record's life (see [`request_ref`]).
+        first_seen: DateTime<Utc>,
     },
     /// Return this stored response unchanged.
     Replay(StoredResponse),
@@ -339,6 +356,8 @@ pub fn decide(
         }
     }
     let lease = LeaseId::new_at(now);
+    // A record never expires while its lease runs, whatever the configured TTL.
+    let ttl = policy.ttl.max(policy.lease);
     let record = IdempotencyRecord {
         scope: scope.clone(),
         key: key.clone(),
@@ -348,9 +367,10 @@ pub fn decide(
             locked_until: now + policy.lease,
         },
         created_at: live.map_or(now, |r| r.created_at),
-        expires_at: live.map_or(now + policy.ttl, |r| r.expires_at.max(now + policy.lease)),
+        expires_at: live.map_or(now + ttl, |r| r.expires_at.max(now + policy.lease)),
     };
-    (Decision::Started { lease }, Some(record))
+    let first_seen = record.created_at;
+    (Decision::Started { lease, first_seen }, Some(record))
 }
 
 /// Whether `record` is still owned by `lease` (so `complete`/`abandon` by that attempt apply).
@@ -403,9 +423,13 @@ mod tests {
         // Lease runs out: a retry takes over with a new lease, keeping created_at.
         let later = now + policy.lease;
         let (d, taken) = decide(Some(&rec), &scope, &key, fp, later, &policy);
-        let Decision::Started { lease } = d else {
+        let Decision::Started { lease, first_seen } = d else {
             panic!("expected Started")
         };
+        assert_eq!(
+            first_seen, now,
+            "a takeover keeps the first attempt's reference"
+        );
         let taken = taken.unwrap();
         assert!(owns(&taken, lease));
         assert!(!owns(&rec, lease));

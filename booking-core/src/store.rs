@@ -306,8 +306,11 @@ pub trait IdempotencyStore: Send + Sync {
         response: &StoredResponse,
     ) -> Result<bool>;
 
-    /// Deletes the in-flight record owned by `lease`, so that a retry runs the request again
-    /// (used after a 5xx). Returns whether a record was deleted.
+    /// Releases the lease of the in-flight record owned by `lease`, so that a retry runs the
+    /// request again at once (used after a 5xx). The record itself stays, with its
+    /// fingerprint and `created_at`: the retry takes over with the same `first_seen`, hence
+    /// the same request reference, and finds whatever the failed attempt committed. Returns
+    /// whether a lease was released.
     async fn abandon(&self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> Result<bool>;
 
     /// Deletes up to `limit` records with `expires_at <= now`; returns how many.

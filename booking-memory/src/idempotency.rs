@@ -65,9 +65,14 @@ impl IdempotencyTable {
         let k = (scope.clone(), key.clone());
         match self.records.get(&k) {
             Some(rec) if idempotency::owns(rec, lease) => {
-                self.by_expiry
-                    .remove(&(rec.expires_at, scope.clone(), key.clone()));
-                self.records.remove(&k);
+                // Release the lease rather than forget the record: a retry takes over at
+                // once and keeps `created_at`, hence the same request reference.
+                if let Some(rec) = self.records.get_mut(&k) {
+                    rec.state = idempotency::RecordState::InFlight {
+                        lease,
+                        locked_until: rec.created_at,
+                    };
+                }
                 true
             }
             _ => false,

@@ -16,12 +16,23 @@
 //!   attempt committed gets [`Inserted::Existing`](booking_core::Inserted::Existing), never
 //!   a second booking and never a conflict with its own booking.
 //! * **Idempotency**: one row per `(scope, key)`, claimed with `INSERT .. ON CONFLICT DO
-//!   NOTHING`, decided under a row lock with [`booking_core::idempotency::decide`].
+//!   NOTHING`, decided with [`booking_core::idempotency::decide`]; a record is replaced (a
+//!   lease that ran out, an expired record) only under its row lock.
 //! * **Outbox**: events are rows written in the same transaction as the change, read back
 //!   in recording order without gaps.
 //!
 //! Every unique or exclusion constraint on booking data includes `professional_id`, so the
 //! schema can be distributed by that column.
+//!
+//! ## Round trips
+//!
+//! The hot operations are one statement each, in its own implicit transaction: `begin`
+//! (claim or read the key), `complete`, `abandon`, the reads, and `insert_booking` when no
+//! hold that ran out overlaps the slot (look-up of the request's earlier booking, insert and
+//! outbox event in one statement with data-modifying CTEs). The rarer cases (taking over an
+//! idempotency record, releasing holds that ran out) use an explicit transaction. Inserts
+//! take a transaction-scoped advisory lock on their professional first, so two overlapping
+//! inserts queue rather than deadlock in the exclusion check.
 //!
 //! ## Errors
 //!

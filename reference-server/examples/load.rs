@@ -18,7 +18,7 @@
 //!
 //! ## The pgbench ceiling (PostgreSQL only)
 //!
-//! Right after `POST /v1/bookings`, on the same database, pgbench runs for `seconds` a
+//! After the HTTP scenarios, on the same database, pgbench runs for `seconds` a
 //! script made of the statements one booking sends, verbatim from the adapter
 //! (`booking_postgres::test_support::sql`): the token look-up, the idempotency claim, the
 //! professional, the request's earlier booking, the client, the schedule, the insert (with
@@ -631,7 +631,25 @@ async fn main() {
     }
     let bookings_rps = results[1].rps;
 
-    // pgbench on the same database, right after the bookings scenario (server idle).
+    {
+        let (c, b, p, cl) = (
+            client.clone(),
+            base.clone(),
+            Arc::clone(&pros),
+            Arc::clone(&clients),
+        );
+        results.push(scenario("GET availability (1 day, 60 min)", seconds, concurrency, 200, move |i| {
+            let (c, b, p, cl) = (c.clone(), b.clone(), Arc::clone(&p), Arc::clone(&cl));
+            async move {
+                let from = day0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let to = (day0 + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let url = format!("{b}/v1/professionals/{}/availability?from={from}&to={to}&duration_minutes=60", p[i % PROFESSIONALS]);
+                send(&c, "GET", &url, Some(&cl[i % cl.len()]), None, None).await.0
+            }
+        }).await);
+    }
+
+    // pgbench on the same database, after the HTTP scenarios (server idle).
     let mut pgbench: Vec<Outcome> = Vec::new();
     let mut pgbench_note = None;
     if let Some(db) = &db {
@@ -670,24 +688,6 @@ async fn main() {
                 }
             }
         }
-    }
-
-    {
-        let (c, b, p, cl) = (
-            client.clone(),
-            base.clone(),
-            Arc::clone(&pros),
-            Arc::clone(&clients),
-        );
-        results.push(scenario("GET availability (1 day, 60 min)", seconds, concurrency, 200, move |i| {
-            let (c, b, p, cl) = (c.clone(), b.clone(), Arc::clone(&p), Arc::clone(&cl));
-            async move {
-                let from = day0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                let to = (day0 + chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                let url = format!("{b}/v1/professionals/{}/availability?from={from}&to={to}&duration_minutes=60", p[i % PROFESSIONALS]);
-                send(&c, "GET", &url, Some(&cl[i % cl.len()]), None, None).await.0
-            }
-        }).await);
     }
 
     let ceiling = results[0].rps;

@@ -5,8 +5,8 @@
 # default postgres://postgres@127.0.0.1:5432/postgres; a fresh database is created and
 # dropped). Loopback only; each scenario runs SECONDS_PER_SCENARIO (default 5).
 #
-# On PostgreSQL it also runs pgbench, on the same database right after the bookings
-# scenario, with the SQL statements the server sends per booking (see the docs of
+# On PostgreSQL it also runs pgbench, on the same database after the HTTP scenarios,
+# with the SQL statements the server sends per booking (see the docs of
 # reference-server/examples/load.rs), and prints bookings/s over pgbench's tps. pgbench
 # runs with as many clients as the server's pool (BOOKING_DB_MAX_CONNECTIONS, default 16);
 # PGBENCH_CLIENTS="16 64" runs several and takes the best as the ceiling. PGBENCH names

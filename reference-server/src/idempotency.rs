@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use booking_core::idempotency::{LeaseId, StoredResponse, request_ref};
 use booking_core::{Decision, FieldError, Fingerprint, IdempotencyKey, Scope};
+use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use crate::AppState;
@@ -36,12 +37,14 @@ pub struct IdempotentRequest {
     pub key: IdempotencyKey,
     /// The request's fingerprint.
     pub fingerprint: Fingerprint,
+    /// When the key's record was first created (see [`request_ref`]).
+    pub first_seen: DateTime<Utc>,
 }
 
 impl IdempotentRequest {
     /// The reference stored on what the request creates, so a retry after a crash finds it.
     pub fn request_ref(&self) -> String {
-        request_ref(&self.scope, &self.key, &self.fingerprint)
+        request_ref(&self.scope, &self.key, &self.fingerprint, self.first_seen)
     }
 }
 
@@ -121,11 +124,12 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
             )
             .into_response()
         }
-        Ok(Decision::Started { lease }) => {
+        Ok(Decision::Started { lease, first_seen }) => {
             let ctx = IdempotentRequest {
                 scope,
                 key,
                 fingerprint,
+                first_seen,
             };
             let mut req = Request::from_parts(parts, Body::from(bytes));
             req.extensions_mut().insert(ctx.clone());

@@ -95,7 +95,7 @@ pub async fn back_to_back_bookings_do_not_conflict<S: Store + ?Sized>(store: Arc
 pub async fn overlapping_booking_is_refused<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let first = fx.book(60, 120).await.expect("first booking");
-    for (s, e) in [(60, 120), (30, 61), (119, 150), (70, 80), (0, 240)] {
+    for (s, e) in [(60, 120), (30, 65), (115, 150), (70, 80), (0, 240)] {
         assert!(
             is_unavailable(&fx.book(s, e).await),
             "[{s},{e}) must conflict"
@@ -317,10 +317,23 @@ pub async fn cancel_releases_the_slot<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let a = fx.book(60, 120).await.expect("a");
     assert!(is_unavailable(&fx.book(60, 120).await));
-    fx.engine
+    let cancelled = fx
+        .engine
         .cancel_booking(Actor::Client(fx.client.id), a.id)
         .await
         .expect("cancel");
+    // Cancelling again (a retry, or the professional at the same time) is the same answer
+    // and records nothing more.
+    let again = fx
+        .engine
+        .cancel_booking(Actor::Professional(fx.pro.id), a.id)
+        .await
+        .expect("cancel again");
+    assert_eq!(again, cancelled);
+    assert_eq!(
+        events_of(fx.engine.store().as_ref(), &a).await,
+        vec![EventKind::BookingCreated, EventKind::BookingCancelled]
+    );
     fx.book(60, 120).await.expect("free after cancel");
     // Strangers cannot see, let alone cancel, someone else's booking.
     let stranger = new_client(&fx.engine).await;
@@ -399,6 +412,57 @@ pub async fn reschedule_may_overlap_its_own_old_range<S: Store + ?Sized>(store: 
     fx.book(0, 75)
         .await
         .expect("the released part is free again");
+}
+
+pub async fn key_reused_after_expiry_is_a_new_request<S: Store + ?Sized>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    let ttl = fx.engine.config().idempotency.ttl;
+    let scope = Scope::new(unique("client"));
+    let body = "{\"slot\":1}";
+    let book = |first_seen| {
+        let engine = &fx.engine;
+        let request = BookingRequest {
+            client_id: fx.client.id,
+            professional_id: fx.pro.id,
+            range: range(ttl.num_minutes() + 60, ttl.num_minutes() + 120),
+            request_ref: Some(crate::idempotency::request_ref(
+                &scope,
+                &key("reused"),
+                &fp(body),
+                first_seen,
+            )),
+        };
+        async move { engine.create_booking(&request).await.expect("create") }
+    };
+    let Decision::Started { lease, first_seen } = begin(&fx, &scope, "reused", body).await else {
+        panic!("starts");
+    };
+    let Inserted::Created(first) = book(first_seen).await else {
+        panic!("creates");
+    };
+    fx.engine
+        .complete_request(&scope, &key("reused"), lease, &response(201, "first"))
+        .await
+        .expect("complete");
+    fx.engine
+        .cancel_booking(Actor::Admin, first.id)
+        .await
+        .expect("cancel");
+    fx.clock.advance(ttl);
+    // The key's record has expired: the same key and body are a new request, which must
+    // book anew rather than hand back the old, cancelled booking.
+    let Decision::Started {
+        first_seen: later, ..
+    } = begin(&fx, &scope, "reused", body).await
+    else {
+        panic!("an expired key starts afresh");
+    };
+    assert_ne!(later, first_seen);
+    let Inserted::Created(second) = book(later).await else {
+        panic!("a new booking, not the old one");
+    };
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.status, BookingStatus::Confirmed);
 }
 
 pub async fn retry_of_a_created_booking_returns_it<S: Store + ?Sized>(store: Arc<S>) {
@@ -621,7 +685,7 @@ async fn begin<S: Store + ?Sized>(fx: &Fixture<S>, scope: &Scope, k: &str, body:
 pub async fn idempotency_replays_the_stored_response<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let scope = Scope::new(unique("client"));
-    let Decision::Started { lease } = begin(&fx, &scope, "k1", "{\"a\":1}").await else {
+    let Decision::Started { lease, .. } = begin(&fx, &scope, "k1", "{\"a\":1}").await else {
         panic!("first begin starts");
     };
     let resp = response(409, "{\"code\":\"slot_unavailable\"}");
@@ -651,7 +715,7 @@ pub async fn idempotency_replays_the_stored_response<S: Store + ?Sized>(store: A
 pub async fn idempotency_rejects_a_different_request<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let scope = Scope::new(unique("client"));
-    let Decision::Started { lease } = begin(&fx, &scope, "k", "{\"a\":1}").await else {
+    let Decision::Started { lease, .. } = begin(&fx, &scope, "k", "{\"a\":1}").await else {
         panic!("starts");
     };
     assert_eq!(
@@ -680,7 +744,7 @@ pub async fn idempotency_in_flight_until_the_lease_runs_out<S: Store + ?Sized>(s
     let fx = Fixture::new(store).await;
     let lease_len = fx.engine.config().idempotency.lease;
     let scope = Scope::new(unique("client"));
-    let Decision::Started { lease: first } = begin(&fx, &scope, "k", "{}").await else {
+    let Decision::Started { lease: first, .. } = begin(&fx, &scope, "k", "{}").await else {
         panic!("starts");
     };
     match begin(&fx, &scope, "k", "{}").await {
@@ -691,7 +755,7 @@ pub async fn idempotency_in_flight_until_the_lease_runs_out<S: Store + ?Sized>(s
     }
     // The first attempt crashed: after its lease a retry takes over.
     fx.clock.advance(lease_len);
-    let Decision::Started { lease: second } = begin(&fx, &scope, "k", "{}").await else {
+    let Decision::Started { lease: second, .. } = begin(&fx, &scope, "k", "{}").await else {
         panic!("a retry after the lease starts again");
     };
     assert_ne!(first, second);
@@ -717,7 +781,7 @@ pub async fn idempotency_in_flight_until_the_lease_runs_out<S: Store + ?Sized>(s
 pub async fn idempotency_only_the_lease_owner_completes<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let scope = Scope::new(unique("client"));
-    let Decision::Started { lease } = begin(&fx, &scope, "k", "{}").await else {
+    let Decision::Started { lease, .. } = begin(&fx, &scope, "k", "{}").await else {
         panic!("starts");
     };
     let stranger = crate::idempotency::LeaseId::new_at(at(0));
@@ -766,27 +830,40 @@ pub async fn idempotency_only_the_lease_owner_completes<S: Store + ?Sized>(store
 pub async fn idempotency_abandon_lets_a_retry_run<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let scope = Scope::new(unique("client"));
-    let Decision::Started { lease } = begin(&fx, &scope, "k", "{}").await else {
+    let Decision::Started { lease, first_seen } = begin(&fx, &scope, "k", "{}").await else {
         panic!("starts");
     };
+    fx.clock.advance(Duration::seconds(5));
     assert!(
         fx.engine
             .abandon_request(&scope, &key("k"), lease)
             .await
             .expect("abandon")
     );
-    // At once, not after the lease: a 5xx is not a final answer.
-    assert!(matches!(
+    // The key still belongs to that request: another body is refused...
+    assert_eq!(
         begin(&fx, &scope, "k", "{\"other\":true}").await,
-        Decision::Started { .. }
-    ));
+        Decision::Mismatch
+    );
+    // ...and the same request runs again at once (a 5xx is not a final answer), as the same
+    // request: same first_seen, so it finds what the failed attempt may have committed.
+    match begin(&fx, &scope, "k", "{}").await {
+        Decision::Started {
+            lease: again,
+            first_seen: seen,
+        } => {
+            assert_ne!(again, lease);
+            assert_eq!(seen, first_seen);
+        }
+        other => panic!("expected Started, got {other:?}"),
+    }
 }
 
 pub async fn idempotency_keys_expire_and_are_purged<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let ttl = fx.engine.config().idempotency.ttl;
     let scope = Scope::new(unique("client"));
-    let Decision::Started { lease } = begin(&fx, &scope, "old", "{}").await else {
+    let Decision::Started { lease, .. } = begin(&fx, &scope, "old", "{}").await else {
         panic!("starts");
     };
     fx.engine
@@ -794,7 +871,7 @@ pub async fn idempotency_keys_expire_and_are_purged<S: Store + ?Sized>(store: Ar
         .await
         .expect("complete");
     fx.clock.advance(ttl - Duration::minutes(1));
-    let Decision::Started { lease } = begin(&fx, &scope, "young", "{}").await else {
+    let Decision::Started { lease, .. } = begin(&fx, &scope, "young", "{}").await else {
         panic!("starts");
     };
     fx.engine
@@ -1171,8 +1248,11 @@ pub async fn booking_outside_availability_is_refused<S: Store + ?Sized>(store: A
         "Tuesday is off"
     );
     assert!(outside(&fx.book(-120, -60).await), "in the past");
-    let r = fx.book(121, 150).await;
-    assert!(r.is_ok(), "bookings need not sit on the slot grid: {r:?}");
+    // Only slots that availability would offer: on the 30-minute grid from 09:00, and
+    // of a bookable length.
+    assert!(outside(&fx.book(125, 155).await), "off the slot grid");
+    assert!(outside(&fx.book(120, 121).await), "one minute is too short");
+    fx.book(120, 150).await.expect("on the grid, 30 minutes");
     // Not whole minutes.
     let odd =
         crate::domain::TimeRange::new(at(200) + Duration::seconds(30), at(260)).expect("range");
@@ -1302,8 +1382,8 @@ pub async fn race_overlapping_requests_never_overlap<S: Store + ?Sized + 'static
         let fx = Arc::clone(&fx);
         tasks.push(tokio::spawn(async move {
             // Lengths 15..75 at starts spread over 4 hours: lots of partial overlaps.
-            let start = (i * 37) % 240;
-            let len = 15 + (i * 13) % 60;
+            let start = 5 * ((i * 37) % 48);
+            let len = 15 + 5 * ((i * 13) % 12);
             let r = fx.book(start, start + len).await;
             if let Ok(b) = &r {
                 if i % 3 == 0 {
@@ -1400,5 +1480,27 @@ trait NowForChecks {
 impl NowForChecks for crate::clock::ManualClock {
     fn now_for_checks(&self) -> chrono::DateTime<chrono::Utc> {
         crate::clock::Clock::now(self)
+    }
+}
+
+/// A forged cursor whose position no booking can have is refused, not passed to the store.
+pub async fn forged_booking_cursor_is_refused<S: Store + ?Sized>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    fx.book(60, 120).await.expect("book");
+    for primary in [i64::MIN, -100_000 * 365 * 86_400 * 1_000_000, i64::MAX] {
+        let r = fx
+            .engine
+            .list_bookings(
+                Actor::Admin,
+                &BookingFilter {
+                    after: Some(Cursor {
+                        primary,
+                        id: uuid::Uuid::nil(),
+                    }),
+                    ..BookingFilter::default()
+                },
+            )
+            .await;
+        assert!(matches!(r, Err(Error::Invalid(_))), "{primary}: {r:?}");
     }
 }

@@ -235,7 +235,9 @@ impl ModelState {
             Step::Cancel(n) => match self.pick(n) {
                 None => Expected::Nothing,
                 Some(i) => {
-                    let ok = self.is_active(&self.bookings[i]);
+                    // Cancelling a cancelled booking is an idempotent success.
+                    let ok = self.is_active(&self.bookings[i])
+                        || self.bookings[i].status == BookingStatus::Cancelled;
                     if ok {
                         self.bookings[i].status = BookingStatus::Cancelled;
                         self.bookings[i].hold_until = None;
@@ -528,8 +530,9 @@ impl<S: Store + ?Sized> System<S> {
                             )));
                         }
                     }
-                    (Decision::Started { lease }, IdemExpect::Started { outcome }) => {
-                        let reference = idempotency::request_ref(&self.scope, &key, &fp);
+                    (Decision::Started { lease, first_seen }, IdemExpect::Started { outcome }) => {
+                        let reference =
+                            idempotency::request_ref(&self.scope, &key, &fp, first_seen);
                         let got = engine
                             .create_booking(&self.request(before, *slot, *len, Some(reference)))
                             .await;

@@ -15,6 +15,21 @@ use super::{PgStore, fetch_limit, outbox};
 use crate::error::{PgError, retrying, sqlstate};
 use crate::rows::{self, booking_columns, pg_range};
 
+/// The first key of the transaction-scoped advisory lock (two-key form, its own key space)
+/// that inserts take on their professional (`hashtext` of the id is the second key) before
+/// they write: inserts of one professional queue instead of both writing a row and then
+/// waiting for each other in the exclusion check (a deadlock PostgreSQL breaks only after
+/// `deadlock_timeout`). The constraint still decides; the lock only orders the writers.
+macro_rules! professional_lock {
+    ($id:literal) => {
+        concat!(
+            "pg_advisory_xact_lock(1651208306, hashtext(",
+            $id,
+            "::text))"
+        )
+    };
+}
+
 /// `insert_booking`'s one statement (see [`PgStore::insert_booking_fast`]): `$1`..`$13`
 /// the booking's columns in the order of the `INSERT`, `$14` now, `$15` the outbox lock,
 /// `$16` event id, `$17` event kind, `$18` occurred at, `$19` payload. Returns the
@@ -32,11 +47,15 @@ pub(crate) const INSERT_FAST: &str = concat!(
            AND (hold_expires_at <= $14 OR hold_expires_at IS NULL) \
            AND blocked_range && $6 AND id <> $1 \
          LIMIT 1), \
+     professional_lock AS (SELECT ",
+    professional_lock!("$2"),
+    "), \
      inserted AS ( \
          INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
              blocked_range, status, price_cents, currency, hold_expires_at, \
              request_ref, created_at, updated_at) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+         FROM professional_lock \
          WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM due) \
          RETURNING ",
     booking_columns!(),
@@ -249,6 +268,10 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Inserted, PgError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(concat!("SELECT ", professional_lock!("$1")))
+            .bind(booking.professional_id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
         if let Some(r) = &booking.request_ref
             && let Some(existing) = find_by_request(&mut tx, booking.professional_id, r).await?
         {

@@ -270,7 +270,10 @@ impl IdempotencyStore for PgStore {
     async fn abandon(&self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> Result<bool> {
         retrying!(self.retry, async {
             let done = sqlx::query(
-                "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND lease_id = $3",
+                // Release the lease rather than delete the record: the retry takes over at
+                // once and keeps the record's created_at, hence the same request reference.
+                "UPDATE idempotency_keys SET locked_until = created_at \
+                 WHERE scope = $1 AND key = $2 AND lease_id = $3",
             )
             .bind(scope.as_str())
             .bind(key.as_str())
