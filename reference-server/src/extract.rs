@@ -59,6 +59,37 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A JSON request body read but not yet parsed, for handlers that must decide permission
+/// and existence first (403/404 before 400): [`DeferredJson::parse`] applies the same rules
+/// as [`JsonBody`].
+#[derive(Debug, Clone)]
+pub struct DeferredJson {
+    is_json: bool,
+    bytes: axum::body::Bytes,
+}
+
+impl DeferredJson {
+    /// Parses the body as [`JsonBody`] would have.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Problem> {
+        if !self.is_json {
+            return Err(Problem::malformed(
+                "the request body must be JSON with `Content-Type: application/json`",
+            ));
+        }
+        parse_json(&self.bytes)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for DeferredJson {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = is_json(&req);
+        let bytes = read_body(req.into_body()).await?;
+        Ok(Self { is_json, bytes })
+    }
+}
+
 /// Deserialises a JSON document; any error is 400 `malformed_request` with serde's
 /// description (position and field name, never internals).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {

@@ -23,6 +23,9 @@ use crate::auth::Caller;
 use crate::extract::read_body;
 use crate::problem::Problem;
 
+/// The longest `Retry-After` suggested for a request in flight.
+const RETRY_AFTER_MAX_SECS: u64 = 2;
+
 /// The request header carrying the key.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The response header marking a replay.
@@ -104,7 +107,11 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         }
         Ok(Decision::InFlight { retry_after }) => {
             metrics::counter!("idempotency_in_flight_total").increment(1);
-            let secs = u64::try_from(retry_after.num_seconds()).unwrap_or(1).max(1);
+            // The lease bounds how long a crashed attempt blocks the key, but most requests
+            // finish in milliseconds: suggest a short wait (at most the lease's remainder).
+            let secs = u64::try_from(retry_after.num_seconds())
+                .unwrap_or(1)
+                .clamp(1, RETRY_AFTER_MAX_SECS);
             Problem {
                 retry_after: Some(secs),
                 ..Problem::new(

@@ -1021,3 +1021,28 @@ async fn odd_inputs_never_produce_a_5xx() {
         assert!(r.status.as_u16() < 500, "{}", r.json);
     }
 }
+
+#[tokio::test]
+async fn permission_and_existence_come_before_body_errors() {
+    let app = TestApp::new();
+    let (pro, _) = app.professional("massage", 5000).await;
+    let (_, client) = app.client("nosy").await;
+    let garbage = json!({"not": "a schedule"});
+    for (method, path) in [
+        ("PUT", format!("/v1/professionals/{pro}/schedule")),
+        ("PATCH", format!("/v1/professionals/{pro}")),
+    ] {
+        // A caller who may not change the professional learns that first...
+        app.call(method, &path, Some(&client), None, Some(garbage.clone()))
+            .await
+            .assert_problem(403, "forbidden");
+        // ...the admin gets the body's error.
+        app.call(method, &path, Some(ADMIN), None, Some(garbage.clone()))
+            .await
+            .assert_problem(400, "malformed_request");
+    }
+    let unknown = "/v1/professionals/0190a8f0-e4b2-7d6c-b0f6-d6f1c2a3b4c5/schedule";
+    app.call("PUT", unknown, Some(ADMIN), None, Some(garbage))
+        .await
+        .assert_problem(404, "not_found");
+}

@@ -15,7 +15,7 @@ use super::{json, new_token, require_admin};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor::{self, QueryDigest};
-use crate::extract::{IdPath, JsonBody, QueryParams};
+use crate::extract::{DeferredJson, IdPath, JsonBody, QueryParams};
 use crate::model::{
     Availability, CreatedProfessional, NewProfessionalDoc, ProfessionalList, ProfessionalPatchDoc,
     ProfessionalView, ScheduleDoc, ScheduleInputDoc, SlotView,
@@ -84,12 +84,13 @@ pub async fn update_professional(
     State(state): State<AppState>,
     Caller(actor): Caller,
     IdPath(id): IdPath<ProfessionalId>,
-    JsonBody(patch): JsonBody<ProfessionalPatch>,
+    body: DeferredJson,
 ) -> Result<Response, Problem> {
-    let p = state
-        .engine()
-        .update_professional(actor, id, &patch)
-        .await?;
+    // Existence and permission before the body: 404/403 come before 400/422.
+    let engine = state.engine();
+    engine.may_manage_professional(actor, id).await?;
+    let patch: ProfessionalPatch = body.parse()?;
+    let p = engine.update_professional(actor, id, &patch).await?;
     Ok(json(StatusCode::OK, &ProfessionalView::from(&p)))
 }
 
@@ -198,12 +199,13 @@ pub async fn put_schedule(
     State(state): State<AppState>,
     Caller(actor): Caller,
     IdPath(id): IdPath<ProfessionalId>,
-    JsonBody(input): JsonBody<ScheduleInput>,
+    body: DeferredJson,
 ) -> Result<Response, Problem> {
-    // Existence and permission come before validation, so that a caller who may not change
-    // the schedule learns nothing from the validation errors.
+    // Existence and permission come before parsing and validation, so that a caller who
+    // may not change the schedule learns nothing from the body's errors.
     let engine = state.engine();
     engine.may_manage_professional(actor, id).await?;
+    let input: ScheduleInput = body.parse()?;
     let schedule = input.validate()?;
     let stored = engine.set_schedule(actor, id, schedule).await?;
     Ok(json(StatusCode::OK, &stored))
