@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: every workspace test (unit, property, conformance on memory
-# and PostgreSQL, doc tests) and the loom models of the memory adapter.
+# and PostgreSQL, fuzz-corpus replay, HTTP tests, doc tests), the loom models of the memory
+# adapter, and schemathesis against the running reference server.
 # Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,13 +13,21 @@ if [[ "${CI:-}" == "true" ]]; then
     export BOOKING_REQUIRE_POSTGRES=1
 fi
 
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+run() { "$@" 2>&1 | tee -a "$log"; }
+
 echo "== workspace tests"
-cargo test --workspace --all-features --lib --bins --tests --examples --locked
-cargo test --workspace --all-features --doc --locked
+run cargo test --workspace --all-features --lib --bins --tests --examples --locked
+run cargo test --workspace --all-features --doc --locked
 
 echo "== loom models (booking-memory)"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" RUSTFLAGS="--cfg booking_loom" \
-    cargo test -p booking-memory --release --test loom --locked
+    run cargo test -p booking-memory --release --test loom --locked
 
 echo "== schemathesis against the running reference server's /openapi.json"
-bash reference-server/scripts/schemathesis.sh
+run bash reference-server/scripts/schemathesis.sh
+
+# One closing line with the totals of every Rust test binary above.
+grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log" |
+    awk '{p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}'
