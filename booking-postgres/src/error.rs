@@ -147,6 +147,12 @@ fn map_sqlx(err: sqlx::Error) -> Error {
                     );
                     Error::Unavailable("the database did not answer in time".into())
                 }
+                // 22008 datetime_field_overflow, 22003 numeric_value_out_of_range: a value
+                // (an instant or amount from a client) beyond what the column keeps. The
+                // engine refuses such values first; this is the backstop.
+                "22008" | "22003" => {
+                    Error::invalid("", "a value is out of the range the database can store")
+                }
                 sqlstate::READ_ONLY_SQL_TRANSACTION => {
                     Error::Unavailable("the database is read-only (fail-over?)".into())
                 }
@@ -319,6 +325,12 @@ mod tests {
         ];
         for (pg, expected) in cases {
             assert_eq!(Error::from(pg), expected);
+        }
+        for code in ["22008", "22003"] {
+            assert!(
+                matches!(Error::from(db(code, None)), Error::Invalid(_)),
+                "{code} should be Invalid"
+            );
         }
         for code in [
             "40001", "40P01", "57014", "55P03", "25006", "08006", "53300", "57P01",
