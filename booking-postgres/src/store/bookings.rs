@@ -15,6 +15,28 @@ use super::{PgStore, fetch_limit, outbox};
 use crate::error::{PgError, retrying, sqlstate};
 use crate::rows::{self, booking_columns, pg_range};
 
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `$1..$13` to a booking's columns in table order (id, professional_id, client_id,
+/// starts_at, ends_at, blocked_range, status, price_cents, currency, hold_expires_at,
+/// request_ref, created_at, updated_at), as both insert statements expect.
+fn bind_booking<'q>(query: PgQuery<'q>, booking: &'q Booking) -> PgQuery<'q> {
+    query
+        .bind(booking.id.as_uuid())
+        .bind(booking.professional_id.as_uuid())
+        .bind(booking.client_id.as_uuid())
+        .bind(booking.range.start())
+        .bind(booking.range.end())
+        .bind(pg_range(&booking.blocked))
+        .bind(booking.status.as_str())
+        .bind(booking.price.amount_cents)
+        .bind(booking.price.currency.as_str())
+        .bind(booking.hold_expires_at)
+        .bind(booking.request_ref.as_deref())
+        .bind(booking.created_at)
+        .bind(booking.updated_at)
+}
+
 /// The first key of the transaction-scoped advisory lock (two-key form, its own key space)
 /// that inserts take on their professional (`hashtext` of the id is the second key) before
 /// they write: inserts of one professional queue instead of both writing a row and then
@@ -200,20 +222,7 @@ impl PgStore {
         // `booking` is microsecond exact (checked by the caller), so the row reads back
         // equal to it and the event can be built first.
         let event = DomainEvent::new(EventKind::BookingCreated, booking, None);
-        let result = sqlx::query(INSERT_FAST)
-            .bind(booking.id.as_uuid())
-            .bind(booking.professional_id.as_uuid())
-            .bind(booking.client_id.as_uuid())
-            .bind(booking.range.start())
-            .bind(booking.range.end())
-            .bind(pg_range(&booking.blocked))
-            .bind(booking.status.as_str())
-            .bind(booking.price.amount_cents)
-            .bind(booking.price.currency.as_str())
-            .bind(booking.hold_expires_at)
-            .bind(booking.request_ref.as_deref())
-            .bind(booking.created_at)
-            .bind(booking.updated_at)
+        let result = bind_booking(sqlx::query(INSERT_FAST), booking)
             .bind(now)
             .bind(outbox::OUTBOX_LOCK)
             .bind(event.id.as_uuid())
@@ -286,27 +295,17 @@ impl PgStore {
             booking.id,
         )
         .await?;
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
-                 blocked_range, status, price_cents, currency, hold_expires_at, request_ref, \
-                 created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             RETURNING ",
-            booking_columns!()
-        ))
-        .bind(booking.id.as_uuid())
-        .bind(booking.professional_id.as_uuid())
-        .bind(booking.client_id.as_uuid())
-        .bind(booking.range.start())
-        .bind(booking.range.end())
-        .bind(pg_range(&booking.blocked))
-        .bind(booking.status.as_str())
-        .bind(booking.price.amount_cents)
-        .bind(booking.price.currency.as_str())
-        .bind(booking.hold_expires_at)
-        .bind(booking.request_ref.as_deref())
-        .bind(booking.created_at)
-        .bind(booking.updated_at)
+        let inserted = bind_booking(
+            sqlx::query(concat!(
+                "INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
+                     blocked_range, status, price_cents, currency, hold_expires_at, request_ref, \
+                     created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 RETURNING ",
+                booking_columns!()
+            )),
+            booking,
+        )
         .fetch_one(&mut *tx)
         .await;
         let stored = match inserted {

@@ -41,21 +41,35 @@ fn lease_of(record: &IdempotencyRecord) -> Result<(LeaseId, DateTime<Utc>), PgEr
     }
 }
 
-async fn try_claim(conn: &mut PgConnection, record: &IdempotencyRecord) -> Result<bool, PgError> {
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `$1..$7` to a record in flight: scope, key, fingerprint, lease, locked until,
+/// created, expires (the parameter order every statement that writes one uses).
+fn bind_in_flight<'q>(
+    query: PgQuery<'q>,
+    record: &'q IdempotencyRecord,
+) -> Result<PgQuery<'q>, PgError> {
     let (lease, locked_until) = lease_of(record)?;
-    let done = sqlx::query(
-        "INSERT INTO idempotency_keys \
+    Ok(query
+        .bind(record.scope.as_str())
+        .bind(record.key.as_str())
+        .bind(record.fingerprint.0.as_slice())
+        .bind(lease.0)
+        .bind(locked_until)
+        .bind(record.created_at)
+        .bind(record.expires_at))
+}
+
+async fn try_claim(conn: &mut PgConnection, record: &IdempotencyRecord) -> Result<bool, PgError> {
+    let done = bind_in_flight(
+        sqlx::query(
+            "INSERT INTO idempotency_keys \
              (scope, key, fingerprint, lease_id, locked_until, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (scope, key) DO NOTHING",
-    )
-    .bind(record.scope.as_str())
-    .bind(record.key.as_str())
-    .bind(record.fingerprint.0.as_slice())
-    .bind(lease.0)
-    .bind(locked_until)
-    .bind(record.created_at)
-    .bind(record.expires_at)
+        ),
+        record,
+    )?
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -64,20 +78,15 @@ async fn try_claim(conn: &mut PgConnection, record: &IdempotencyRecord) -> Resul
 /// Replaces the locked record with the one `decide` produced (a take-over after a lease ran
 /// out, or a fresh start over an expired record).
 async fn take_over(conn: &mut PgConnection, record: &IdempotencyRecord) -> Result<(), PgError> {
-    let (lease, locked_until) = lease_of(record)?;
-    sqlx::query(
-        "UPDATE idempotency_keys SET fingerprint = $3, lease_id = $4, locked_until = $5, \
+    bind_in_flight(
+        sqlx::query(
+            "UPDATE idempotency_keys SET fingerprint = $3, lease_id = $4, locked_until = $5, \
              response_status = NULL, response_headers = NULL, response_body = NULL, \
              created_at = $6, expires_at = $7 \
          WHERE scope = $1 AND key = $2",
-    )
-    .bind(record.scope.as_str())
-    .bind(record.key.as_str())
-    .bind(record.fingerprint.0.as_slice())
-    .bind(lease.0)
-    .bind(locked_until)
-    .bind(record.created_at)
-    .bind(record.expires_at)
+        ),
+        record,
+    )?
     .execute(conn)
     .await?;
     Ok(())
@@ -129,15 +138,7 @@ enum Claim {
 /// sees the row the CTE inserted: exactly one branch yields a row, or none when the
 /// conflicting row committed after the snapshot was taken ([`Claim::Unknown`]).
 async fn claim_or_read(pool: &sqlx::PgPool, record: &IdempotencyRecord) -> Result<Claim, PgError> {
-    let (lease, locked_until) = lease_of(record)?;
-    let row = sqlx::query(CLAIM_OR_READ)
-        .bind(record.scope.as_str())
-        .bind(record.key.as_str())
-        .bind(record.fingerprint.0.as_slice())
-        .bind(lease.0)
-        .bind(locked_until)
-        .bind(record.created_at)
-        .bind(record.expires_at)
+    let row = bind_in_flight(sqlx::query(CLAIM_OR_READ), record)?
         .fetch_optional(pool)
         .await?;
     let Some(row) = row else {
