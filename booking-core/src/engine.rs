@@ -293,10 +293,8 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             .ok_or_else(|| {
                 Error::OutsideAvailability("the professional has no schedule yet".into())
             })?;
-        // Working hours, notice and horizon, each with its own reason...
-        schedule.admits(range, now)?;
-        // ...and the range must be a slot availability would offer: a bookable length, on
-        // the step grid of its working interval (bookings are not looked at here).
+        // The range must be a slot availability would offer (working hours, notice,
+        // horizon, a bookable length, the step grid); bookings are not looked at here.
         let offered = schedule
             .available_slots(range, range.duration(), now, &[])
             .map_err(|_| {
@@ -307,6 +305,8 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
                 ))
             })?;
         if offered.as_slice() != [*range] {
+            // Refused: name the reason. Hours, notice and horizon first, else the grid.
+            schedule.admits(range, now)?;
             return Err(Error::OutsideAvailability(format!(
                 "bookings start on the professional's {}-minute slot grid, counted from the \
                  start of working hours",
