@@ -15,7 +15,10 @@ use crate::idempotency::{
     Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, LeaseId, Scope, StoredResponse,
 };
 use crate::schedule::Schedule;
-use crate::store::{BookingOwner, BookingQuery, Cursor, Inserted, Page, ProfessionalQuery, Store};
+use crate::store::{
+    BookingContext, BookingOwner, BookingQuery, Cursor, Inserted, Page, ProfessionalQuery,
+    RequestAnswer, Store,
+};
 
 /// Engine settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +54,33 @@ pub struct BookingRequest {
     /// The idempotent request this comes from (see [`crate::idempotency::request_ref`]);
     /// a retry with the same reference returns the booking the first attempt created.
     pub request_ref: Option<String>,
+}
+
+/// The idempotent request a booking is created in, for
+/// [`BookingEngine::create_booking_answered`].
+pub struct AnsweredRequest<'a> {
+    /// The caller's scope.
+    pub scope: &'a Scope,
+    /// The request's key.
+    pub key: &'a IdempotencyKey,
+    /// The lease the attempt holds.
+    pub lease: LeaseId,
+    /// What [`BookingEngine::begin_booking_request`] read for a fresh claim, if it was
+    /// used.
+    pub context: Option<BookingContext>,
+    /// Renders the new booking as the response to store and send.
+    pub render: &'a (dyn Fn(&Booking) -> StoredResponse + Send + Sync),
+}
+
+impl std::fmt::Debug for AnsweredRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnsweredRequest")
+            .field("scope", self.scope)
+            .field("key", self.key)
+            .field("lease", &self.lease)
+            .field("context", &self.context.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Filters of a booking list; whose bookings is decided by the actor.
@@ -232,10 +262,14 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         duration: Duration,
     ) -> Result<Vec<TimeRange>> {
         let now = self.now();
-        let professional = self.get_professional(id).await?;
-        let Some(schedule) = self.store.get_schedule(id).await? else {
+        let snapshot = self
+            .store
+            .availability_snapshot(id, window, now)
+            .await?
+            .ok_or(Error::NotFound(Entity::Professional))?;
+        let Some(schedule) = snapshot.schedule else {
             // Validate the query all the same, so bad input is reported consistently.
-            Schedule::always_open(professional.timezone).available_slots(
+            Schedule::always_open(snapshot.professional.timezone).available_slots(
                 &window,
                 duration,
                 now,
@@ -243,17 +277,11 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             )?;
             return Ok(Vec::new());
         };
-        if !professional.is_active {
+        if !snapshot.professional.is_active {
             schedule.available_slots(&window, duration, now, &[])?;
             return Ok(Vec::new());
         }
-        // Bookings whose blocked range reaches into the window widened by the buffers can
-        // block slots in it.
-        let reach = window
-            .widen(schedule.buffer_before(), schedule.buffer_after())
-            .unwrap_or(window);
-        let blocked = self.store.blocked_ranges(id, reach, now).await?;
-        schedule.available_slots(&window, duration, now, &blocked)
+        schedule.available_slots(&window, duration, now, &snapshot.blocked)
     }
 
     /// The seam where "may this range be booked at all" is decided: the professional is
@@ -266,33 +294,54 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         range: &TimeRange,
         now: DateTime<Utc>,
     ) -> Result<TimeRange> {
+        Self::shape_ok(&self.config, range)?;
+        if !professional.is_active {
+            return Err(Self::inactive());
+        }
+        let schedule = self.store.get_schedule(professional.id).await?;
+        self.check_bookable_with(professional, schedule.as_ref(), range, now)
+    }
+
+    fn inactive() -> Error {
+        Error::OutsideAvailability("the professional is not accepting bookings".into())
+    }
+
+    /// The range's shape: whole minutes, at most [`EngineConfig::max_booking_length`].
+    fn shape_ok(config: &EngineConfig, range: &TimeRange) -> Result<()> {
         if !range.is_minute_aligned() {
             return Err(Error::invalid(
                 "start",
                 "start and end must be whole minutes",
             ));
         }
-        if range.duration() > self.config.max_booking_length {
+        if range.duration() > config.max_booking_length {
             return Err(Error::invalid(
                 "end",
                 format!(
                     "a booking lasts at most {} minutes",
-                    self.config.max_booking_length.num_minutes()
+                    config.max_booking_length.num_minutes()
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// [`BookingEngine::check_bookable`] over a schedule already read (`None`: the
+    /// professional has none). Pure: reads nothing.
+    pub fn check_bookable_with(
+        &self,
+        professional: &Professional,
+        schedule: Option<&Schedule>,
+        range: &TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<TimeRange> {
+        Self::shape_ok(&self.config, range)?;
         if !professional.is_active {
-            return Err(Error::OutsideAvailability(
-                "the professional is not accepting bookings".into(),
-            ));
+            return Err(Self::inactive());
         }
-        let schedule = self
-            .store
-            .get_schedule(professional.id)
-            .await?
-            .ok_or_else(|| {
-                Error::OutsideAvailability("the professional has no schedule yet".into())
-            })?;
+        let schedule = schedule.ok_or_else(|| {
+            Error::OutsideAvailability("the professional has no schedule yet".into())
+        })?;
         // The range must be a slot availability would offer (working hours, notice,
         // horizon, a bookable length, the step grid); bookings are not looked at here.
         let offered = schedule
@@ -331,9 +380,109 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             return Ok(Inserted::Existing(existing));
         }
         self.get_client(request.client_id).await?;
-        let blocked = self
-            .check_bookable(&professional, &request.range, now)
+        let schedule = if professional.is_active {
+            self.store.get_schedule(professional.id).await?
+        } else {
+            None
+        };
+        let booking = self.new_booking(request, &professional, schedule.as_ref(), now)?;
+        self.store.insert_booking(&booking, now).await
+    }
+
+    /// Begins the idempotent request that creates a booking (see
+    /// [`crate::store::RequestStore::begin_booking`]): the decision and, when the request
+    /// runs, what [`BookingEngine::create_booking_answered`] needs, in one store call.
+    pub async fn begin_booking_request(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        client_id: ClientId,
+        professional_id: ProfessionalId,
+    ) -> Result<(Decision, Option<BookingContext>)> {
+        let now = self.now();
+        let (decision, context) = self
+            .store
+            .begin_booking(
+                scope,
+                key,
+                fingerprint,
+                now,
+                &self.config.idempotency,
+                client_id,
+                professional_id,
+            )
             .await?;
+        // Only a fresh claim (a record created now) keeps the context: an attempt that took
+        // over an earlier one must first look for what that attempt created, and
+        // `create_booking_answered` does so when it has no context.
+        let fresh = matches!(decision, Decision::Started { first_seen, .. } if first_seen == now);
+        Ok((decision, context.filter(|_| fresh)))
+    }
+
+    /// [`BookingEngine::create_booking`] for an idempotent request whose answer is stored in
+    /// the same atomic step as the booking, so that a crash can never leave a booking whose
+    /// key has no answer.
+    ///
+    /// `idem.context` is what [`BookingEngine::begin_booking_request`] read for a fresh
+    /// claim; without it the engine reads the context itself and first looks for a booking
+    /// an earlier attempt of the request created. `idem.render` turns the new booking into the response to store and send. Returns
+    /// the outcome and whether the answer was stored with it (not for
+    /// [`Inserted::Existing`]: the caller answers that one itself).
+    pub async fn create_booking_answered(
+        &self,
+        request: &BookingRequest,
+        idem: AnsweredRequest<'_>,
+    ) -> Result<(Inserted, bool)> {
+        let now = self.now();
+        let takeover = idem.context.is_none();
+        let context = match idem.context {
+            Some(c) => c,
+            None => BookingContext {
+                professional: self.store.get_professional(request.professional_id).await?,
+                schedule: self.store.get_schedule(request.professional_id).await?,
+                client_exists: self.store.get_client(request.client_id).await?.is_some(),
+            },
+        };
+        let professional = context
+            .professional
+            .ok_or(Error::NotFound(Entity::Professional))?;
+        // A retry that took over an earlier attempt's key looks for what that attempt
+        // created before judging the range again (time has passed since).
+        if takeover
+            && let Some(r) = &request.request_ref
+            && let Some(existing) = self
+                .store
+                .find_booking_by_request(request.professional_id, r)
+                .await?
+        {
+            return Ok((Inserted::Existing(existing), false));
+        }
+        if !context.client_exists {
+            return Err(Error::NotFound(Entity::Client));
+        }
+        let booking = self.new_booking(request, &professional, context.schedule.as_ref(), now)?;
+        let answer = RequestAnswer {
+            scope: idem.scope.clone(),
+            key: idem.key.clone(),
+            lease: idem.lease,
+            response: (idem.render)(&booking),
+        };
+        self.store
+            .insert_booking_answered(&booking, now, &answer)
+            .await
+    }
+
+    /// The booking `request` asks for, checked against the professional and their
+    /// schedule (not against other bookings: that is the store's job).
+    fn new_booking(
+        &self,
+        request: &BookingRequest,
+        professional: &Professional,
+        schedule: Option<&Schedule>,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        let blocked = self.check_bookable_with(professional, schedule, &request.range, now)?;
         let price = price_for(
             professional.hourly_rate(),
             request.range.duration().num_minutes(),
@@ -342,7 +491,7 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             Some(ttl) => (BookingStatus::PendingPayment, Some(now + ttl)),
             None => (BookingStatus::Confirmed, None),
         };
-        let booking = Booking {
+        Ok(Booking {
             id: BookingId::new_at(now),
             professional_id: professional.id,
             client_id: request.client_id,
@@ -354,8 +503,14 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             request_ref: request.request_ref.clone(),
             created_at: now,
             updated_at: now,
-        };
-        self.store.insert_booking(&booking, now).await
+        })
+    }
+
+    /// The status a reader should see: a hold that ran out reads `expired` even before
+    /// the sweep marks it.
+    pub fn present(&self, mut b: Booking) -> Booking {
+        b.status = b.effective_status(self.now());
+        b
     }
 
     /// A booking the actor may see ([`Error::NotFound`] otherwise). The status is the
@@ -381,11 +536,6 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         } else {
             Err(Error::NotFound(Entity::Booking))
         }
-    }
-
-    fn present(&self, mut b: Booking) -> Booking {
-        b.status = b.effective_status(self.now());
-        b
     }
 
     /// The actor's bookings (admin: all), ordered by `(start, id)`.

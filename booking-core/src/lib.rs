@@ -65,9 +65,12 @@ pub use domain::{
     Money, NewBooking, NewClient, NewProfessional, Professional, ProfessionalId, ProfessionalPatch,
     TimeRange, Transition, price_for,
 };
-pub use engine::{BookingEngine, BookingFilter, BookingRequest, EngineConfig};
+pub use engine::{AnsweredRequest, BookingEngine, BookingFilter, BookingRequest, EngineConfig};
 pub use error::{Entity, Error, FieldError, Result};
 pub use events::{DomainEvent, EventKind};
 pub use idempotency::{Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, Scope};
 pub use schedule::Schedule;
-pub use store::{Cursor, Inserted, Page, Store};
+pub use store::{
+    AvailabilitySnapshot, BookingContext, Cursor, Inserted, Page, RequestAnswer, RequestStore,
+    Store,
+};

@@ -95,7 +95,8 @@ use booking_core::idempotency::{
 };
 use booking_core::store::{
     BookingOwner, BookingQuery, BookingStore, Cursor, DirectoryStore, HealthCheck,
-    IdempotencyStore, OutboxStore, Page, ProfessionalQuery, ScheduleStore,
+    IdempotencyStore, OutboxStore, Page, ProfessionalQuery, RequestAnswer, RequestStore,
+    ScheduleStore,
 };
 use booking_core::{
     Booking, BookingId, Client, ClientId, Entity, Error, EventId, Inserted, Principal,
@@ -338,12 +339,24 @@ impl MemoryStore {
     // ---- bookings -------------------------------------------------------------------
 
     fn insert_booking_now(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted> {
+        self.insert_booking_with(booking, now, None)
+            .map(|(inserted, _)| inserted)
+    }
+
+    /// The insert, and `answer` stored in the same critical section when the booking is
+    /// created (the idempotency table is a leaf lock, taken alone under the shard mutex).
+    fn insert_booking_with(
+        &self,
+        booking: &Booking,
+        now: DateTime<Utc>,
+        answer: Option<&RequestAnswer>,
+    ) -> Result<(Inserted, bool)> {
         let shard = self.shard_or_create(booking.professional_id);
         let mut s = lock(&shard);
         if let Some(r) = &booking.request_ref
             && let Some(existing) = s.by_request(r)
         {
-            return Ok(Inserted::Existing(existing.clone()));
+            return Ok((Inserted::Existing(existing.clone()), false));
         }
         // Read-only: a refusal changes nothing.
         let due = s.scan(&booking.blocked, now, None)?;
@@ -367,9 +380,15 @@ impl MemoryStore {
         if result.is_err() {
             self.routes.write(&booking.id, |m| m.remove(&booking.id));
         }
+        let answered = match (&result, answer) {
+            (Ok(_), Some(a)) => {
+                lock(&self.idempotency).complete(&a.scope, &a.key, a.lease, &a.response)
+            }
+            _ => false,
+        };
         // Expirations that did happen are committed either way, with their events.
         self.commit(fx);
-        result.map(Inserted::Created)
+        result.map(|b| (Inserted::Created(b), answered))
     }
 
     fn get_booking_now(&self, id: BookingId) -> Option<Booking> {
@@ -462,12 +481,14 @@ impl MemoryStore {
         };
         let mut items = Vec::with_capacity(want);
         match (pro, query.owner) {
+            // A client's list goes through the client's own index, also when it names a
+            // professional: never a scan of that professional's whole calendar.
+            (_, BookingOwner::Client(c)) => self.list_client(c, query, lower, want, &mut items),
             (Some(p), _) => {
                 if let Some(shard) = self.shard(p) {
                     lock(&shard).collect_page(query, lower, want, &mut items);
                 }
             }
-            (None, BookingOwner::Client(c)) => self.list_client(c, query, lower, want, &mut items),
             (None, _) => {
                 for (_, shard) in self.all_shards() {
                     let mut part = Vec::new();
@@ -501,7 +522,10 @@ impl MemoryStore {
     ) {
         let groups: Vec<(ProfessionalId, Vec<BookingId>)> = self.by_client.read(&client, |m| {
             m.get(&client).map_or_else(Vec::new, |g| {
-                g.iter().map(|(p, ids)| (*p, ids.clone())).collect()
+                g.iter()
+                    .filter(|(p, _)| query.professional_id.is_none_or(|want| want == **p))
+                    .map(|(p, ids)| (*p, ids.clone()))
+                    .collect()
             })
         });
         let window = (lower, Bound::Unbounded);
@@ -731,6 +755,18 @@ impl IdempotencyStore for MemoryStore {
 impl OutboxStore for MemoryStore {
     async fn events_after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>> {
         lock(&self.outbox).after(after, limit)
+    }
+}
+
+#[async_trait]
+impl RequestStore for MemoryStore {
+    async fn insert_booking_answered(
+        &self,
+        booking: &Booking,
+        now: DateTime<Utc>,
+        answer: &RequestAnswer,
+    ) -> Result<(Inserted, bool)> {
+        self.insert_booking_with(booking, now, Some(answer))
     }
 }
 

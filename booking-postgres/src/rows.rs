@@ -97,21 +97,54 @@ pub(crate) fn booking(row: &PgRow) -> Result<Booking, PgError> {
 }
 
 pub(crate) fn professional(row: &PgRow) -> Result<Professional, PgError> {
-    let category: String = row.try_get("category")?;
-    let currency: String = row.try_get("currency")?;
-    let timezone: String = row.try_get("timezone")?;
+    professional_at(row, "")
+}
+
+/// The professional columns selected as `p_<column>` (for statements that also read other
+/// tables' columns of the same names), with `p` the professionals table's alias.
+macro_rules! professional_columns_prefixed {
+    () => {
+        "p.id AS p_id, p.name AS p_name, p.category AS p_category, p.lat AS p_lat, \
+         p.lng AS p_lng, p.hourly_rate_cents AS p_hourly_rate_cents, \
+         p.currency AS p_currency, p.timezone AS p_timezone, p.is_active AS p_is_active, \
+         p.created_at AS p_created_at, p.updated_at AS p_updated_at"
+    };
+}
+pub(crate) use professional_columns_prefixed;
+
+/// A professional read from columns named `{prefix}{column}`; `None` when the row has
+/// none (a `LEFT JOIN` that found nothing: the id is `NULL`).
+pub(crate) fn optional_professional_at(
+    row: &PgRow,
+    prefix: &str,
+) -> Result<Option<Professional>, PgError> {
+    let id: Option<uuid::Uuid> = row.try_get(format!("{prefix}id").as_str())?;
+    match id {
+        Some(_) => professional_at(row, prefix).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn professional_at(row: &PgRow, prefix: &str) -> Result<Professional, PgError> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let category: String = row.try_get(col("category").as_str())?;
+    let currency: String = row.try_get(col("currency").as_str())?;
+    let timezone: String = row.try_get(col("timezone").as_str())?;
     Ok(Professional {
-        id: ProfessionalId::from_uuid(row.try_get("id")?),
-        name: row.try_get("name")?,
+        id: ProfessionalId::from_uuid(row.try_get(col("id").as_str())?),
+        name: row.try_get(col("name").as_str())?,
         category: Category::parse(&category).map_err(PgError::corrupt)?,
-        location: GeoPoint::new(row.try_get("lat")?, row.try_get("lng")?)
-            .map_err(PgError::corrupt)?,
-        hourly_rate_cents: row.try_get("hourly_rate_cents")?,
+        location: GeoPoint::new(
+            row.try_get(col("lat").as_str())?,
+            row.try_get(col("lng").as_str())?,
+        )
+        .map_err(PgError::corrupt)?,
+        hourly_rate_cents: row.try_get(col("hourly_rate_cents").as_str())?,
         currency: Currency::parse(&currency).map_err(PgError::corrupt)?,
         timezone: parse_timezone(&timezone).map_err(PgError::corrupt)?,
-        is_active: row.try_get("is_active")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        is_active: row.try_get(col("is_active").as_str())?,
+        created_at: row.try_get(col("created_at").as_str())?,
+        updated_at: row.try_get(col("updated_at").as_str())?,
     })
 }
 

@@ -46,6 +46,10 @@ pub mod sql {
     pub const INSERT_BOOKING: &str = crate::store::sql::INSERT_FAST;
     /// `IdempotencyStore::complete`.
     pub const IDEMPOTENCY_COMPLETE: &str = crate::store::sql::COMPLETE;
+    /// `RequestStore::begin_booking`: the idempotency claim with the booking's context.
+    pub const BEGIN_BOOKING: &str = crate::store::sql::CLAIM_WITH_CONTEXT;
+    /// `RequestStore::availability_snapshot`.
+    pub const AVAILABILITY_SNAPSHOT: &str = crate::store::sql::AVAILABILITY_SNAPSHOT;
 }
 
 /// The server used when `DATABASE_URL` is not set.

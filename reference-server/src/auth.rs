@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use booking_core::{Actor, TokenHash};
+use std::time::{Duration, Instant};
+
+use booking_core::{Actor, Principal, TokenHash};
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -54,6 +56,44 @@ fn unauthorized(detail: &str) -> Response {
     res
 }
 
+/// A short-lived, bounded cache of token hash -> principal, so that an authenticated request
+/// does not cost a database round trip for its token every time.
+///
+/// Only successful look-ups are cached (an unknown token is asked again each time, so a
+/// token created a moment ago works at once), keyed by the token's SHA-256 (the cache holds
+/// no token). Tokens are never reissued to another subject and the API deletes none, so an
+/// entry can only go stale if a subject is removed from the database by hand; entries live
+/// [`PrincipalCache::TTL`] to bound even that.
+#[derive(Debug, Default)]
+pub struct PrincipalCache {
+    entries: std::sync::Mutex<std::collections::HashMap<TokenHash, (Principal, Instant)>>,
+}
+
+impl PrincipalCache {
+    /// How long an entry is trusted.
+    pub const TTL: Duration = Duration::from_secs(30);
+    /// The most entries kept; past it the cache starts over.
+    pub const CAPACITY: usize = 100_000;
+
+    fn get(&self, token: &TokenHash, now: Instant) -> Option<Principal> {
+        let entries = self.entries.lock().ok()?;
+        let (principal, at) = entries.get(token)?;
+        (now.saturating_duration_since(*at) < Self::TTL).then_some(*principal)
+    }
+
+    fn put(&self, token: TokenHash, principal: Principal, now: Instant) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::CAPACITY {
+                entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < Self::TTL);
+                if entries.len() >= Self::CAPACITY {
+                    entries.clear();
+                }
+            }
+            entries.insert(token, (principal, now));
+        }
+    }
+}
+
 /// Resolves the bearer token of a request to an [`Actor`].
 pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Actor, Response> {
     let Some(token) = bearer(headers) else {
@@ -61,11 +101,19 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Actor, Res
             "an `Authorization: Bearer <token>` header is required",
         ));
     };
-    if digest_eq(&TokenHash::of(token), state.admin_token_hash()) {
+    let hash = TokenHash::of(token);
+    if digest_eq(&hash, state.admin_token_hash()) {
         return Ok(Actor::Admin);
     }
+    let cache = state.principals();
+    if let Some(principal) = cache.get(&hash, Instant::now()) {
+        return Ok(Actor::from(principal));
+    }
     match state.engine().authenticate(token).await {
-        Ok(Some(principal)) => Ok(Actor::from(principal)),
+        Ok(Some(principal)) => {
+            cache.put(hash, principal, Instant::now());
+            Ok(Actor::from(principal))
+        }
         Ok(None) => Err(unauthorized("the bearer token is not valid")),
         Err(e) => Err(Problem::from(e).into_response()),
     }
@@ -109,6 +157,23 @@ mod tests {
         let b = generate_token().unwrap();
         assert!(a.starts_with("bk_") && a.len() == 46, "{a}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn principal_cache_expires_and_stays_bounded() {
+        let cache = PrincipalCache::default();
+        let t0 = Instant::now();
+        let p = Principal::Client(booking_core::ClientId::from_uuid(uuid::Uuid::from_u128(1)));
+        let h = TokenHash::of("a");
+        assert_eq!(cache.get(&h, t0), None);
+        cache.put(h, p, t0);
+        assert_eq!(cache.get(&h, t0 + Duration::from_secs(1)), Some(p));
+        assert_eq!(cache.get(&TokenHash::of("b"), t0), None);
+        assert_eq!(cache.get(&h, t0 + PrincipalCache::TTL), None);
+        for i in 0..PrincipalCache::CAPACITY + 1 {
+            cache.put(TokenHash::of(&i.to_string()), p, t0);
+        }
+        assert!(cache.entries.lock().unwrap().len() <= PrincipalCache::CAPACITY);
     }
 
     #[test]

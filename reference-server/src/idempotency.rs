@@ -10,11 +10,14 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use booking_core::idempotency::{LeaseId, StoredResponse, request_ref};
-use booking_core::{Decision, FieldError, Fingerprint, IdempotencyKey, Scope};
+use booking_core::{
+    Actor, BookingContext, ClientId, Decision, FieldError, Fingerprint, IdempotencyKey,
+    ProfessionalId, Scope,
+};
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
@@ -42,6 +45,44 @@ pub struct IdempotentRequest {
     pub fingerprint: Fingerprint,
     /// When the key's record was first created (see [`request_ref`]).
     pub first_seen: DateTime<Utc>,
+    /// The lease this attempt holds on the key's record.
+    pub lease: LeaseId,
+}
+
+/// What the claim of a new booking's key read in the same step (a request extension, only
+/// on `POST /v1/bookings` by a client, for a fresh claim).
+#[derive(Debug, Clone)]
+pub struct PrefetchedBooking(pub BookingContext);
+
+/// Marks a response whose final answer the handler already stored with the change it
+/// reports (a response extension): the middleware must not store it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerStored;
+
+/// The client and professional of a `POST /v1/bookings` body, when the caller is a client
+/// and the body names a professional: the claim of the key then reads what the booking
+/// needs in the same step. Anything else (including a body the handler will refuse) takes
+/// the plain path.
+fn booking_target(
+    method: &axum::http::Method,
+    path: &str,
+    actor: Actor,
+    body: &[u8],
+) -> Option<(ClientId, ProfessionalId)> {
+    #[derive(serde::Deserialize)]
+    struct Target<'a> {
+        #[serde(borrow)]
+        professional_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let Actor::Client(client) = actor else {
+        return None;
+    };
+    if method != axum::http::Method::POST || path != "/v1/bookings" {
+        return None;
+    }
+    let target: Target<'_> = serde_json::from_slice(body).ok()?;
+    let professional = target.professional_id?.trim().parse().ok()?;
+    Some((client, professional))
 }
 
 impl IdempotentRequest {
@@ -95,17 +136,29 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
     };
     let fingerprint = Fingerprint::of_request(parts.method.as_str(), parts.uri.path(), &bytes);
     let scope = Scope::new(actor.scope_name());
-    match state
-        .engine()
-        .begin_request(&scope, &key, fingerprint)
-        .await
-    {
-        Err(e) => Problem::from(e).into_response(),
-        Ok(Decision::Replay(stored)) => {
+    let begun = match booking_target(&parts.method, parts.uri.path(), actor, &bytes) {
+        Some((client, professional)) => {
+            state
+                .engine()
+                .begin_booking_request(&scope, &key, fingerprint, client, professional)
+                .await
+        }
+        None => state
+            .engine()
+            .begin_request(&scope, &key, fingerprint)
+            .await
+            .map(|d| (d, None)),
+    };
+    let (decision, prefetched) = match begun {
+        Ok(b) => b,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    match decision {
+        Decision::Replay(stored) => {
             metrics::counter!("idempotency_replays_total").increment(1);
             replay(stored)
         }
-        Ok(Decision::InFlight { retry_after }) => {
+        Decision::InFlight { retry_after } => {
             metrics::counter!("idempotency_in_flight_total").increment(1);
             // The lease bounds how long a crashed attempt blocks the key, but most requests
             // finish in milliseconds: suggest a short wait (at most the lease's remainder).
@@ -122,7 +175,7 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
             }
             .into_response()
         }
-        Ok(Decision::Mismatch) => {
+        Decision::Mismatch => {
             metrics::counter!("idempotency_mismatches_total").increment(1);
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -131,15 +184,19 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
             )
             .into_response()
         }
-        Ok(Decision::Started { lease, first_seen }) => {
+        Decision::Started { lease, first_seen } => {
             let ctx = IdempotentRequest {
                 scope,
                 key,
                 fingerprint,
                 first_seen,
+                lease,
             };
             let mut req = Request::from_parts(parts, Body::from(bytes));
             req.extensions_mut().insert(ctx.clone());
+            if let Some(context) = prefetched {
+                req.extensions_mut().insert(PrefetchedBooking(context));
+            }
             let task = tokio::spawn(
                 run_and_record(state, ctx, lease, next, req).instrument(tracing::Span::current()),
             );
@@ -159,6 +216,9 @@ async fn run_and_record(
     req: Request,
 ) -> Response {
     let res = next.run(req).await;
+    if res.extensions().get::<AnswerStored>().is_some() {
+        return res;
+    }
     let engine = state.engine();
     if !is_final(res.status()) {
         if let Err(e) = engine.abandon_request(&ctx.scope, &ctx.key, lease).await {
@@ -174,18 +234,7 @@ async fn run_and_record(
             return Problem::internal(&format!("response body failed: {e}")).into_response();
         }
     };
-    let headers = [header::CONTENT_TYPE, header::LOCATION]
-        .iter()
-        .filter_map(|name| {
-            let v = parts.headers.get(name)?.to_str().ok()?;
-            Some((name.as_str().to_owned(), v.to_owned()))
-        })
-        .collect();
-    let stored = StoredResponse {
-        status: parts.status.as_u16(),
-        headers,
-        body: bytes.to_vec(),
-    };
+    let stored = stored_response(parts.status, &parts.headers, bytes.to_vec());
     match engine
         .complete_request(&ctx.scope, &ctx.key, lease, &stored)
         .await
@@ -197,8 +246,25 @@ async fn run_and_record(
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The stored response, with `Idempotent-Replayed: true`.
-fn replay(stored: StoredResponse) -> Response {
+/// A response as stored for replay: its status, the headers a replay repeats
+/// (`Content-Type`, `Location`) and its body.
+pub fn stored_response(status: StatusCode, headers: &HeaderMap, body: Vec<u8>) -> StoredResponse {
+    let headers = [header::CONTENT_TYPE, header::LOCATION]
+        .iter()
+        .filter_map(|name| {
+            let v = headers.get(name)?.to_str().ok()?;
+            Some((name.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    StoredResponse {
+        status: status.as_u16(),
+        headers,
+        body,
+    }
+}
+
+/// The response a stored answer stands for, as first sent.
+pub fn live_response(stored: StoredResponse) -> Response {
     let mut res = Response::new(Body::from(stored.body));
     *res.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     for (name, value) in stored.headers {
@@ -209,6 +275,12 @@ fn replay(stored: StoredResponse) -> Response {
             res.headers_mut().insert(n, v);
         }
     }
+    res
+}
+
+/// The stored response, with `Idempotent-Replayed: true`.
+fn replay(stored: StoredResponse) -> Response {
+    let mut res = live_response(stored);
     res.headers_mut().insert(
         HeaderName::from_static(IDEMPOTENT_REPLAYED),
         HeaderValue::from_static("true"),

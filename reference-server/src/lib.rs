@@ -64,6 +64,7 @@ pub struct AppState {
 struct Inner {
     engine: Engine,
     admin_token_hash: TokenHash,
+    principals: auth::PrincipalCache,
     metrics: PrometheusHandle,
     openapi_json: Bytes,
 }
@@ -92,6 +93,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 engine: BookingEngine::new(store, SystemClock, engine_config),
                 admin_token_hash: TokenHash::of(admin_token),
+                principals: auth::PrincipalCache::default(),
                 metrics: metrics::handle(),
                 openapi_json: Bytes::from(openapi::json()),
             }),
@@ -106,6 +108,11 @@ impl AppState {
     /// The hash of the admin token.
     pub fn admin_token_hash(&self) -> &TokenHash {
         &self.inner.admin_token_hash
+    }
+
+    /// The cache of authenticated principals.
+    pub fn principals(&self) -> &auth::PrincipalCache {
+        &self.inner.principals
     }
 
     /// The metrics handle.

@@ -20,6 +20,9 @@ use crate::idempotency::{Decision, Fingerprint, IdempotencyKey, Scope, StoredRes
 use crate::schedule::Schedule;
 use crate::store::{Cursor, Inserted, ProfessionalQuery, Store};
 
+mod requests;
+pub use requests::*;
+
 fn is_unavailable<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::SlotUnavailable))
 }

@@ -114,6 +114,12 @@ macro_rules! conformance_suite {
             race_one_idempotency_key_one_start,
             race_reschedule_against_new_booking,
             state_machine_matches_the_model,
+            booking_and_its_answer_commit_together,
+            stale_lease_stores_no_answer,
+            refused_or_existing_insert_stores_no_answer,
+            begin_booking_reads_the_context,
+            answered_create_refuses_unknown_parties_and_finds_retries,
+            availability_snapshot_matches_its_parts,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use booking_core::domain::{Booking, BookingId, ProfessionalId, TimeRange, Transition};
 use booking_core::events::{DomainEvent, EventKind};
 use booking_core::store::{
-    BookingOwner, BookingQuery, BookingStore, Cursor, Inserted, Page, check_limit,
+    BookingOwner, BookingQuery, BookingStore, Cursor, Inserted, Page, RequestAnswer, check_limit,
 };
 use booking_core::{BookingStatus, Entity, Error, Result};
 use chrono::{DateTime, Utc};
@@ -54,9 +54,12 @@ macro_rules! professional_lock {
 
 /// `insert_booking`'s one statement (see [`PgStore::insert_booking_fast`]): `$1`..`$13`
 /// the booking's columns in the order of the `INSERT`, `$14` now, `$15` the outbox lock,
-/// `$16` event id, `$17` event kind, `$18` occurred at, `$19` payload. Returns the
-/// request's earlier booking (`outcome = 'existing'`), the inserted one (`'inserted'`), or
-/// no row when holds that ran out must be released first.
+/// `$16` event id, `$17` event kind, `$18` occurred at, `$19` payload; `$20`..`$25` the
+/// idempotent request's answer stored with the booking (scope, key, lease, status,
+/// headers, body; all `NULL` for none). Returns the request's earlier booking
+/// (`outcome = 'existing'`), the inserted one (`'inserted'`, with `answered` telling whether
+/// the lease still owned the key's record), or no row when holds that ran out must be
+/// released first.
 pub(crate) const INSERT_FAST: &str = concat!(
     "WITH existing AS ( \
          SELECT ",
@@ -87,14 +90,34 @@ pub(crate) const INSERT_FAST: &str = concat!(
          INSERT INTO domain_events \
              (id, kind, booking_id, professional_id, occurred_at, payload) \
          SELECT $16, $17, inserted.id, inserted.professional_id, $18, $19 \
-         FROM inserted, outbox_lock) \
-     SELECT 'existing' AS outcome, ",
+         FROM inserted, outbox_lock), \
+     answered AS ( \
+         UPDATE idempotency_keys \
+         SET lease_id = NULL, locked_until = NULL, response_status = $23::integer, \
+             response_headers = $24::jsonb, response_body = $25::bytea \
+         FROM inserted \
+         WHERE $20::text IS NOT NULL AND scope = $20::text AND key = $21::text \
+           AND lease_id = $22::uuid \
+         RETURNING 1) \
+     SELECT 'existing' AS outcome, FALSE AS answered, ",
     booking_columns!(),
     " FROM existing \
-     UNION ALL SELECT 'inserted' AS outcome, ",
+     UNION ALL SELECT 'inserted' AS outcome, EXISTS (SELECT 1 FROM answered) AS answered, ",
     booking_columns!(),
     " FROM inserted"
 );
+
+/// Binds an optional request answer as `$n..$n+5` (scope, key, lease, status, headers,
+/// body), all `NULL` for none.
+fn bind_answer<'q>(query: PgQuery<'q>, answer: Option<&'q RequestAnswer>) -> PgQuery<'q> {
+    query
+        .bind(answer.map(|a| a.scope.as_str()))
+        .bind(answer.map(|a| a.key.as_str()))
+        .bind(answer.map(|a| a.lease.0))
+        .bind(answer.map(|a| i32::from(a.response.status)))
+        .bind(answer.map(|a| Json(&a.response.headers)))
+        .bind(answer.map(|a| a.response.body.as_slice()))
+}
 
 /// `find_booking_by_request`: `$1` professional, `$2` request reference.
 pub(crate) const FIND_BY_REQUEST: &str = concat!(
@@ -199,8 +222,9 @@ fn is_microsecond_exact(booking: &Booking) -> bool {
 
 /// What the one-statement insert did.
 enum FastInsert {
-    /// Done (stored with its event, or the request's earlier booking found).
-    Done(Inserted),
+    /// Done (stored with its event, or the request's earlier booking found), and whether
+    /// the request's answer was stored with it.
+    Done(Inserted, bool),
     /// Holds that ran out overlap the slot and must be released first: nothing changed.
     HoldsToRelease,
 }
@@ -218,19 +242,23 @@ impl PgStore {
         &self,
         booking: &Booking,
         now: DateTime<Utc>,
+        answer: Option<&RequestAnswer>,
     ) -> Result<FastInsert, PgError> {
         // `booking` is microsecond exact (checked by the caller), so the row reads back
         // equal to it and the event can be built first.
         let event = DomainEvent::new(EventKind::BookingCreated, booking, None);
-        let result = bind_booking(sqlx::query(INSERT_FAST), booking)
-            .bind(now)
-            .bind(outbox::OUTBOX_LOCK)
-            .bind(event.id.as_uuid())
-            .bind(event.kind.as_str())
-            .bind(event.occurred_at)
-            .bind(Json(&event))
-            .fetch_optional(&self.pool)
-            .await;
+        let result = bind_answer(
+            bind_booking(sqlx::query(INSERT_FAST), booking)
+                .bind(now)
+                .bind(outbox::OUTBOX_LOCK)
+                .bind(event.id.as_uuid())
+                .bind(event.kind.as_str())
+                .bind(event.occurred_at)
+                .bind(Json(&event)),
+            answer,
+        )
+        .fetch_optional(&self.pool)
+        .await;
         let row = match result {
             Ok(Some(row)) => row,
             Ok(None) => return Ok(FastInsert::HoldsToRelease),
@@ -238,13 +266,14 @@ impl PgStore {
                 return self
                     .after_failed_insert(booking, PgError::from(e))
                     .await
-                    .map(FastInsert::Done);
+                    .map(|i| FastInsert::Done(i, false));
             }
         };
         let outcome: String = row.try_get("outcome")?;
+        let answered: bool = row.try_get("answered")?;
         let stored = rows::booking(&row)?;
         if outcome == "existing" {
-            return Ok(FastInsert::Done(Inserted::Existing(stored)));
+            return Ok(FastInsert::Done(Inserted::Existing(stored), false));
         }
         if stored != event.booking {
             // Cannot happen for a microsecond-exact booking. The row and its event are
@@ -254,28 +283,30 @@ impl PgStore {
                 "postgres: a stored booking does not read back as written"
             );
         }
-        Ok(FastInsert::Done(Inserted::Created(stored)))
+        Ok(FastInsert::Done(Inserted::Created(stored), answered))
     }
 
     async fn insert_booking_once(
         &self,
         booking: &Booking,
         now: DateTime<Utc>,
-    ) -> Result<Inserted, PgError> {
+        answer: Option<&RequestAnswer>,
+    ) -> Result<(Inserted, bool), PgError> {
         if is_microsecond_exact(booking) {
-            match self.insert_booking_fast(booking, now).await? {
-                FastInsert::Done(inserted) => return Ok(inserted),
+            match self.insert_booking_fast(booking, now, answer).await? {
+                FastInsert::Done(inserted, answered) => return Ok((inserted, answered)),
                 FastInsert::HoldsToRelease => {}
             }
         }
-        self.insert_booking_tx(booking, now).await
+        self.insert_booking_tx(booking, now, answer).await
     }
 
     async fn insert_booking_tx(
         &self,
         booking: &Booking,
         now: DateTime<Utc>,
-    ) -> Result<Inserted, PgError> {
+        answer: Option<&RequestAnswer>,
+    ) -> Result<(Inserted, bool), PgError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(concat!("SELECT ", professional_lock!("$1")))
             .bind(booking.professional_id.as_uuid())
@@ -285,7 +316,7 @@ impl PgStore {
             && let Some(existing) = find_by_request(&mut tx, booking.professional_id, r).await?
         {
             tx.commit().await?;
-            return Ok(Inserted::Existing(existing));
+            return Ok((Inserted::Existing(existing), false));
         }
         release_expired_holds(
             &mut tx,
@@ -315,7 +346,10 @@ impl PgStore {
                 // Rolling back is best effort: the connection discards the transaction
                 // anyway if this fails.
                 let _ = tx.rollback().await;
-                return self.after_failed_insert(booking, e).await;
+                return self
+                    .after_failed_insert(booking, e)
+                    .await
+                    .map(|i| (i, false));
             }
         };
         outbox::record(
@@ -323,8 +357,12 @@ impl PgStore {
             &[DomainEvent::new(EventKind::BookingCreated, &stored, None)],
         )
         .await?;
+        let answered = match answer {
+            Some(a) => super::idempotency::complete_in(&mut tx, a).await?,
+            None => false,
+        };
         tx.commit().await?;
-        Ok(Inserted::Created(stored))
+        Ok((Inserted::Created(stored), answered))
     }
 
     /// An insert was refused. If the booking carries a request reference and a booking with
@@ -532,10 +570,25 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// [`booking_core::store::RequestStore::insert_booking_answered`].
+    pub(crate) async fn insert_booking_answered_impl(
+        &self,
+        booking: &Booking,
+        now: DateTime<Utc>,
+        answer: &RequestAnswer,
+    ) -> Result<(Inserted, bool)> {
+        retrying!(
+            self.retry,
+            self.insert_booking_once(booking, now, Some(answer))
+        )
+    }
+}
+
 #[async_trait]
 impl BookingStore for PgStore {
     async fn insert_booking(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted> {
-        retrying!(self.retry, self.insert_booking_once(booking, now))
+        retrying!(self.retry, self.insert_booking_once(booking, now, None)).map(|(i, _)| i)
     }
 
     async fn find_booking_by_request(

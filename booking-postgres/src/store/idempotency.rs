@@ -45,7 +45,7 @@ type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArgu
 
 /// Binds `$1..$7` to a record in flight: scope, key, fingerprint, lease, locked until,
 /// created, expires (the parameter order every statement that writes one uses).
-fn bind_in_flight<'q>(
+pub(crate) fn bind_in_flight<'q>(
     query: PgQuery<'q>,
     record: &'q IdempotencyRecord,
 ) -> Result<PgQuery<'q>, PgError> {
@@ -121,6 +121,24 @@ pub(crate) const COMPLETE: &str = "UPDATE idempotency_keys \
          response_status = $4, response_headers = $5, response_body = $6 \
      WHERE scope = $1 AND key = $2 AND lease_id = $3";
 
+/// Stores `answer` in the caller's transaction (see [`COMPLETE`]); whether the lease still
+/// owned the record.
+pub(crate) async fn complete_in(
+    conn: &mut PgConnection,
+    answer: &booking_core::store::RequestAnswer,
+) -> Result<bool, PgError> {
+    let done = sqlx::query(COMPLETE)
+        .bind(answer.scope.as_str())
+        .bind(answer.key.as_str())
+        .bind(answer.lease.0)
+        .bind(i32::from(answer.response.status))
+        .bind(Json(&answer.response.headers))
+        .bind(answer.response.body.as_slice())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// What the one-statement claim found.
 enum Claim {
     /// The key was free and is now ours.
@@ -182,7 +200,7 @@ impl PgStore {
         }
     }
 
-    async fn begin_tx(
+    pub(crate) async fn begin_tx(
         &self,
         scope: &Scope,
         key: &IdempotencyKey,

@@ -4,6 +4,7 @@ mod bookings;
 mod directory;
 mod idempotency;
 mod outbox;
+mod requests;
 
 pub(crate) use outbox::OUTBOX_LOCK;
 
@@ -14,6 +15,7 @@ pub(crate) mod sql {
         SELECT_CLIENT, SELECT_PRINCIPAL, SELECT_PROFESSIONAL, SELECT_SCHEDULE,
     };
     pub(crate) use super::idempotency::{CLAIM_OR_READ, COMPLETE};
+    pub(crate) use super::requests::{AVAILABILITY_SNAPSHOT, CLAIM_WITH_CONTEXT};
 }
 
 use std::any::Any;

@@ -1,11 +1,12 @@
 //! Bookings: create, read, list, cancel, reschedule.
 
 use axum::extract::{Extension, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use booking_core::idempotency::StoredResponse;
 use booking_core::{
-    Actor, BookingFilter, BookingId, BookingRequest, BookingStatus, Error, FieldError, Inserted,
-    ProfessionalId, TimeRange,
+    Actor, AnsweredRequest, Booking, BookingFilter, BookingId, BookingRequest, BookingStatus,
+    Error, FieldError, Inserted, ProfessionalId, TimeRange,
 };
 use utoipa::IntoParams;
 
@@ -14,7 +15,9 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor::{self, QueryDigest};
 use crate::extract::{IdPath, JsonBody, QueryParams, parse_instant};
-use crate::idempotency::IdempotentRequest;
+use crate::idempotency::{
+    AnswerStored, IdempotentRequest, PrefetchedBooking, live_response, stored_response,
+};
 use crate::model::{BookingList, BookingView, NewBookingBody, RescheduleBody};
 use crate::problem::Problem;
 
@@ -62,6 +65,7 @@ pub async fn create_booking(
     State(state): State<AppState>,
     Caller(actor): Caller,
     idem: Option<Extension<IdempotentRequest>>,
+    prefetched: Option<Extension<PrefetchedBooking>>,
     JsonBody(body): JsonBody<NewBookingBody>,
 ) -> Result<Response, Problem> {
     let Actor::Client(client_id) = actor else {
@@ -77,29 +81,57 @@ pub async fn create_booking(
     else {
         return Err(Problem::validation(errors));
     };
-    let request = BookingRequest {
+    let engine = state.engine();
+    let mut request = BookingRequest {
         client_id,
         professional_id,
         range,
-        request_ref: idem.map(|Extension(i)| i.request_ref()),
+        request_ref: None,
     };
-    let inserted = state
-        .engine()
-        .create_booking(&request)
-        .await
-        .inspect_err(conflict_metric)?;
+    let (inserted, answered) = match idem {
+        Some(Extension(i)) => {
+            request.request_ref = Some(i.request_ref());
+            // The 201 answer is stored in the booking's own atomic step.
+            let answer = AnsweredRequest {
+                scope: &i.scope,
+                key: &i.key,
+                lease: i.lease,
+                context: prefetched.map(|Extension(PrefetchedBooking(c))| c),
+                render: &created_response,
+            };
+            engine.create_booking_answered(&request, answer).await
+        }
+        None => engine.create_booking(&request).await.map(|i| (i, false)),
+    }
+    .inspect_err(conflict_metric)?;
     let booking = match inserted {
         Inserted::Created(b) => {
             metrics::counter!("bookings_created_total").increment(1);
             b
         }
-        Inserted::Existing(b) => b,
+        // The first attempt's booking, as a reader sees it now.
+        Inserted::Existing(b) => engine.present(b),
     };
-    let mut res = json(StatusCode::CREATED, &BookingView::from(&booking));
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/bookings/{}", booking.id)) {
-        res.headers_mut().insert(header::LOCATION, v);
+    let mut res = live_response(created_response(&booking));
+    if answered {
+        res.extensions_mut().insert(AnswerStored);
     }
     Ok(res)
+}
+
+/// The 201 answer for `booking`: its view, with `Location`.
+fn created_response(booking: &Booking) -> StoredResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/bookings/{}", booking.id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    // A view holds only strings and integers: serializing it cannot fail.
+    let body = serde_json::to_vec(&BookingView::from(booking)).unwrap_or_default();
+    stored_response(StatusCode::CREATED, &headers, body)
 }
 
 /// A booking (its client, its professional or the admin).
