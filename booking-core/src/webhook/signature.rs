@@ -161,7 +161,7 @@ pub enum HeaderDefect {
 impl fmt::Display for HeaderDefect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            HeaderDefect::TooLong => "longer than 4096 bytes",
+            HeaderDefect::TooLong => return write!(f, "longer than {MAX_HEADER_LEN} bytes"),
             HeaderDefect::ElementWithoutValue => "an element is not of the form key=value",
             HeaderDefect::MissingTimestamp => "no t= element",
             HeaderDefect::DuplicateTimestamp => "more than one t= element",
@@ -368,7 +368,8 @@ pub fn verify<H: AsRef<[u8]> + ?Sized>(
 }
 
 /// Signs `body` at `signed_at` (truncated to whole seconds) with one secret and returns the
-/// header value `t=<unix>,v1=<hex>`, exactly as Stripe signs its webhooks.
+/// header value `t=<unix>,v1=<hex>`, exactly as Stripe signs its webhooks. (An instant before
+/// 1970 gives a negative `t`, which no verifier accepts.)
 ///
 /// ```
 /// use booking_core::{WebhookSecret, webhook::sign};
