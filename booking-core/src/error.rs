@@ -101,6 +101,9 @@ pub enum Error {
     /// A bug or an unexpected backend answer. The message is for logs, not clients.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A signed webhook request was refused (see [`crate::webhook::verify`]).
+    #[error("webhook signature refused: {0}")]
+    BadSignature(#[from] crate::webhook::SignatureError),
 }
 
 fn display_fields(errors: &[FieldError]) -> String {

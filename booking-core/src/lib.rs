@@ -23,6 +23,7 @@
 //! | feature   | what it adds |
 //! |-----------|--------------|
 //! | `testing` | [`testing`]: the adapter conformance suite (`conformance_suite!`), proptest strategies and a reference model |
+//! | (always)  | [`webhook`]: Stripe's `t=`/`v1=` webhook signatures: header parser, constant-time [`webhook::verify`] with tolerance and secret rotation, [`webhook::sign`] for outbound deliveries |
 //!
 //! ## Example
 //!
@@ -51,6 +52,7 @@ pub mod events;
 pub mod idempotency;
 pub mod schedule;
 pub mod store;
+pub mod webhook;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -74,3 +76,4 @@ pub use store::{
     AvailabilitySnapshot, BookingContext, Cursor, Inserted, Page, RequestAnswer, RequestStore,
     Store,
 };
+pub use webhook::{SignatureError, SignatureHeader, VerifiedSignature, WebhookSecret};

@@ -37,3 +37,8 @@ fn idempotency_input_corpus() {
 fn directory_input_corpus() {
     replay("directory_input", fuzz::directory_input);
 }
+
+#[test]
+fn webhook_signature_corpus() {
+    replay("webhook_signature", fuzz::webhook_signature);
+}

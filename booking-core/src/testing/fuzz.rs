@@ -9,6 +9,7 @@ use crate::domain::{NewClient, NewProfessional, ProfessionalId, TimeRange};
 use crate::idempotency::{Fingerprint, IdempotencyKey, canonical_json};
 use crate::schedule::ScheduleInput;
 use crate::store::Cursor;
+use crate::webhook::{self, DEFAULT_TOLERANCE, SignatureHeader, WebhookSecret};
 
 fn base() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2027, 3, 1, 0, 0, 0)
@@ -103,4 +104,37 @@ pub fn directory_input(data: &[u8]) {
         assert!(r.start() < r.end());
         assert!(r.duration() <= TimeRange::MAX_LENGTH);
     }
+}
+
+/// A webhook signature header and body: `data` is `[selector] header \n body`. Parsing and
+/// verifying never panic; a parsed header re-renders to one that parses the same; an accepted
+/// request really carries the HMAC of its body under the reported secret within tolerance;
+/// and the body signed by us always verifies.
+pub fn webhook_signature(data: &[u8]) {
+    let (selector, rest) = data.split_first().unwrap_or((&0, &[]));
+    let (header, body) = match rest.iter().position(|&b| b == b'\n') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &[][..]),
+    };
+    let secrets: Vec<WebhookSecret> = ["whsec_fuzz_a", "whsec_fuzz_b", "k"]
+        .iter()
+        .take(1 + usize::from(selector % 3))
+        .filter_map(|s| WebhookSecret::new(*s).ok())
+        .collect();
+    let now = base() + Duration::seconds(i64::from(selector >> 2) * 37 - 300);
+
+    if let Ok(parsed) = SignatureHeader::parse(header) {
+        let rendered = parsed.to_string();
+        assert_eq!(SignatureHeader::parse(&rendered).as_ref(), Ok(&parsed));
+    }
+    if let Ok(ok) = webhook::verify(Some(header), body, &secrets, now, DEFAULT_TOLERANCE) {
+        let parsed = SignatureHeader::parse(header).unwrap_or_else(|e| panic!("verified but {e}"));
+        let expected = webhook::sign(&secrets[ok.secret_index], ok.signed_at, body);
+        let expected = SignatureHeader::parse(&expected).unwrap_or_else(|e| panic!("{e}"));
+        assert!(parsed.signatures().contains(&expected.signatures()[0]));
+        assert!((now - ok.signed_at).abs() <= DEFAULT_TOLERANCE);
+    }
+    let ours = webhook::sign(&secrets[0], now, body);
+    let verified = webhook::verify(Some(&ours), body, &secrets, now, DEFAULT_TOLERANCE);
+    assert_eq!(verified.map(|v| v.secret_index), Ok(0));
 }
