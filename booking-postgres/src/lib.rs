@@ -26,12 +26,22 @@
 //!
 //! ## Round trips
 //!
-//! The hot operations are one statement each, in its own implicit transaction: `begin`
-//! (claim or read the key), `complete`, `abandon`, the reads, and `insert_booking` when no
-//! hold that ran out overlaps the slot (look-up of the request's earlier booking, insert and
-//! outbox event in one statement with data-modifying CTEs). The rarer cases (taking over an
-//! idempotency record, releasing holds that ran out) use an explicit transaction. Inserts
-//! take a transaction-scoped advisory lock on their professional first, so two overlapping
+//! The hot operations are one statement each, in its own implicit transaction:
+//!
+//! | operation | statement |
+//! |---|---|
+//! | `begin` | claim the key, or read the record holding it |
+//! | `begin_booking` ([`RequestStore`](booking_core::store::RequestStore)) | the same claim, and the professional, their schedule and whether the client exists |
+//! | `insert_booking_answered` | look-up of the request's earlier booking, the insert, its outbox event and the key's answer (data-modifying CTEs) |
+//! | `availability_snapshot` | professional, schedule and the blocked ranges in reach of the window |
+//! | `complete`, `abandon`, the reads | one each |
+//!
+//! So `POST /v1/bookings` costs two round trips in the usual case (the server caches
+//! token look-ups), and the booking and its key's answer commit together: a crash can
+//! never leave a booking whose key has no answer. The rarer cases (taking over an
+//! idempotency record, releasing holds that ran out, a booking whose instants are not whole
+//! microseconds) use an explicit transaction with the same effects. Inserts take a
+//! transaction-scoped advisory lock on their professional first, so two overlapping
 //! inserts queue rather than deadlock in the exclusion check.
 //!
 //! ## Errors

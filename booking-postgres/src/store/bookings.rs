@@ -119,6 +119,37 @@ fn bind_answer<'q>(query: PgQuery<'q>, answer: Option<&'q RequestAnswer>) -> PgQ
         .bind(answer.map(|a| a.response.body.as_slice()))
 }
 
+/// A status change as one statement, if the row is still exactly as read: `$1`
+/// professional, `$2` id, `$3` new status, `$4` new hold expiry, `$5` updated at; the row
+/// as read: `$6` status, `$7` updated at, `$8` start, `$9` end, `$10` hold expiry; `$11`
+/// the outbox lock, `$12` event id, `$13` kind, `$14` occurred at, `$15` payload. Returns
+/// the updated row, or none when the row changed since it was read.
+pub(crate) const TRANSITION_FAST: &str = concat!(
+    "WITH updated AS ( \
+         UPDATE bookings SET status = $3, hold_expires_at = $4, updated_at = $5 \
+         WHERE professional_id = $1 AND id = $2 AND status = $6 AND updated_at = $7 \
+           AND starts_at = $8 AND ends_at = $9 AND hold_expires_at IS NOT DISTINCT FROM $10 \
+         RETURNING ",
+    booking_columns!(),
+    "), \
+     outbox_lock AS (SELECT pg_advisory_xact_lock_shared($11) FROM updated), \
+     recorded AS ( \
+         INSERT INTO domain_events \
+             (id, kind, booking_id, professional_id, occurred_at, payload) \
+         SELECT $12, $13, updated.id, updated.professional_id, $14, $15 \
+         FROM updated, outbox_lock) \
+     SELECT ",
+    booking_columns!(),
+    " FROM updated"
+);
+
+/// `get_booking`: `$1` the id.
+const SELECT_BOOKING: &str = concat!(
+    "SELECT ",
+    booking_columns!(),
+    " FROM bookings WHERE id = $1"
+);
+
 /// `find_booking_by_request`: `$1` professional, `$2` request reference.
 pub(crate) const FIND_BY_REQUEST: &str = concat!(
     "SELECT ",
@@ -385,6 +416,57 @@ impl PgStore {
         Err(e)
     }
 
+    /// A transition in two round trips when nothing else changes the booking meanwhile:
+    /// read it, plan the change with the status machine, and write the change and its
+    /// event in one statement that applies only if the row is still as read. Anything
+    /// else (the plan needs a free slot, the plan is refused, the row changed, instants
+    /// that are not whole microseconds) goes through [`PgStore::transition_tx`], which
+    /// decides under the row lock.
+    async fn transition_once(
+        &self,
+        id: BookingId,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking, PgError> {
+        let current = sqlx::query(SELECT_BOOKING)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::booking)
+            .transpose()?
+            .ok_or(Error::NotFound(Entity::Booking))?;
+        let plan = match current.plan(transition, now) {
+            Ok(plan) if !plan.requires_free_slot && is_microsecond_exact(&plan.booking) => plan,
+            _ => return self.transition_tx(id, transition, now).await,
+        };
+        let event = DomainEvent::new(plan.event, &plan.booking, None);
+        let next = &plan.booking;
+        let row = sqlx::query(TRANSITION_FAST)
+            .bind(current.professional_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(next.status.as_str())
+            .bind(next.hold_expires_at)
+            .bind(next.updated_at)
+            .bind(current.status.as_str())
+            .bind(current.updated_at)
+            .bind(current.range.start())
+            .bind(current.range.end())
+            .bind(current.hold_expires_at)
+            .bind(outbox::OUTBOX_LOCK)
+            .bind(event.id.as_uuid())
+            .bind(event.kind.as_str())
+            .bind(event.occurred_at)
+            .bind(Json(&event))
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => rows::booking(&row),
+            // Changed since it was read: decide again under the row lock.
+            None => self.transition_tx(id, transition, now).await,
+        }
+    }
+
     async fn transition_tx(
         &self,
         id: BookingId,
@@ -604,17 +686,13 @@ impl BookingStore for PgStore {
 
     async fn get_booking(&self, id: BookingId) -> Result<Option<Booking>> {
         retrying!(self.retry, async {
-            sqlx::query(concat!(
-                "SELECT ",
-                booking_columns!(),
-                " FROM bookings WHERE id = $1"
-            ))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(rows::booking)
-            .transpose()
+            sqlx::query(SELECT_BOOKING)
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(rows::booking)
+                .transpose()
         })
     }
 
@@ -624,7 +702,7 @@ impl BookingStore for PgStore {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        retrying!(self.retry, self.transition_tx(id, transition, now))
+        retrying!(self.retry, self.transition_once(id, transition, now))
     }
 
     async fn reschedule_booking(
