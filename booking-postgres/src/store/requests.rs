@@ -37,6 +37,7 @@ pub(crate) const CLAIM_WITH_CONTEXT: &str = concat!(
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (scope, key) DO NOTHING \
          RETURNING 1), \
+     async_commit AS (SELECT set_config('synchronous_commit', 'off', true)), \
      ctx AS ( \
          SELECT ",
     professional_columns_prefixed!(),
@@ -49,7 +50,7 @@ pub(crate) const CLAIM_WITH_CONTEXT: &str = concat!(
          NULL::timestamptz AS locked_until, NULL::integer AS response_status, \
          NULL::jsonb AS response_headers, NULL::bytea AS response_body, \
          NULL::timestamptz AS created_at, NULL::timestamptz AS expires_at, ctx.* \
-     FROM claimed, ctx \
+     FROM async_commit, claimed, ctx \
      UNION ALL \
      SELECT FALSE AS claimed, ",
     idempotency_columns!(),
