@@ -6,7 +6,8 @@
 //! request runs to completion in its own task (a client that disconnects does not leave
 //! the key locked); a final answer (2xx, and 4xx other than 401, 408 and 429) is stored and
 //! replayed byte for byte with `Idempotent-Replayed: true`, anything else (5xx) is
-//! abandoned so that a retry runs again.
+//! abandoned so that a retry runs again. API tokens in a response are kept out of the
+//! stored copy and derived again on replay ([`crate::secrets`]).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -101,9 +102,21 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         .await
     {
         Err(e) => Problem::from(e).into_response(),
-        Ok(Decision::Replay(stored)) => {
+        Ok(Decision::Replay {
+            response,
+            first_seen,
+        }) => {
             metrics::counter!("idempotency_replays_total").increment(1);
-            replay(stored)
+            let ctx = IdempotentRequest {
+                scope,
+                key,
+                fingerprint,
+                first_seen,
+            };
+            match crate::secrets::restore(&state, &ctx, response).await {
+                Ok(stored) => replay(stored),
+                Err(problem) => problem.into_response(),
+            }
         }
         Ok(Decision::InFlight { retry_after }) => {
             metrics::counter!("idempotency_in_flight_total").increment(1);
@@ -184,7 +197,7 @@ async fn run_and_record(
     let stored = StoredResponse {
         status: parts.status.as_u16(),
         headers,
-        body: bytes.to_vec(),
+        body: crate::secrets::redact(&bytes),
     };
     match engine
         .complete_request(&ctx.scope, &ctx.key, lease, &stored)

@@ -27,6 +27,7 @@ pub mod model;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod secrets;
 pub mod workers;
 
 use std::fmt;
@@ -64,6 +65,7 @@ pub struct AppState {
 struct Inner {
     engine: Engine,
     admin_token_hash: TokenHash,
+    token_secret: secrets::TokenSecret,
     metrics: PrometheusHandle,
     openapi_json: Bytes,
 }
@@ -92,6 +94,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 engine: BookingEngine::new(store, SystemClock, engine_config),
                 admin_token_hash: TokenHash::of(admin_token),
+                token_secret: secrets::TokenSecret::from_setting(config.token_secret.as_deref()),
                 metrics: metrics::handle(),
                 openapi_json: Bytes::from(openapi::json()),
             }),
@@ -106,6 +109,11 @@ impl AppState {
     /// The hash of the admin token.
     pub fn admin_token_hash(&self) -> &TokenHash {
         &self.inner.admin_token_hash
+    }
+
+    /// The key API tokens are derived with (see [`secrets`]).
+    pub fn token_secret(&self) -> &secrets::TokenSecret {
+        &self.inner.token_secret
     }
 
     /// The metrics handle.
@@ -255,6 +263,13 @@ impl Application {
                  unset it to run with bookings confirmed at once"
                     .into(),
             ));
+        }
+        if config.token_secret.is_none() && config.database_url.is_some() {
+            tracing::warn!(
+                "BOOKING_TOKEN_SECRET is not set: API tokens are derived with a random \
+                 per-process secret, so a replay or retry of a create served after a restart \
+                 (or by another instance) answers 409 api_token_unrecoverable"
+            );
         }
         let store = connect_store(&config).await?;
         let (admin_token, admin_token_generated) = match &config.admin_token {
