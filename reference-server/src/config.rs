@@ -222,7 +222,8 @@ mod tests {
         assert_eq!(c.db_statement_timeout, Some(Duration::from_millis(250)));
         assert_eq!(c.hold_ttl, Duration::from_secs(60));
         assert_eq!(c.idempotency_ttl, Duration::from_secs(3600));
-        assert!(!format!("{c:?}").contains("secret"));
+        // The password of the URL (`secret` alone is in the field name `token_secret`).
+        assert!(!format!("{c:?}").contains("u:secret"));
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
         assert_eq!(
             c.token_secret.as_deref(),

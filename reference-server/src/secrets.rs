@@ -9,7 +9,7 @@
 //!   `"api-token:" || request_ref`)), where `request_ref` is the idempotent request's
 //!   reference ([`IdempotentRequest::request_ref`]): the same for every attempt of one
 //!   request within its key's life, different for any other request. The store keeps only
-//!   the token's SHA-256, as before, and the request reference on the subject, so that a
+//!   the token's SHA-256, as before, with the request reference beside it, so that a
 //!   retry after a 5xx or a crash finds the subject its first attempt created (and derives
 //!   the same token for it);
 //! * before the idempotency layer stores a final response, [`redact`] replaces the value of
