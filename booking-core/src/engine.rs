@@ -17,7 +17,7 @@ use crate::idempotency::{
 use crate::schedule::Schedule;
 use crate::store::{
     BookingContext, BookingOwner, BookingQuery, Cursor, Inserted, Page, ProfessionalQuery,
-    RequestAnswer, Store,
+    Registered, RequestAnswer, Store,
 };
 
 /// Engine settings.
@@ -159,10 +159,24 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         input: &NewProfessional,
         token: TokenHash,
     ) -> Result<Professional> {
+        self.register_professional(input, token, None)
+            .await
+            .map(Registered::into_inner)
+    }
+
+    /// [`create_professional`](Self::create_professional) for an idempotent request: with
+    /// `request_ref` (see [`crate::idempotency::request_ref`]) a retry of the same request
+    /// returns [`Registered::Existing`] with the professional its first attempt stored
+    /// (whose token hash is the first attempt's), and stores nothing.
+    pub async fn register_professional(
+        &self,
+        input: &NewProfessional,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Professional>> {
         let now = self.now();
         let p = input.validate(ProfessionalId::new_at(now), now)?;
-        self.store.insert_professional(&p, token).await?;
-        Ok(p)
+        self.store.insert_professional(&p, token, request_ref).await
     }
 
     /// A professional by id.
@@ -195,10 +209,22 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
 
     /// Validates and stores a client whose API token hashes to `token`.
     pub async fn create_client(&self, input: &NewClient, token: TokenHash) -> Result<Client> {
+        self.register_client(input, token, None)
+            .await
+            .map(Registered::into_inner)
+    }
+
+    /// [`create_client`](Self::create_client) for an idempotent request; `request_ref` as
+    /// for [`register_professional`](Self::register_professional).
+    pub async fn register_client(
+        &self,
+        input: &NewClient,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Client>> {
         let now = self.now();
         let c = input.validate(ClientId::new_at(now), now)?;
-        self.store.insert_client(&c, token).await?;
-        Ok(c)
+        self.store.insert_client(&c, token, request_ref).await
     }
 
     /// A client by id.

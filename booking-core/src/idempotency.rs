@@ -306,7 +306,14 @@ pub enum Decision {
         first_seen: DateTime<Utc>,
     },
     /// Return this stored response unchanged.
-    Replay(StoredResponse),
+    Replay {
+        /// The stored final response.
+        response: StoredResponse,
+        /// When the key's record was first created, as in [`Decision::Started`]: the
+        /// request's [`request_ref`] can be rebuilt from it (e.g. to re-derive a secret that
+        /// was kept out of the stored response).
+        first_seen: DateTime<Utc>,
+    },
     /// Another attempt is running; retry after this long.
     InFlight {
         /// Time until the other attempt's lease runs out (at least one second).
@@ -347,7 +354,13 @@ pub fn decide(
             return (Decision::Mismatch, None);
         }
         match &rec.state {
-            RecordState::Completed(resp) => return (Decision::Replay(resp.clone()), None),
+            RecordState::Completed(resp) => {
+                let replay = Decision::Replay {
+                    response: resp.clone(),
+                    first_seen: rec.created_at,
+                };
+                return (replay, None);
+            }
             RecordState::InFlight { locked_until, .. } if *locked_until > now => {
                 let wait = (*locked_until - now).max(Duration::seconds(1));
                 return (Decision::InFlight { retry_after: wait }, None);
@@ -443,7 +456,10 @@ mod tests {
         rec.state = RecordState::Completed(resp.clone());
         assert_eq!(
             decide(Some(&rec), &scope, &key, fp, later, &policy).0,
-            Decision::Replay(resp)
+            Decision::Replay {
+                response: resp,
+                first_seen: now
+            }
         );
         // Expired record counts as absent, even with another fingerprint.
         let after_ttl = rec.expires_at;

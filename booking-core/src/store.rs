@@ -235,15 +235,49 @@ pub trait BookingStore: Send + Sync {
     async fn expire_due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>>;
 }
 
+/// The result of storing a professional or a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered<T> {
+    /// The subject was stored with its token hash.
+    Created(T),
+    /// A subject stored by the same request (same `request_ref`) already exists: it is
+    /// returned as it is now, and nothing changed (its token hash is the first attempt's).
+    Existing(T),
+}
+
+impl<T> Registered<T> {
+    /// The subject, either way.
+    pub fn get(&self) -> &T {
+        match self {
+            Registered::Created(t) | Registered::Existing(t) => t,
+        }
+    }
+
+    /// The subject, either way, by value.
+    pub fn into_inner(self) -> T {
+        match self {
+            Registered::Created(t) | Registered::Existing(t) => t,
+        }
+    }
+}
+
 /// Professionals, clients and their API tokens.
+///
+/// A subject may carry the reference of the idempotent request that created it (see
+/// [`crate::idempotency::request_ref`]); references are unique across professionals and
+/// clients, so a retry of a create after a crash finds the first attempt's subject.
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
-    /// Stores a new professional with the hash of their API token.
+    /// Stores a new professional with the hash of their API token. If `request_ref` is set
+    /// and a professional stored with it exists, that one is returned as
+    /// [`Registered::Existing`] before any other check, and nothing changes (a client
+    /// stored with it: [`Error::AlreadyExists`]).
     async fn insert_professional(
         &self,
         professional: &Professional,
         token: TokenHash,
-    ) -> Result<()>;
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Professional>>;
 
     /// One professional by id.
     async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>>;
@@ -259,8 +293,14 @@ pub trait DirectoryStore: Send + Sync {
     /// A page of active professionals matching the query.
     async fn search_professionals(&self, query: &ProfessionalQuery) -> Result<Page<Professional>>;
 
-    /// Stores a new client with the hash of their API token.
-    async fn insert_client(&self, client: &Client, token: TokenHash) -> Result<()>;
+    /// Stores a new client with the hash of their API token; `request_ref` as for
+    /// [`DirectoryStore::insert_professional`].
+    async fn insert_client(
+        &self,
+        client: &Client,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Client>>;
 
     /// One client by id.
     async fn get_client(&self, id: ClientId) -> Result<Option<Client>>;

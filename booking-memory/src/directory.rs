@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
-use booking_core::store::{Cursor, Page, ProfessionalQuery};
+use booking_core::store::{Cursor, Page, ProfessionalQuery, Registered};
 use booking_core::{
     Client, ClientId, Entity, Error, Principal, Professional, ProfessionalId, ProfessionalPatch,
     Result, TokenHash,
@@ -18,17 +18,43 @@ pub(crate) struct Directory {
     by_rate: BTreeSet<(i64, ProfessionalId)>,
     clients: HashMap<ClientId, Client>,
     tokens: HashMap<TokenHash, Principal>,
+    /// The subject each idempotent create request stored (see `request_ref`).
+    requests: HashMap<String, Principal>,
 }
 
 impl Directory {
-    pub(crate) fn insert_professional(&mut self, p: &Professional, token: TokenHash) -> Result<()> {
+    /// The subject stored by `request_ref`, if any.
+    fn stored_by(&self, request_ref: Option<&str>) -> Option<Principal> {
+        self.requests.get(request_ref?).copied()
+    }
+
+    pub(crate) fn insert_professional(
+        &mut self,
+        p: &Professional,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Professional>> {
+        match self.stored_by(request_ref) {
+            Some(Principal::Professional(id)) => {
+                let existing = self.professionals.get(&id).ok_or_else(|| {
+                    Error::Internal("a request reference names a missing professional".into())
+                })?;
+                return Ok(Registered::Existing(existing.clone()));
+            }
+            Some(Principal::Client(_)) => return Err(Error::AlreadyExists(Entity::Professional)),
+            None => {}
+        }
         if self.professionals.contains_key(&p.id) || self.tokens.contains_key(&token) {
             return Err(Error::AlreadyExists(Entity::Professional));
         }
-        self.tokens.insert(token, Principal::Professional(p.id));
+        let principal = Principal::Professional(p.id);
+        self.tokens.insert(token, principal);
+        if let Some(r) = request_ref {
+            self.requests.insert(r.to_owned(), principal);
+        }
         self.by_rate.insert((p.hourly_rate_cents, p.id));
         self.professionals.insert(p.id, p.clone());
-        Ok(())
+        Ok(Registered::Created(p.clone()))
     }
 
     pub(crate) fn professional(&self, id: ProfessionalId) -> Option<&Professional> {
@@ -89,13 +115,32 @@ impl Directory {
         Ok(Page { items, next_cursor })
     }
 
-    pub(crate) fn insert_client(&mut self, c: &Client, token: TokenHash) -> Result<()> {
+    pub(crate) fn insert_client(
+        &mut self,
+        c: &Client,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Client>> {
+        match self.stored_by(request_ref) {
+            Some(Principal::Client(id)) => {
+                let existing = self.clients.get(&id).ok_or_else(|| {
+                    Error::Internal("a request reference names a missing client".into())
+                })?;
+                return Ok(Registered::Existing(existing.clone()));
+            }
+            Some(Principal::Professional(_)) => return Err(Error::AlreadyExists(Entity::Client)),
+            None => {}
+        }
         if self.clients.contains_key(&c.id) || self.tokens.contains_key(&token) {
             return Err(Error::AlreadyExists(Entity::Client));
         }
-        self.tokens.insert(token, Principal::Client(c.id));
+        let principal = Principal::Client(c.id);
+        self.tokens.insert(token, principal);
+        if let Some(r) = request_ref {
+            self.requests.insert(r.to_owned(), principal);
+        }
         self.clients.insert(c.id, c.clone());
-        Ok(())
+        Ok(Registered::Created(c.clone()))
     }
 
     pub(crate) fn client(&self, id: ClientId) -> Option<&Client> {
@@ -106,17 +151,25 @@ impl Directory {
         self.tokens.get(token).copied()
     }
 
-    /// Checks that the search order matches the professionals.
+    /// Checks that the search order matches the professionals and that every request
+    /// reference names a stored subject.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let ok = self.by_rate.len() == self.professionals.len()
             && self
                 .professionals
                 .values()
                 .all(|p| self.by_rate.contains(&(p.hourly_rate_cents, p.id)));
-        if ok {
+        if !ok {
+            return Err("professional search order out of step".into());
+        }
+        let stored = |p: &Principal| match p {
+            Principal::Professional(id) => self.professionals.contains_key(id),
+            Principal::Client(id) => self.clients.contains_key(id),
+        };
+        if self.requests.values().all(stored) {
             Ok(())
         } else {
-            Err("professional search order out of step".into())
+            Err("a request reference names a missing subject".into())
         }
     }
 }

@@ -93,6 +93,7 @@ use booking_core::events::DomainEvent;
 use booking_core::idempotency::{
     Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, LeaseId, Scope, StoredResponse,
 };
+use booking_core::store::Registered;
 use booking_core::store::{
     BookingOwner, BookingQuery, BookingStore, Cursor, DirectoryStore, HealthCheck,
     IdempotencyStore, OutboxStore, Page, ProfessionalQuery, RequestAnswer, RequestStore,
@@ -661,8 +662,9 @@ impl DirectoryStore for MemoryStore {
         &self,
         professional: &Professional,
         token: TokenHash,
-    ) -> Result<()> {
-        write(&self.directory).insert_professional(professional, token)
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Professional>> {
+        write(&self.directory).insert_professional(professional, token, request_ref)
     }
 
     async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>> {
@@ -682,8 +684,13 @@ impl DirectoryStore for MemoryStore {
         read(&self.directory).search(query)
     }
 
-    async fn insert_client(&self, client: &Client, token: TokenHash) -> Result<()> {
-        write(&self.directory).insert_client(client, token)
+    async fn insert_client(
+        &self,
+        client: &Client,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Client>> {
+        write(&self.directory).insert_client(client, token, request_ref)
     }
 
     async fn get_client(&self, id: ClientId) -> Result<Option<Client>> {

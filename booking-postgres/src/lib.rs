@@ -15,6 +15,9 @@
 //! * **One booking per request**: unique `(professional_id, request_ref)`; a retry whose first
 //!   attempt committed gets [`Inserted::Existing`](booking_core::Inserted::Existing), never
 //!   a second booking and never a conflict with its own booking.
+//! * **One subject per request**: a unique `request_ref` on `api_tokens` (written in the
+//!   transaction that stores the professional or client, before it, with `ON CONFLICT DO
+//!   NOTHING`); a retried create gets [`Registered::Existing`](booking_core::store::Registered).
 //! * **Idempotency**: one row per `(scope, key)`, claimed with `INSERT .. ON CONFLICT DO
 //!   NOTHING`, decided with [`booking_core::idempotency::decide`]; a record is replaced (a
 //!   lease that ran out, an expired record) only under its row lock.

@@ -228,7 +228,7 @@ async fn errors_map_to_the_core_errors() {
     // 23P01 -> SlotUnavailable.
     let pro = professional();
     store
-        .insert_professional(&pro, TokenHash::of("pro"))
+        .insert_professional(&pro, TokenHash::of("pro"), None)
         .await
         .expect("professional");
     let first = booking(pro.id, 60, 120, BookingStatus::Confirmed);
@@ -253,24 +253,26 @@ async fn errors_map_to_the_core_errors() {
     );
     assert_eq!(
         store
-            .insert_professional(&pro, TokenHash::of("other"))
+            .insert_professional(&pro, TokenHash::of("other"), None)
             .await,
         Err(Error::AlreadyExists(Entity::Professional))
     );
     let c = client();
     store
-        .insert_client(&c, TokenHash::of("client"))
+        .insert_client(&c, TokenHash::of("client"), None)
         .await
         .expect("client");
     assert_eq!(
-        store.insert_client(&c, TokenHash::of("client-2")).await,
+        store
+            .insert_client(&c, TokenHash::of("client-2"), None)
+            .await,
         Err(Error::AlreadyExists(Entity::Client))
     );
     // A token hash already in use.
     let mut c2 = client();
     c2.id = ClientId::new_at(t(1));
     assert_eq!(
-        store.insert_client(&c2, TokenHash::of("pro")).await,
+        store.insert_client(&c2, TokenHash::of("pro"), None).await,
         Err(Error::AlreadyExists(Entity::Client))
     );
 
@@ -381,7 +383,7 @@ async fn migrations_run_twice_harmlessly() {
     // And the store works.
     let pro = professional();
     store
-        .insert_professional(&pro, TokenHash::of("p"))
+        .insert_professional(&pro, TokenHash::of("p"), None)
         .await
         .expect("insert");
     assert_eq!(store.get_professional(pro.id).await, Ok(Some(pro)));

@@ -1,7 +1,20 @@
 //! Configuration from the environment (see API.md, "Running").
 //!
-//! Besides the variables of API.md's table, two tune the PostgreSQL pool (they are ignored
-//! with the in-memory store):
+//! Besides the variables of API.md's table:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `BOOKING_TOKEN_SECRET` | key (at least 32 characters) the API tokens of new clients and professionals are derived with, so that a replay of the create returns the same token while only its hash is stored (see [`crate::secrets`]); the same on every instance |
+//!
+//! Unset, each process draws a random token secret at start-up: fine for the in-memory
+//! store (which is gone after a restart anyway), but with PostgreSQL a replay or a retry of
+//! `POST /v1/clients` / `/v1/professionals` served after a restart or by another instance
+//! answers 409 `api_token_unrecoverable`; the server warns at start-up. Rotating the secret
+//! has the same effect on creates made before the rotation whose idempotency keys are still
+//! live (24 h by default); tokens already handed out keep working, since only their hashes
+//! are checked.
+//!
+//! Two tune the PostgreSQL pool (they are ignored with the in-memory store):
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -26,6 +39,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// The admin bearer token (`BOOKING_ADMIN_TOKEN`); `None`: generate one at start-up.
     pub admin_token: Option<String>,
+    /// The key API tokens are derived with (`BOOKING_TOKEN_SECRET`, at least 32
+    /// characters); `None`: a random one per process (see the module docs).
+    pub token_secret: Option<String>,
     /// How long a `pending_payment` hold blocks its slot (`BOOKING_HOLD_TTL_SECONDS`,
     /// default 900). Only used once payments are configured.
     pub hold_ttl: Duration,
@@ -55,6 +71,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
             .field("hold_ttl", &self.hold_ttl)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("stripe_configured", &self.stripe_configured)
@@ -73,6 +90,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".to_owned(),
             database_url: None,
             admin_token: None,
+            token_secret: None,
             hold_ttl: Duration::from_secs(900),
             idempotency_ttl: Duration::from_secs(86_400),
             stripe_configured: false,
@@ -118,6 +136,16 @@ impl Config {
                 ));
             }
             c.admin_token = Some(t);
+        }
+        if let Some(t) = get("BOOKING_TOKEN_SECRET") {
+            if t.chars().count() < 32 {
+                return Err(ConfigError(
+                    "BOOKING_TOKEN_SECRET must be at least 32 characters \
+                     (e.g. `openssl rand -base64 32`)"
+                        .into(),
+                ));
+            }
+            c.token_secret = Some(t);
         }
         if let Some(v) = get("BOOKING_HOLD_TTL_SECONDS") {
             c.hold_ttl = seconds("BOOKING_HOLD_TTL_SECONDS", &v, 86_400)?;
@@ -181,6 +209,7 @@ mod tests {
         let c = from(&[
             ("BOOKING_LISTEN", "0.0.0.0:9000"),
             ("BOOKING_ADMIN_TOKEN", "0123456789abcdef"),
+            ("BOOKING_TOKEN_SECRET", "token-secret-0123456789abcdefghij"),
             ("BOOKING_HOLD_TTL_SECONDS", "60"),
             ("BOOKING_IDEMPOTENCY_TTL_SECONDS", "3600"),
             ("DATABASE_URL", "postgres://u:secret@h/db"),
@@ -193,8 +222,13 @@ mod tests {
         assert_eq!(c.db_statement_timeout, Some(Duration::from_millis(250)));
         assert_eq!(c.hold_ttl, Duration::from_secs(60));
         assert_eq!(c.idempotency_ttl, Duration::from_secs(3600));
-        assert!(!format!("{c:?}").contains("secret"));
+        // The password of the URL (`secret` alone is in the field name `token_secret`).
+        assert!(!format!("{c:?}").contains("u:secret"));
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        assert_eq!(
+            c.token_secret.as_deref(),
+            Some("token-secret-0123456789abcdefghij")
+        );
         let off = from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "0")]).unwrap();
         assert_eq!(off.db_statement_timeout, None);
     }
@@ -205,6 +239,7 @@ mod tests {
         assert!(from(&[("BOOKING_HOLD_TTL_SECONDS", "0")]).is_err());
         assert!(from(&[("BOOKING_IDEMPOTENCY_TTL_SECONDS", "abc")]).is_err());
         assert!(from(&[("BOOKING_ADMIN_TOKEN", "short")]).is_err());
+        assert!(from(&[("BOOKING_TOKEN_SECRET", "too-short-for-a-key")]).is_err());
         assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "0")]).is_err());
         assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "many")]).is_err());
         assert!(from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "-5")]).is_err());

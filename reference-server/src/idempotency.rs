@@ -6,7 +6,8 @@
 //! request runs to completion in its own task (a client that disconnects does not leave
 //! the key locked); a final answer (2xx, and 4xx other than 401, 408 and 429) is stored and
 //! replayed byte for byte with `Idempotent-Replayed: true`, anything else (5xx) is
-//! abandoned so that a retry runs again.
+//! abandoned so that a retry runs again. API tokens in a response are kept out of the
+//! stored copy and derived again on replay ([`crate::secrets`]).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -154,9 +155,16 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         Err(e) => return Problem::from(e).into_response(),
     };
     match decision {
-        Decision::Replay(stored) => {
+        Decision::Replay {
+            response,
+            first_seen,
+        } => {
             metrics::counter!("idempotency_replays_total").increment(1);
-            replay(stored)
+            let reference = request_ref(&scope, &key, &fingerprint, first_seen);
+            match crate::secrets::restore(&state, &reference, response).await {
+                Ok(stored) => replay(stored),
+                Err(problem) => problem.into_response(),
+            }
         }
         Decision::InFlight { retry_after } => {
             metrics::counter!("idempotency_in_flight_total").increment(1);
@@ -234,7 +242,7 @@ async fn run_and_record(
             return Problem::internal(&format!("response body failed: {e}")).into_response();
         }
     };
-    let stored = stored_response(parts.status, &parts.headers, bytes.to_vec());
+    let stored = stored_response(parts.status, &parts.headers, crate::secrets::redact(&bytes));
     match engine
         .complete_request(&ctx.scope, &ctx.key, lease, &stored)
         .await

@@ -27,6 +27,7 @@ pub mod model;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod secrets;
 pub mod workers;
 
 use std::fmt;
@@ -65,6 +66,7 @@ struct Inner {
     engine: Engine,
     admin_token_hash: TokenHash,
     principals: auth::PrincipalCache,
+    token_secret: secrets::TokenSecret,
     metrics: PrometheusHandle,
     openapi_json: Bytes,
 }
@@ -94,6 +96,7 @@ impl AppState {
                 engine: BookingEngine::new(store, SystemClock, engine_config),
                 admin_token_hash: TokenHash::of(admin_token),
                 principals: auth::PrincipalCache::default(),
+                token_secret: secrets::TokenSecret::from_setting(config.token_secret.as_deref()),
                 metrics: metrics::handle(),
                 openapi_json: Bytes::from(openapi::json()),
             }),
@@ -113,6 +116,11 @@ impl AppState {
     /// The cache of authenticated principals.
     pub fn principals(&self) -> &auth::PrincipalCache {
         &self.inner.principals
+    }
+
+    /// The key API tokens are derived with (see [`secrets`]).
+    pub fn token_secret(&self) -> &secrets::TokenSecret {
+        &self.inner.token_secret
     }
 
     /// The metrics handle.
@@ -262,6 +270,13 @@ impl Application {
                  unset it to run with bookings confirmed at once"
                     .into(),
             ));
+        }
+        if config.token_secret.is_none() && config.database_url.is_some() {
+            tracing::warn!(
+                "BOOKING_TOKEN_SECRET is not set: API tokens are derived with a random \
+                 per-process secret, so a replay or retry of a create served after a restart \
+                 (or by another instance) answers 409 api_token_unrecoverable"
+            );
         }
         let store = connect_store(&config).await?;
         let (admin_token, admin_token_generated) = match &config.admin_token {

@@ -153,6 +153,7 @@ fn title_of(code: &str) -> &'static str {
         "idempotency_key_missing" => "Idempotency key missing",
         "idempotency_key_reused" => "Idempotency key reused",
         "idempotency_request_in_flight" => "Request in flight",
+        "api_token_unrecoverable" => "API token unrecoverable",
         "payload_too_large" => "Payload too large",
         "method_not_allowed" => "Method not allowed",
         "request_timeout" => "Request timeout",

@@ -18,6 +18,7 @@ use crate::error::{Entity, Error};
 use crate::events::EventKind;
 use crate::idempotency::{Decision, Fingerprint, IdempotencyKey, Scope, StoredResponse};
 use crate::schedule::Schedule;
+use crate::store::Registered;
 use crate::store::{Cursor, Inserted, ProfessionalQuery, Store};
 
 mod requests;
@@ -685,10 +686,19 @@ async fn begin<S: Store + ?Sized>(fx: &Fixture<S>, scope: &Scope, k: &str, body:
         .expect("begin")
 }
 
+/// The response of a [`Decision::Replay`], if it is one.
+fn replayed(d: Decision) -> Option<StoredResponse> {
+    match d {
+        Decision::Replay { response, .. } => Some(response),
+        _ => None,
+    }
+}
+
 pub async fn idempotency_replays_the_stored_response<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;
     let scope = Scope::new(unique("client"));
-    let Decision::Started { lease, .. } = begin(&fx, &scope, "k1", "{\"a\":1}").await else {
+    let Decision::Started { lease, first_seen } = begin(&fx, &scope, "k1", "{\"a\":1}").await
+    else {
         panic!("first begin starts");
     };
     let resp = response(409, "{\"code\":\"slot_unavailable\"}");
@@ -699,9 +709,13 @@ pub async fn idempotency_replays_the_stored_response<S: Store + ?Sized>(store: A
             .expect("complete")
     );
     for _ in 0..3 {
+        fx.clock.advance(Duration::seconds(1));
         assert_eq!(
             begin(&fx, &scope, "k1", "{ \"a\": 1 }").await,
-            Decision::Replay(resp.clone())
+            Decision::Replay {
+                response: resp.clone(),
+                first_seen
+            }
         );
     }
     // The quoted form of a key is the same key.
@@ -711,7 +725,10 @@ pub async fn idempotency_replays_the_stored_response<S: Store + ?Sized>(store: A
             .begin_request(&scope, &quoted, fp("{\"a\":1}"))
             .await
             .expect("begin"),
-        Decision::Replay(resp)
+        Decision::Replay {
+            response: resp,
+            first_seen
+        }
     );
 }
 
@@ -776,8 +793,8 @@ pub async fn idempotency_in_flight_until_the_lease_runs_out<S: Store + ?Sized>(s
             .expect("complete")
     );
     assert_eq!(
-        begin(&fx, &scope, "k", "{}").await,
-        Decision::Replay(response(201, "ok"))
+        replayed(begin(&fx, &scope, "k", "{}").await),
+        Some(response(201, "ok"))
     );
 }
 
@@ -818,8 +835,8 @@ pub async fn idempotency_only_the_lease_owner_completes<S: Store + ?Sized>(store
             .expect("complete")
     );
     assert_eq!(
-        begin(&fx, &scope, "k", "{}").await,
-        Decision::Replay(response(200, "x"))
+        replayed(begin(&fx, &scope, "k", "{}").await),
+        Some(response(200, "x"))
     );
     // Unknown keys: nothing to complete.
     assert!(
@@ -1104,6 +1121,179 @@ pub async fn directory_roundtrip_and_tokens<S: Store + ?Sized>(store: Arc<S>) {
             .await,
         Err(Error::NotFound(Entity::Professional))
     );
+}
+
+fn subject_client() -> NewClient {
+    NewClient {
+        name: "Lin".into(),
+        email: "lin@example.com".into(),
+    }
+}
+
+fn subject_professional() -> NewProfessional {
+    NewProfessional {
+        name: "Ada".into(),
+        category: "physiotherapy".into(),
+        location: GeoPoint {
+            lat: 52.52,
+            lng: 13.405,
+        },
+        hourly_rate_cents: 8_000,
+        currency: "eur".into(),
+        timezone: "Europe/Berlin".into(),
+        is_active: None,
+    }
+}
+
+/// `DirectoryStore::insert_professional` / `insert_client` with a `request_ref` already
+/// stored return `Registered::Existing` with the first subject and store nothing new.
+pub async fn retry_of_a_created_subject_returns_it<S: Store + ?Sized>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    let (pro_ref, client_ref) = (unique("request"), unique("request"));
+    let first_token = unique("tok");
+    let Registered::Created(pro) = fx
+        .engine
+        .register_professional(
+            &subject_professional(),
+            TokenHash::of(&first_token),
+            Some(&pro_ref),
+        )
+        .await
+        .expect("first attempt")
+    else {
+        panic!("the first attempt creates");
+    };
+    // A retry, later, even with another token hash: the first professional, nothing new.
+    fx.clock.advance(Duration::minutes(1));
+    let retry_token = unique("tok");
+    let again = fx
+        .engine
+        .register_professional(
+            &subject_professional(),
+            TokenHash::of(&retry_token),
+            Some(&pro_ref),
+        )
+        .await
+        .expect("retry");
+    assert_eq!(again, Registered::Existing(pro.clone()));
+    assert_eq!(
+        fx.engine.authenticate(&retry_token).await.expect("auth"),
+        None
+    );
+    // The usual retry carries the same token (derived from the request): same answer.
+    let same = fx
+        .engine
+        .register_professional(
+            &subject_professional(),
+            TokenHash::of(&first_token),
+            Some(&pro_ref),
+        )
+        .await
+        .expect("retry with the same token");
+    assert_eq!(same, Registered::Existing(pro.clone()));
+    assert_eq!(
+        fx.engine.authenticate(&first_token).await.expect("auth"),
+        Some(Principal::Professional(pro.id))
+    );
+    // Store level too, with a new id: the existing one is returned, the new id not stored.
+    let mut dup = pro.clone();
+    dup.id = crate::domain::ProfessionalId::new_at(at(2));
+    let r = fx
+        .engine
+        .store()
+        .insert_professional(&dup, TokenHash::of(&unique("tok")), Some(&pro_ref))
+        .await
+        .expect("store retry");
+    assert_eq!(r, Registered::Existing(pro.clone()));
+    assert_eq!(fx.engine.store().get_professional(dup.id).await, Ok(None));
+    // Clients alike.
+    let client_token = unique("tok");
+    let Registered::Created(client) = fx
+        .engine
+        .register_client(
+            &subject_client(),
+            TokenHash::of(&client_token),
+            Some(&client_ref),
+        )
+        .await
+        .expect("client")
+    else {
+        panic!("the first attempt creates");
+    };
+    let mut dup = client.clone();
+    dup.id = crate::domain::ClientId::new_at(at(2));
+    let r = fx
+        .engine
+        .store()
+        .insert_client(&dup, TokenHash::of(&unique("tok")), Some(&client_ref))
+        .await
+        .expect("store retry");
+    assert_eq!(r, Registered::Existing(client.clone()));
+    assert_eq!(fx.engine.store().get_client(dup.id).await, Ok(None));
+    // A reference belongs to one subject: a client cannot take a professional's.
+    let other_token = unique("tok");
+    let r = fx
+        .engine
+        .register_client(
+            &subject_client(),
+            TokenHash::of(&other_token),
+            Some(&pro_ref),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::AlreadyExists(_))), "{r:?}");
+    assert_eq!(
+        fx.engine.authenticate(&other_token).await.expect("auth"),
+        None
+    );
+    // Another reference, or none, is another subject.
+    for request_ref in [Some(unique("request")), None, None] {
+        let r = fx
+            .engine
+            .register_client(
+                &subject_client(),
+                TokenHash::of(&unique("tok")),
+                request_ref.as_deref(),
+            )
+            .await
+            .expect("another client");
+        let Registered::Created(c) = r else {
+            panic!("a new request creates");
+        };
+        assert_ne!(c.id, client.id);
+    }
+}
+
+/// Concurrent `insert_client` calls with one `request_ref`: exactly one stores a client,
+/// every other returns that client as `Registered::Existing`.
+pub async fn race_one_request_ref_one_subject<S: Store + ?Sized + 'static>(store: Arc<S>) {
+    let fx = Arc::new(Fixture::new(store).await);
+    let request_ref = unique("request");
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let fx = Arc::clone(&fx);
+        let request_ref = request_ref.clone();
+        tasks.push(tokio::spawn(async move {
+            fx.engine
+                .register_client(
+                    &subject_client(),
+                    TokenHash::of(&unique("tok")),
+                    Some(&request_ref),
+                )
+                .await
+                .expect("register")
+        }));
+    }
+    let mut created = Vec::new();
+    let mut ids = HashSet::new();
+    for t in tasks {
+        let r = t.await.expect("task");
+        ids.insert(r.get().id);
+        if let Registered::Created(c) = r {
+            created.push(c);
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one attempt creates");
+    assert_eq!(ids.len(), 1, "every attempt answers with that client");
 }
 
 pub async fn search_filters_and_paginates<S: Store + ?Sized>(store: Arc<S>) {

@@ -105,6 +105,8 @@ macro_rules! conformance_suite {
             outbox_records_each_change_once,
             failed_operations_record_no_event,
             directory_roundtrip_and_tokens,
+            retry_of_a_created_subject_returns_it,
+            race_one_request_ref_one_subject,
             search_filters_and_paginates,
             schedule_roundtrip,
             booking_outside_availability_is_refused,

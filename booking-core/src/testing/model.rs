@@ -518,7 +518,7 @@ impl<S: Store + ?Sized> System<S> {
                 match (decision, want) {
                     (Decision::Mismatch, IdemExpect::Mismatch) => {}
                     (Decision::InFlight { .. }, IdemExpect::InFlight) => {}
-                    (Decision::Replay(resp), IdemExpect::Replay(outcome)) => {
+                    (Decision::Replay { response: resp, .. }, IdemExpect::Replay(outcome)) => {
                         let want_body = match outcome {
                             Ok(i) => self.ids[*i].to_string(),
                             Err(()) => "refused".to_owned(),

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use booking_core::auth::{Principal, TokenHash};
 use booking_core::domain::{Client, ClientId, Professional, ProfessionalId, ProfessionalPatch};
 use booking_core::store::{
-    Cursor, DirectoryStore, Page, ProfessionalQuery, ScheduleStore, check_limit,
+    Cursor, DirectoryStore, Page, ProfessionalQuery, Registered, ScheduleStore, check_limit,
 };
 use booking_core::{Entity, Error, Result, Schedule};
 use chrono::{DateTime, Utc};
@@ -33,21 +33,44 @@ pub(crate) const SELECT_PRINCIPAL: &str =
 /// `get_schedule`: `$1` the professional's id.
 pub(crate) const SELECT_SCHEDULE: &str = "SELECT body FROM schedules WHERE professional_id = $1";
 
+/// `insert_token`: `$1` token hash, `$2` kind, `$3` id, `$4` the request reference or
+/// `NULL`. Does nothing when a token row already carries the reference; a row of another
+/// attempt of the same request that is not committed yet is waited for.
+pub(crate) const INSERT_TOKEN: &str = "INSERT INTO api_tokens \
+         (token_hash, principal_kind, principal_id, request_ref) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (request_ref) WHERE request_ref IS NOT NULL DO NOTHING";
+
+/// The subject stored by a request reference: `$1` the reference.
+pub(crate) const SELECT_BY_REQUEST: &str =
+    "SELECT principal_kind, principal_id FROM api_tokens WHERE request_ref = $1";
+
+/// Stores the token row of a new subject, first in its transaction. Returns the subject
+/// that an earlier attempt of the same request stored instead, if there is one (and then
+/// writes nothing).
 async fn insert_token(
     conn: &mut PgConnection,
     token: TokenHash,
     principal: Principal,
-) -> Result<(), PgError> {
+    request_ref: Option<&str>,
+) -> Result<Option<Principal>, PgError> {
     let (kind, id) = principal_kind(&principal);
-    sqlx::query(
-        "INSERT INTO api_tokens (token_hash, principal_kind, principal_id) VALUES ($1, $2, $3)",
-    )
-    .bind(token.0.as_slice())
-    .bind(kind)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let done = sqlx::query(INSERT_TOKEN)
+        .bind(token.0.as_slice())
+        .bind(kind)
+        .bind(id)
+        .bind(request_ref)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 1 {
+        return Ok(None);
+    }
+    // Only the request reference can make the insert do nothing.
+    let row = sqlx::query(SELECT_BY_REQUEST)
+        .bind(request_ref)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| PgError::corrupt("a request reference conflicted but is not stored"))?;
+    rows::principal(&row).map(Some)
 }
 
 /// A token hash that is already taken is reported as the entity being created.
@@ -102,18 +125,55 @@ impl PgStore {
         &self,
         p: &Professional,
         token: TokenHash,
-    ) -> Result<(), PgError> {
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Professional>, PgError> {
         let mut tx = self.pool.begin().await?;
-        write_professional(&mut tx, p, true).await?;
-        insert_token(&mut tx, token, Principal::Professional(p.id))
+        let earlier = insert_token(&mut tx, token, Principal::Professional(p.id), request_ref)
             .await
             .map_err(|e| token_taken_as(e, Entity::Professional))?;
+        match earlier {
+            None => {}
+            Some(Principal::Professional(id)) => {
+                let row = sqlx::query(SELECT_PROFESSIONAL)
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| PgError::corrupt("a token row names a missing professional"))?;
+                return Ok(Registered::Existing(rows::professional(&row)?));
+            }
+            Some(Principal::Client(_)) => {
+                return Err(PgError::Domain(Error::AlreadyExists(Entity::Professional)));
+            }
+        }
+        let stored = write_professional(&mut tx, p, true).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Registered::Created(stored))
     }
 
-    async fn insert_client_tx(&self, c: &Client, token: TokenHash) -> Result<(), PgError> {
+    async fn insert_client_tx(
+        &self,
+        c: &Client,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Client>, PgError> {
         let mut tx = self.pool.begin().await?;
+        let earlier = insert_token(&mut tx, token, Principal::Client(c.id), request_ref)
+            .await
+            .map_err(|e| token_taken_as(e, Entity::Client))?;
+        match earlier {
+            None => {}
+            Some(Principal::Client(id)) => {
+                let row = sqlx::query(SELECT_CLIENT)
+                    .bind(id.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| PgError::corrupt("a token row names a missing client"))?;
+                return Ok(Registered::Existing(rows::client(&row)?));
+            }
+            Some(Principal::Professional(_)) => {
+                return Err(PgError::Domain(Error::AlreadyExists(Entity::Client)));
+            }
+        }
         sqlx::query("INSERT INTO clients (id, name, email, created_at) VALUES ($1, $2, $3, $4)")
             .bind(c.id.as_uuid())
             .bind(&c.name)
@@ -121,11 +181,8 @@ impl PgStore {
             .bind(c.created_at)
             .execute(&mut *tx)
             .await?;
-        insert_token(&mut tx, token, Principal::Client(c.id))
-            .await
-            .map_err(|e| token_taken_as(e, Entity::Client))?;
         tx.commit().await?;
-        Ok(())
+        Ok(Registered::Created(c.clone()))
     }
 
     async fn update_professional_tx(
@@ -196,8 +253,12 @@ impl DirectoryStore for PgStore {
         &self,
         professional: &Professional,
         token: TokenHash,
-    ) -> Result<()> {
-        retrying!(self.retry, self.insert_professional_tx(professional, token))
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Professional>> {
+        retrying!(
+            self.retry,
+            self.insert_professional_tx(professional, token, request_ref)
+        )
     }
 
     async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>> {
@@ -225,8 +286,16 @@ impl DirectoryStore for PgStore {
         retrying!(self.retry, self.search_once(query))
     }
 
-    async fn insert_client(&self, client: &Client, token: TokenHash) -> Result<()> {
-        retrying!(self.retry, self.insert_client_tx(client, token))
+    async fn insert_client(
+        &self,
+        client: &Client,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Client>> {
+        retrying!(
+            self.retry,
+            self.insert_client_tx(client, token, request_ref)
+        )
     }
 
     async fn get_client(&self, id: ClientId) -> Result<Option<Client>> {

@@ -1,14 +1,17 @@
 //! `POST /v1/clients`.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use booking_core::{NewClient, TokenHash};
+use booking_core::store::Registered;
+use booking_core::{NewClient, Principal, TokenHash};
 
-use super::{json, new_token, require_admin};
+use super::{json, require_admin};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::extract::JsonBody;
+use crate::idempotency::IdempotentRequest;
 use crate::model::{CreatedClient, NewClientDoc};
 use crate::problem::Problem;
 
@@ -25,16 +28,23 @@ use crate::problem::Problem;
 pub async fn create_client(
     State(state): State<AppState>,
     Caller(actor): Caller,
+    Extension(request): Extension<IdempotentRequest>,
     JsonBody(input): JsonBody<NewClient>,
 ) -> Result<Response, Problem> {
     require_admin(actor)?;
-    let token = new_token()?;
+    // Derived from the request, so a retry or a replay yields the same token (see
+    // `crate::secrets`).
+    let request_ref = request.request_ref();
+    let token = state.token_secret().api_token(&request_ref)?;
     let client = state
         .engine()
-        .create_client(&input, TokenHash::of(&token))
+        .register_client(&input, TokenHash::of(&token), Some(&request_ref))
         .await?;
+    if let Registered::Existing(c) = &client {
+        crate::secrets::ensure_owner(&state, &token, Principal::Client(c.id)).await?;
+    }
     Ok(json(
         StatusCode::CREATED,
-        &CreatedClient::new(&client, token),
+        &CreatedClient::new(client.get(), token),
     ))
 }

@@ -1,21 +1,24 @@
 //! Professionals: create, read, update, search; schedules; availability.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use booking_core::schedule::ScheduleInput;
 use booking_core::store::ProfessionalQuery;
+use booking_core::store::Registered;
 use booking_core::{
-    Category, NewProfessional, ProfessionalId, ProfessionalPatch, TimeRange, TokenHash,
+    Category, NewProfessional, Principal, ProfessionalId, ProfessionalPatch, TimeRange, TokenHash,
 };
 use chrono::Duration;
 use utoipa::IntoParams;
 
-use super::{json, new_token, require_admin};
+use super::{json, require_admin};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor::{self, QueryDigest};
 use crate::extract::{DeferredJson, IdPath, JsonBody, QueryParams};
+use crate::idempotency::IdempotentRequest;
 use crate::model::{
     Availability, CreatedProfessional, NewProfessionalDoc, ProfessionalList, ProfessionalPatchDoc,
     ProfessionalView, ScheduleDoc, ScheduleInputDoc, SlotView,
@@ -35,18 +38,26 @@ use crate::problem::Problem;
 pub async fn create_professional(
     State(state): State<AppState>,
     Caller(actor): Caller,
+    Extension(request): Extension<IdempotentRequest>,
     JsonBody(input): JsonBody<NewProfessional>,
 ) -> Result<Response, Problem> {
     require_admin(actor)?;
-    let token = new_token()?;
+    // Derived from the request, so a retry or a replay yields the same token (see
+    // `crate::secrets`).
+    let request_ref = request.request_ref();
+    let token = state.token_secret().api_token(&request_ref)?;
     let p = state
         .engine()
-        .create_professional(&input, TokenHash::of(&token))
+        .register_professional(&input, TokenHash::of(&token), Some(&request_ref))
         .await?;
+    if let Registered::Existing(existing) = &p {
+        let owner = Principal::Professional(existing.id);
+        crate::secrets::ensure_owner(&state, &token, owner).await?;
+    }
     Ok(json(
         StatusCode::CREATED,
         &CreatedProfessional {
-            professional: ProfessionalView::from(&p),
+            professional: ProfessionalView::from(p.get()),
             api_token: token,
         },
     ))
