@@ -7,6 +7,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
 use booking_core::FieldError;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -113,6 +115,13 @@ impl<T: From<uuid::Uuid> + Send, S: Send + Sync> FromRequestParts<S> for IdPath<
             .map(|u| IdPath(T::from(u)))
             .map_err(|_| Problem::not_found("no such resource"))
     }
+}
+
+/// Middleware for routes whose `{id}` must be a UUID: any other id is a 404 before an
+/// inner layer (the idempotency layer, which would first ask for an `Idempotency-Key`)
+/// looks at the request, as API.md orders it.
+pub async fn require_uuid_id(_id: IdPath<uuid::Uuid>, req: Request, next: Next) -> Response {
+    next.run(req).await
 }
 
 /// Query-string parameters, parsed by hand so that each bad value is reported as a field
