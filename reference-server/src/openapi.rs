@@ -312,3 +312,112 @@ pub fn json() -> Vec<u8> {
     add_links(&mut doc);
     serde_json::to_vec(&doc).unwrap_or_else(|_| b"{}".to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn doc() -> Value {
+        serde_json::from_slice(&super::json()).unwrap()
+    }
+
+    fn operations(doc: &Value) -> impl Iterator<Item = (&String, &String, &Value)> {
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(move |(method, op)| (path, method, op))
+            })
+    }
+
+    #[test]
+    fn links_name_existing_operations_and_their_id_parameter() {
+        let doc = doc();
+        let ids: Vec<&str> = operations(&doc)
+            .filter_map(|(_, _, op)| op["operationId"].as_str())
+            .collect();
+        let mut count = 0;
+        for (path, method, op) in operations(&doc) {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    let target = link["operationId"].as_str().unwrap_or_default();
+                    assert!(ids.contains(&target), "{method} {path} {status} {name}");
+                    assert!(link["parameters"]["id"].is_string(), "{name}");
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(count, super::LINKS.len());
+    }
+
+    #[test]
+    fn request_bodies_refuse_unknown_fields() {
+        let doc = doc();
+        let mut seen = 0;
+        for (path, method, op) in operations(&doc) {
+            let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") else {
+                continue;
+            };
+            let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            let component = &doc["components"]["schemas"][name];
+            assert_eq!(
+                component["additionalProperties"],
+                Value::Bool(false),
+                "{method} {path}: {name}"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 6);
+        for nested in [
+            "LocationInput",
+            "WeeklyInterval",
+            "DateOverride",
+            "LocalInterval",
+        ] {
+            assert_eq!(
+                doc["components"]["schemas"][nested]["additionalProperties"],
+                Value::Bool(false),
+                "{nested}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_idempotency_key_header_has_the_key_syntax() {
+        let doc = doc();
+        let mut seen = 0;
+        for (path, _, op) in operations(&doc) {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["name"] == super::IDEMPOTENCY_KEY_HEADER {
+                    assert_eq!(
+                        p["schema"]["pattern"],
+                        super::IDEMPOTENCY_KEY_PATTERN,
+                        "{path}"
+                    );
+                    assert_eq!(p["required"], true, "{path}");
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, 5);
+    }
+
+    #[test]
+    fn the_time_zone_enum_is_what_the_server_parses() {
+        let doc = doc();
+        let names = doc["components"]["schemas"][crate::model::TIME_ZONE_SCHEMA]["enum"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(names.len(), chrono_tz::TZ_VARIANTS.len());
+        for name in &names {
+            let name = name.as_str().unwrap();
+            assert!(booking_core::domain::parse_timezone(name).is_ok(), "{name}");
+        }
+        assert!(names.contains(&Value::from("Europe/Berlin")));
+    }
+}
