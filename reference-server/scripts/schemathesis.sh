@@ -10,9 +10,8 @@
 #
 # Configuration: scripts/schemathesis.toml (committed; the few documented refusals that no
 # schema can state). This script appends run-specific dictionaries to a copy of it: the
-# professional's id and bookable slots, so that some generated bookings hit a real
-# professional at an offered time and the stateful phase gets past 404 and 422 to the
-# links of a created booking (get, cancel, reschedule).
+# professional's id, bookable slots and an availability window, so that some generated
+# requests hit a real professional at an offered time instead of a 404 or a 422.
 #
 # Environment: MAX_EXAMPLES (default 20) bounds the examples per operation and phase;
 # SCHEMATHESIS_VERSION (default 4.32.5) pins the tool.
@@ -66,8 +65,8 @@ curl -fsS -X PUT "$base/v1/professionals/$pro_id/schedule" -H "Authorization: Be
     -d '{"timezone":"Europe/Berlin","weekly":[{"weekday":"mon","start":"09:00","end":"17:00"},{"weekday":"wed","start":"09:00","end":"17:00"}]}' >/dev/null
 
 # Offered one-hour slots of the professional in the next ten days (two working days).
-window="$(python3 -c 'import datetime as d; n = d.datetime.now(d.timezone.utc).replace(second=0, microsecond=0); f = "%Y-%m-%dT%H:%M:%SZ"; print(f"from={n.strftime(f)}&to={(n + d.timedelta(days=10)).strftime(f)}")')"
-slots="$(curl -fsS "$base/v1/professionals/$pro_id/availability?$window&duration_minutes=60" \
+read -r from to < <(python3 -c 'import datetime as d; n = d.datetime.now(d.timezone.utc).replace(second=0, microsecond=0); f = "%Y-%m-%dT%H:%M:%SZ"; print(n.strftime(f), (n + d.timedelta(days=10)).strftime(f))')
+slots="$(curl -fsS "$base/v1/professionals/$pro_id/availability?from=$from&to=$to&duration_minutes=60" \
     -H "Authorization: Bearer $client_token")"
 config="$target/schemathesis.toml"
 {
@@ -86,11 +85,17 @@ print("[dictionaries.start]")
 print("values = %s" % json.dumps([s["start"] for s in slots]))
 print("[dictionaries.end]")
 print("values = %s" % json.dumps([s["end"] for s in slots]))
+print("[dictionaries.from]")
+print("values = %s" % json.dumps([sys.argv[2]]))
+print("[dictionaries.to]")
+print("values = %s" % json.dumps([sys.argv[3]]))
 print("[parameters]")
+print("\"query.from\" = { dictionary = \"from\", probability = 0.7 }")
+print("\"query.to\" = { dictionary = \"to\", probability = 0.7 }")
 print("\"body.professional_id\" = { dictionary = \"professional\", probability = 0.7 }")
 print("\"body.start\" = { dictionary = \"start\", probability = 0.7 }")
 print("\"body.end\" = { dictionary = \"end\", probability = 0.7 }")
-' "$pro_id"
+' "$pro_id" "$from" "$to"
 } >"$config"
 
 status=0

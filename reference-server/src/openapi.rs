@@ -194,71 +194,16 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 /// resource's id to the operations on it: `(path, method, status, link name, target
 /// operation id, where the target's `id` comes from)`. A new professional has no schedule
 /// yet, so its schedule and availability are linked from the schedule's `PUT`.
+#[rustfmt::skip]
 const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
-    (
-        "/v1/professionals",
-        "post",
-        "201",
-        "GetProfessional",
-        "get_professional",
-        BODY_ID,
-    ),
-    (
-        "/v1/professionals",
-        "post",
-        "201",
-        "UpdateProfessional",
-        "update_professional",
-        BODY_ID,
-    ),
-    (
-        "/v1/professionals",
-        "post",
-        "201",
-        "PutSchedule",
-        "put_schedule",
-        BODY_ID,
-    ),
-    (
-        "/v1/professionals/{id}/schedule",
-        "put",
-        "200",
-        "GetSchedule",
-        "get_schedule",
-        PATH_ID,
-    ),
-    (
-        "/v1/professionals/{id}/schedule",
-        "put",
-        "200",
-        "GetAvailability",
-        "availability",
-        PATH_ID,
-    ),
-    (
-        "/v1/bookings",
-        "post",
-        "201",
-        "GetBooking",
-        "get_booking",
-        BODY_ID,
-    ),
-    (
-        "/v1/bookings",
-        "post",
-        "201",
-        "CancelBooking",
-        "cancel_booking",
-        BODY_ID,
-    ),
-    (
-        "/v1/bookings",
-        "post",
-        "201",
-        "RescheduleBooking",
-        "reschedule_booking",
-        BODY_ID,
-    ),
+    ("/v1/professionals", "post", "201", "GetProfessional", "get_professional", BODY_ID),
+    ("/v1/professionals", "post", "201", "UpdateProfessional", "update_professional", BODY_ID),
+    ("/v1/professionals", "post", "201", "PutSchedule", "put_schedule", BODY_ID),
+    ("/v1/professionals/{id}/schedule", "put", "200", "GetSchedule", "get_schedule", PATH_ID),
+    ("/v1/professionals/{id}/schedule", "put", "200", "GetAvailability", "availability", PATH_ID),
+    ("/v1/bookings", "post", "201", "GetBooking", "get_booking", BODY_ID),
+    ("/v1/bookings", "post", "201", "CancelBooking", "cancel_booking", BODY_ID),
+    ("/v1/bookings", "post", "201", "RescheduleBooking", "reschedule_booking", BODY_ID),
 ];
 
 /// The `id` of the response body.
@@ -266,11 +211,32 @@ const BODY_ID: &str = "$response.body#/id";
 /// The `id` path parameter of the request.
 const PATH_ID: &str = "$request.path.id";
 
-/// Adds [`LINKS`] to the serialised document. (utoipa 5.5 serialises its `Link` with
+/// The links of [`LINKS`] as `(path, method, status, name, link object)`.
+fn links() -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    serde_json::Value,
+)> {
+    LINKS
+        .iter()
+        .map(|&(path, method, status, name, target, id)| {
+            let link = serde_json::json!({
+                "operationId": target,
+                "parameters": {"id": id},
+                "description": format!("`{id}` is the `id` of `{target}`."),
+            });
+            (path, method, status, name, link)
+        })
+        .collect()
+}
+
+/// Adds [`links`] to the serialised document. (utoipa 5.5 serialises its `Link` with
 /// snake_case field names, `operation_id` instead of `operationId`, so the links are
 /// written as JSON here.)
 fn add_links(doc: &mut serde_json::Value) {
-    for (path, method, status, name, target, id) in LINKS {
+    for (path, method, status, name, link) in links() {
         let Some(response) = doc
             .pointer_mut(&format!(
                 "/paths/{}/{method}/responses/{status}",
@@ -284,14 +250,7 @@ fn add_links(doc: &mut serde_json::Value) {
             .entry("links")
             .or_insert_with(|| serde_json::json!({}));
         if let Some(links) = links.as_object_mut() {
-            links.insert(
-                (*name).to_owned(),
-                serde_json::json!({
-                    "operationId": target,
-                    "parameters": {"id": id},
-                    "description": format!("`{id}` is the `id` of `{target}`."),
-                }),
-            );
+            links.insert(name.to_owned(), link);
         }
     }
 }
@@ -351,7 +310,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, super::LINKS.len());
+        assert_eq!(count, super::links().len());
     }
 
     #[test]
