@@ -7,6 +7,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
 use booking_core::FieldError;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -92,9 +94,117 @@ impl<S: Send + Sync> FromRequest<S> for DeferredJson {
 
 /// Deserialises a JSON document; any error is 400 `malformed_request` with serde's
 /// description (position and field name, never internals).
+///
+/// JSON has one kind of number, so `60.0` and `6e1` are the integer 60 (JSON Schema, and
+/// so the OpenAPI document, says the same of its `integer` fields). serde reads such a
+/// number only into a float field; a document that fails to deserialise is therefore
+/// tried once more with its whole numbers written as integers (see [`whole_numbers`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Problem::malformed(format!("the request body is not acceptable JSON: {e}")))
+    serde_json::from_slice(bytes).or_else(|e| {
+        whole_numbers(bytes)
+            .and_then(|rewritten| serde_json::from_slice(&rewritten).ok())
+            .ok_or_else(|| {
+                Problem::malformed(format!("the request body is not acceptable JSON: {e}"))
+            })
+    })
+}
+
+/// The JSON text with every number that has a fraction or an exponent but denotes a whole
+/// number (`60.0`, `6e1`, `-1.5E1`... but not `0.5` or `1e-1`) written as an integer; `None`
+/// if there is no such number. Strings are copied unchanged; the text is not otherwise
+/// checked (the parser that reads the result does that). The value is computed in decimal,
+/// never through a float, so `9007199254740993.0` stays exactly that integer.
+pub fn whole_numbers(json: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(json.len());
+    let mut changed = false;
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        if b == b'"' {
+            // Copy the string, escapes included, through its closing quote.
+            let mut j = i + 1;
+            while let Some(&c) = json.get(j) {
+                j += if c == b'\\' { 2 } else { 1 };
+                if c == b'"' {
+                    break;
+                }
+            }
+            let end = j.min(json.len());
+            out.extend_from_slice(&json[i..end]);
+            i = end;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let len = json[i..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
+                .count();
+            let token = &json[i..i + len];
+            match whole_number(token) {
+                Some(integer) => {
+                    out.extend_from_slice(integer.as_bytes());
+                    changed = true;
+                }
+                None => out.extend_from_slice(token),
+            }
+            i += len;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    changed.then_some(out)
+}
+
+/// The integer a JSON number token with a fraction or an exponent denotes, if it is whole
+/// (at most 20 significant digits: anything longer is past every integer field anyway).
+fn whole_number(token: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(token).ok()?;
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], unsigned[at + 1..].parse::<i32>().ok()?),
+        None => (unsigned, 0),
+    };
+    if mantissa.len() == unsigned.len() && !mantissa.contains('.') {
+        return None; // already an integer
+    }
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int_part.is_empty()
+        || !int_part.bytes().all(|c| c.is_ascii_digit())
+        || !frac_part.bytes().all(|c| c.is_ascii_digit())
+        || (mantissa.contains('.') && frac_part.is_empty())
+    {
+        return None;
+    }
+    // value = digits * 10^(exponent - frac_part.len())
+    let digits = format!("{int_part}{frac_part}");
+    let digits = digits.trim_start_matches('0');
+    let scale = exponent.checked_sub(i32::try_from(frac_part.len()).ok()?)?;
+    let integer = if digits.is_empty() {
+        "0".to_owned()
+    } else if scale >= 0 {
+        let zeros = usize::try_from(scale).ok()?;
+        if digits.len() + zeros > 20 {
+            return None;
+        }
+        format!("{digits}{}", "0".repeat(zeros))
+    } else {
+        let cut = usize::try_from(-scale).ok()?;
+        let keep = digits.len().checked_sub(cut)?;
+        if !digits[keep..].bytes().all(|c| c == b'0') || keep > 20 {
+            return None;
+        }
+        if keep == 0 {
+            "0".to_owned()
+        } else {
+            digits[..keep].to_owned()
+        }
+    };
+    Some(if negative && integer != "0" {
+        format!("-{integer}")
+    } else {
+        integer
+    })
 }
 
 /// A UUID path id; anything that does not parse is a 404 (as for an id that does not
@@ -113,6 +223,13 @@ impl<T: From<uuid::Uuid> + Send, S: Send + Sync> FromRequestParts<S> for IdPath<
             .map(|u| IdPath(T::from(u)))
             .map_err(|_| Problem::not_found("no such resource"))
     }
+}
+
+/// Middleware for routes whose `{id}` must be a UUID: any other id is a 404 before an
+/// inner layer (the idempotency layer, which would first ask for an `Idempotency-Key`)
+/// looks at the request, as API.md orders it.
+pub async fn require_uuid_id(_id: IdPath<uuid::Uuid>, req: Request, next: Next) -> Response {
+    next.run(req).await
 }
 
 /// Query-string parameters, parsed by hand so that each bad value is reported as a field
@@ -238,5 +355,51 @@ mod tests {
         let mut q = QueryParams::parse("limit=0");
         assert_eq!(q.limit(), 20);
         assert!(q.finish().is_err());
+    }
+
+    #[test]
+    fn whole_numbers_are_written_as_integers() {
+        let rewrite = |s: &str| whole_numbers(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            rewrite(r#"{"a": 60.0, "b": [6e1, -1.5E1, 0.0, -0.0, 1.20e1], "c": 7}"#).as_deref(),
+            Some(r#"{"a": 60, "b": [60, -15, 0, 0, 12], "c": 7}"#)
+        );
+        // Exact in decimal, not through a float.
+        assert_eq!(
+            rewrite("[9007199254740993.0, 9223372036854775807.000]").as_deref(),
+            Some("[9007199254740993, 9223372036854775807]")
+        );
+        // Fractions, integers already, numbers inside strings: nothing to do.
+        for unchanged in [
+            r#"{"a": 0.5, "b": 1e-1, "c": 7, "d": -3}"#,
+            r#"{"a": "60.0", "b\"1.0": "x\\", "c": 2.5}"#,
+            "1e400",
+            "123456789012345678901234.0",
+            "",
+        ] {
+            assert_eq!(rewrite(unchanged), None, "{unchanged}");
+        }
+    }
+
+    #[test]
+    fn parse_json_reads_whole_numbers_into_integer_fields() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            n: i64,
+            x: f64,
+        }
+        let ok: Body = parse_json(br#"{"n": 818.0, "x": 1.5}"#).unwrap();
+        assert_eq!(ok, Body { n: 818, x: 1.5 });
+        // A fraction is still not an integer; neither is anything past i64.
+        for bad in [
+            &br#"{"n": 818.5, "x": 1}"#[..],
+            br#"{"n": 9223372036854775808.0, "x": 1}"#,
+            br#"{"n": 1.0, "x": 1, "n": 2}"#,
+            br#"{"n": 1.0, "x": 1, "y": 2}"#,
+        ] {
+            let err = parse_json::<Body>(bad).unwrap_err();
+            assert_eq!(err.code, "malformed_request");
+        }
     }
 }

@@ -170,11 +170,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/v1/bookings/{id}", get(bookings::get_booking))
         .route(
             "/v1/bookings/{id}/cancel",
-            post(bookings::cancel_booking).route_layer(idem()),
+            post(bookings::cancel_booking)
+                .route_layer(idem())
+                .route_layer(from_fn(extract::require_uuid_id)),
         )
         .route(
             "/v1/bookings/{id}/reschedule",
-            post(bookings::reschedule_booking).route_layer(idem()),
+            post(bookings::reschedule_booking)
+                .route_layer(idem())
+                .route_layer(from_fn(extract::require_uuid_id)),
         )
         .route_layer(from_fn_with_state(state.clone(), auth::require_caller));
     let public = Router::new()

@@ -261,11 +261,12 @@ pub struct NewBookingBody {
     /// The professional to book.
     #[schema(value_type = Uuid)]
     pub professional_id: String,
-    /// Start, RFC 3339 (whole minutes).
-    #[schema(value_type = DateTime<Utc>)]
+    /// Start, RFC 3339, a whole minute (seconds `00`).
+    #[schema(value_type = DateTime<Utc>, pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:00(\.0+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")]
     pub start: String,
-    /// End, RFC 3339 (whole minutes), after `start`.
-    #[schema(value_type = DateTime<Utc>)]
+    /// End, RFC 3339, a whole minute, after `start`. The range must be a slot that
+    /// availability offers (else 422 `outside_availability`).
+    #[schema(value_type = DateTime<Utc>, pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:00(\.0+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")]
     pub end: String,
 }
 
@@ -273,82 +274,171 @@ pub struct NewBookingBody {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RescheduleBody {
-    /// New start, RFC 3339.
-    #[schema(value_type = DateTime<Utc>)]
+    /// New start, RFC 3339, a whole minute (seconds `00`).
+    #[schema(value_type = DateTime<Utc>, pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:00(\.0+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")]
     pub start: String,
-    /// New end, RFC 3339.
-    #[schema(value_type = DateTime<Utc>)]
+    /// New end, RFC 3339, a whole minute; `end - start` must be the booking's length.
+    #[schema(value_type = DateTime<Utc>, pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:00(\.0+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")]
     pub end: String,
 }
 
 // ---- documentation mirrors of the engine's input and schedule types --------------------
+//
+// The request schemas say exactly what the server accepts: every body rejects unknown
+// fields (`additionalProperties: false`), and each field carries the pattern, length or
+// range that the engine's validation applies (booking-core's `NewClient::validate`,
+// `NewProfessional::validate`, `Category::parse`, `Currency::parse`, `ScheduleInput::validate`).
+// Rules across fields (an interval's `start` before its `end`, intervals of one day that
+// must not overlap, unique override dates) cannot be said in JSON Schema; they are in the
+// descriptions and answered with 422 `validation_failed`.
 
 /// `POST /v1/clients` body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = NewClient)]
 #[allow(dead_code)]
 pub struct NewClientDoc {
-    /// Display name (1..=200 characters after trimming).
+    /// Display name: at least one character that is not white space, no control
+    /// characters, at most 200 characters (surrounding white space is trimmed).
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 200
+    )]
     pub name: String,
-    /// E-mail address.
-    #[schema(example = "lin@example.com")]
+    /// E-mail address: one `@` with something on both sides, no white space or control
+    /// characters, at most 254 bytes of UTF-8 (surrounding white space is trimmed).
+    #[schema(schema_with = email_schema)]
     pub email: String,
+}
+
+/// The e-mail schema: the byte limit of the engine is exact for ASCII addresses and safe
+/// (63 characters of at most 4 bytes each) for any other.
+fn email_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    let ascii = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^\s*[!-?A-~]+@[!-?A-~]+\s*$"))
+        .max_length(Some(254));
+    let any = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(
+            r"^\s*[^\s\x00-\x1f\x7f-\x9f@]+@[^\s\x00-\x1f\x7f-\x9f@]+\s*$",
+        ))
+        .max_length(Some(63));
+    utoipa::openapi::Schema::AnyOf(
+        AnyOfBuilder::new()
+            .item(ascii)
+            .item(any)
+            .description(Some("E-mail address"))
+            .examples(Some(serde_json::json!("lin@example.com")))
+            .build(),
+    )
 }
 
 /// A point on Earth (input).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = LocationInput)]
 #[allow(dead_code)]
 pub struct LocationDoc {
     /// Latitude in degrees, `[-90, 90]`.
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
     /// Longitude in degrees, `[-180, 180]`.
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lng: f64,
 }
 
 /// `POST /v1/professionals` body.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = NewProfessional)]
 #[allow(dead_code)]
 pub struct NewProfessionalDoc {
-    /// Display name.
+    /// Display name: at least one character that is not white space, no control
+    /// characters, at most 200 characters (surrounding white space is trimmed).
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 200
+    )]
     pub name: String,
-    /// Lower-case slug (a-z, 0-9, -).
-    #[schema(example = "massage")]
+    /// Lower-case slug: 1 to 64 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
+    #[schema(example = "massage", pattern = r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")]
     pub category: String,
     /// Location.
     pub location: LocationDoc,
     /// Hourly rate in minor units, not negative.
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub hourly_rate_cents: i64,
-    /// ISO 4217 code.
-    #[schema(example = "eur")]
+    /// ISO 4217 code, three letters (stored in lower case).
+    #[schema(example = "eur", pattern = r"^[A-Za-z]{3}$")]
     pub currency: String,
-    /// IANA time zone.
-    #[schema(example = "Europe/Berlin")]
+    /// IANA time zone name.
+    #[schema(schema_with = timezone_schema)]
     pub timezone: String,
     /// Defaults to `true`.
     pub is_active: Option<bool>,
 }
 
-/// `PATCH /v1/professionals/{id}` body: any subset of the fields.
+/// `PATCH /v1/professionals/{id}` body: any subset of the fields (`null` = unchanged).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = ProfessionalPatch)]
 #[allow(dead_code)]
 pub struct ProfessionalPatchDoc {
-    /// New name.
+    /// New name (rules as on create).
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 200
+    )]
     pub name: Option<String>,
     /// New category slug.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")]
     pub category: Option<String>,
     /// New location.
     pub location: Option<LocationDoc>,
-    /// New hourly rate.
+    /// New hourly rate, not negative.
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub hourly_rate_cents: Option<i64>,
-    /// New currency.
+    /// New currency, three letters.
+    #[schema(pattern = r"^[A-Za-z]{3}$")]
     pub currency: Option<String>,
-    /// New time zone.
+    /// New IANA time zone name.
+    #[schema(schema_with = nullable_timezone_schema)]
     pub timezone: Option<String>,
     /// Activate or deactivate.
     pub is_active: Option<bool>,
+}
+
+/// The name of the component schema listing every IANA time zone name the server knows.
+pub const TIME_ZONE_SCHEMA: &str = "TimeZone";
+
+/// A reference to the [`TIME_ZONE_SCHEMA`] component.
+fn timezone_schema() -> utoipa::openapi::Ref {
+    utoipa::openapi::Ref::from_schema_name(TIME_ZONE_SCHEMA)
+}
+
+/// The time zone, or `null`.
+fn nullable_timezone_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    utoipa::openapi::Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .item(timezone_schema())
+            .build(),
+    )
+}
+
+/// The [`TIME_ZONE_SCHEMA`] component: exactly the names the server parses (the IANA
+/// database compiled into the server, links included), as an `enum`.
+pub fn time_zone_component() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("An IANA time zone name, e.g. `Europe/Berlin`"))
+        .enum_values(Some(chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())))
+        .examples([serde_json::json!("Europe/Berlin")])
+        .into()
 }
 
 /// Day of the week.
@@ -373,41 +463,57 @@ pub enum WeekdayDoc {
     Sun,
 }
 
-/// Weekly working hours.
+/// Weekly working hours; `start` before `end`, and the intervals of one weekday must not
+/// overlap (touching is fine).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = WeeklyInterval)]
 #[allow(dead_code)]
 pub struct WeeklyIntervalDoc {
     /// Day of the week.
     pub weekday: WeekdayDoc,
-    /// Local start `HH:MM`.
-    #[schema(example = "09:00")]
+    /// Local start `HH:MM`, `00:00` to `23:59`.
+    #[schema(example = "09:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: String,
-    /// Local end `HH:MM` (`24:00` allowed).
-    #[schema(example = "17:00")]
+    /// Local end `HH:MM`, `00:01` to `24:00`, after `start`.
+    #[schema(
+        example = "17:00",
+        pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+    )]
     pub end: String,
 }
 
-/// Working hours of one date.
+/// Working hours of one date; `start` before `end`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = LocalInterval)]
 #[allow(dead_code)]
 pub struct LocalIntervalDoc {
-    /// Local start `HH:MM`.
-    #[schema(example = "10:00")]
+    /// Local start `HH:MM`, `00:00` to `23:59`.
+    #[schema(example = "10:00", pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: String,
-    /// Local end `HH:MM` (`24:00` allowed).
-    #[schema(example = "12:00")]
+    /// Local end `HH:MM`, `00:01` to `24:00`, after `start`.
+    #[schema(
+        example = "12:00",
+        pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+    )]
     pub end: String,
 }
 
-/// Replaces one date's weekly rules; `intervals: []` is a day off.
+/// Replaces one date's weekly rules; `intervals: []` is a day off. The intervals must not
+/// overlap (touching is fine), and each date may be overridden once.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = DateOverride)]
 #[allow(dead_code)]
 pub struct DateOverrideDoc {
-    /// Local date.
-    #[schema(value_type = String, format = Date, example = "2027-03-10")]
+    /// Local date `YYYY-MM-DD`.
+    #[schema(
+        value_type = String,
+        format = Date,
+        example = "2027-03-10",
+        pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+    )]
     pub date: String,
     /// Working hours of that date.
     pub intervals: Vec<LocalIntervalDoc>,
@@ -419,7 +525,7 @@ pub struct DateOverrideDoc {
 #[allow(dead_code)]
 pub struct ScheduleDoc {
     /// IANA time zone of the wall-clock times.
-    #[schema(example = "Europe/Berlin")]
+    #[schema(schema_with = timezone_schema)]
     pub timezone: String,
     /// Weekly working hours.
     pub weekly: Vec<WeeklyIntervalDoc>,
@@ -445,32 +551,33 @@ pub struct ScheduleDoc {
 /// `PUT /v1/professionals/{id}/schedule` body; absent fields take their defaults (no
 /// hours, buffers and notice 0, `horizon_days` 60, `slot_step_minutes` 30).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = ScheduleInput)]
 #[allow(dead_code)]
 pub struct ScheduleInputDoc {
     /// IANA time zone of the wall-clock times.
-    #[schema(example = "Europe/Berlin")]
+    #[schema(schema_with = timezone_schema)]
     pub timezone: String,
-    /// Weekly working hours.
-    #[schema(nullable = false)]
+    /// Weekly working hours, at most 100 intervals.
+    #[schema(nullable = false, max_items = 100)]
     pub weekly: Option<Vec<WeeklyIntervalDoc>>,
-    /// Per-date replacements.
-    #[schema(nullable = false)]
+    /// Per-date replacements, at most 1000.
+    #[schema(nullable = false, max_items = 1000)]
     pub overrides: Option<Vec<DateOverrideDoc>>,
     /// Minutes blocked before each booking, `0..=1440`.
-    #[schema(nullable = false)]
+    #[schema(nullable = false, minimum = 0, maximum = 1440)]
     pub buffer_before_minutes: Option<i64>,
     /// Minutes blocked after each booking, `0..=1440`.
-    #[schema(nullable = false)]
+    #[schema(nullable = false, minimum = 0, maximum = 1440)]
     pub buffer_after_minutes: Option<i64>,
     /// Minimum notice in minutes, `0..=525600`.
-    #[schema(nullable = false)]
+    #[schema(nullable = false, minimum = 0, maximum = 525600)]
     pub min_notice_minutes: Option<i64>,
     /// Booking horizon in days, `1..=3660`.
-    #[schema(nullable = false)]
+    #[schema(nullable = false, minimum = 1, maximum = 3660)]
     pub horizon_days: Option<i64>,
     /// Slot grid step in minutes, `5..=1440`.
-    #[schema(nullable = false)]
+    #[schema(nullable = false, minimum = 5, maximum = 1440)]
     pub slot_step_minutes: Option<i64>,
 }
 

@@ -4,7 +4,8 @@
 //! types in [`crate::model`]; the error responses every operation can give are added from
 //! one table here, all pointing at the shared `Problem` response.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -39,7 +40,7 @@ use crate::routes::{bookings, clients, ops, professionals};
         ops::openapi,
     ),
     components(schemas(model::ProblemDoc, model::FieldErrorDoc)),
-    modifiers(&Security, &Problems),
+    modifiers(&Security, &Problems, &Inputs),
     tags(
         (name = "clients"), (name = "professionals"), (name = "schedules"),
         (name = "bookings"), (name = "operations")
@@ -140,12 +141,242 @@ impl Modify for Problems {
     }
 }
 
-/// The document as a value.
+/// The header every idempotent `POST` requires.
+const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters (`!` to `~`), or such a key in
+/// double quotes (`"abc"` means `abc`). Spelled out: any 1 to 255 visible characters but
+/// `""` (an empty quoted key), or a quoted key of 254 or 255 characters.
+const IDEMPOTENCY_KEY_PATTERN: &str =
+    r#"^([!-~]|[!#-~][!-~]{1,254}|"[!#-~]|"[!-~]{2,254}|"[!-~]{254,255}")$"#;
+
+/// Schemas the attributes cannot say: the time zone list, the `Idempotency-Key` header.
+struct Inputs;
+
+impl Modify for Inputs {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert(
+            model::TIME_ZONE_SCHEMA.to_owned(),
+            RefOr::T(model::time_zone_component()),
+        );
+        let key = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(257))
+            .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations(item) {
+                for p in op.parameters.iter_mut().flatten() {
+                    if p.parameter_in == ParameterIn::Header && p.name == IDEMPOTENCY_KEY_HEADER {
+                        p.schema = Some(RefOr::T(key.clone().into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// OpenAPI links, so that a client (and schemathesis' stateful phase) can follow a created
+/// resource's id to the operations on it: `(path, method, status, link name, target
+/// operation id, where the target's `id` comes from)`. A new professional has no schedule
+/// yet, so its schedule and availability are linked from the schedule's `PUT`.
+#[rustfmt::skip]
+const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
+    ("/v1/professionals", "post", "201", "GetProfessional", "get_professional", BODY_ID),
+    ("/v1/professionals", "post", "201", "UpdateProfessional", "update_professional", BODY_ID),
+    ("/v1/professionals", "post", "201", "PutSchedule", "put_schedule", BODY_ID),
+    ("/v1/professionals/{id}/schedule", "put", "200", "GetSchedule", "get_schedule", PATH_ID),
+    ("/v1/professionals/{id}/schedule", "put", "200", "GetAvailability", "availability", PATH_ID),
+    ("/v1/bookings", "post", "201", "GetBooking", "get_booking", BODY_ID),
+    ("/v1/bookings", "post", "201", "CancelBooking", "cancel_booking", BODY_ID),
+    ("/v1/bookings", "post", "201", "RescheduleBooking", "reschedule_booking", BODY_ID),
+];
+
+/// The `id` of the response body.
+const BODY_ID: &str = "$response.body#/id";
+/// The `id` path parameter of the request.
+const PATH_ID: &str = "$request.path.id";
+
+/// The links of [`LINKS`] as `(path, method, status, name, link object)`.
+fn links() -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    serde_json::Value,
+)> {
+    LINKS
+        .iter()
+        .map(|&(path, method, status, name, target, id)| {
+            let link = serde_json::json!({
+                "operationId": target,
+                "parameters": {"id": id},
+                "description": format!("`{id}` is the `id` of `{target}`."),
+            });
+            (path, method, status, name, link)
+        })
+        .collect()
+}
+
+/// Adds [`links`] to the serialised document. (utoipa 5.5 serialises its `Link` with
+/// snake_case field names, `operation_id` instead of `operationId`, so the links are
+/// written as JSON here.)
+fn add_links(doc: &mut serde_json::Value) {
+    for (path, method, status, name, link) in links() {
+        let Some(response) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/{method}/responses/{status}",
+                pointer_escape(path)
+            ))
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            continue;
+        };
+        let links = response
+            .entry("links")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(links) = links.as_object_mut() {
+            links.insert(name.to_owned(), link);
+        }
+    }
+}
+
+/// Escapes a JSON pointer segment (RFC 6901).
+fn pointer_escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// The document as a value (without its links; see [`json`]).
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The document as JSON bytes.
+/// The document as JSON bytes, links included.
 pub fn json() -> Vec<u8> {
-    serde_json::to_vec(&document()).unwrap_or_else(|_| b"{}".to_vec())
+    let mut doc = serde_json::to_value(document()).unwrap_or_else(|_| serde_json::json!({}));
+    add_links(&mut doc);
+    serde_json::to_vec(&doc).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn doc() -> Value {
+        serde_json::from_slice(&super::json()).unwrap()
+    }
+
+    fn operations(doc: &Value) -> impl Iterator<Item = (&String, &String, &Value)> {
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(move |(method, op)| (path, method, op))
+            })
+    }
+
+    #[test]
+    fn links_name_existing_operations_and_their_id_parameter() {
+        let doc = doc();
+        let ids: Vec<&str> = operations(&doc)
+            .filter_map(|(_, _, op)| op["operationId"].as_str())
+            .collect();
+        let mut count = 0;
+        for (path, method, op) in operations(&doc) {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    let target = link["operationId"].as_str().unwrap_or_default();
+                    assert!(ids.contains(&target), "{method} {path} {status} {name}");
+                    assert!(link["parameters"]["id"].is_string(), "{name}");
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(count, super::links().len());
+    }
+
+    #[test]
+    fn request_bodies_refuse_unknown_fields() {
+        let doc = doc();
+        let mut seen = 0;
+        for (path, method, op) in operations(&doc) {
+            let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") else {
+                continue;
+            };
+            let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            let component = &doc["components"]["schemas"][name];
+            assert_eq!(
+                component["additionalProperties"],
+                Value::Bool(false),
+                "{method} {path}: {name}"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 6);
+        for nested in [
+            "LocationInput",
+            "WeeklyInterval",
+            "DateOverride",
+            "LocalInterval",
+        ] {
+            assert_eq!(
+                doc["components"]["schemas"][nested]["additionalProperties"],
+                Value::Bool(false),
+                "{nested}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_idempotency_key_header_has_the_key_syntax() {
+        let doc = doc();
+        let mut seen = 0;
+        for (path, _, op) in operations(&doc) {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["name"] == super::IDEMPOTENCY_KEY_HEADER {
+                    assert_eq!(
+                        p["schema"]["pattern"],
+                        super::IDEMPOTENCY_KEY_PATTERN,
+                        "{path}"
+                    );
+                    assert_eq!(p["required"], true, "{path}");
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, 5);
+    }
+
+    #[test]
+    fn the_time_zone_enum_is_what_the_server_parses() {
+        let doc = doc();
+        let names = doc["components"]["schemas"][crate::model::TIME_ZONE_SCHEMA]["enum"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(names.len(), chrono_tz::TZ_VARIANTS.len());
+        for name in &names {
+            let name = name.as_str().unwrap();
+            assert!(booking_core::domain::parse_timezone(name).is_ok(), "{name}");
+        }
+        assert!(names.contains(&Value::from("Europe/Berlin")));
+    }
 }

@@ -313,6 +313,41 @@ async fn idempotency_key_rules() {
 }
 
 #[tokio::test]
+async fn a_path_id_that_is_not_a_uuid_is_404_before_the_idempotency_key() {
+    let app = TestApp::new();
+    let (_, client) = app.client("c").await;
+    let body = json!({"start": ts(at(60)), "end": ts(at(90))});
+    for path in [
+        "/v1/bookings/not-a-uuid/cancel",
+        "/v1/bookings/not-a-uuid/reschedule",
+    ] {
+        for token in [ADMIN, client.as_str()] {
+            // Without a key, with an invalid one, with a valid one: the id decides first.
+            for key in [None, Some("has space"), Some("k-404")] {
+                app.call("POST", path, Some(token), key, Some(body.clone()))
+                    .await
+                    .assert_problem(404, "not_found");
+            }
+        }
+        // Authentication still comes first.
+        app.call("POST", path, None, None, None)
+            .await
+            .assert_problem(401, "unauthorized");
+    }
+    // A well-formed id still needs its key.
+    let unknown = uuid::Uuid::now_v7();
+    app.call(
+        "POST",
+        &format!("/v1/bookings/{unknown}/cancel"),
+        Some(&client),
+        None,
+        None,
+    )
+    .await
+    .assert_problem(400, "idempotency_key_missing");
+}
+
+#[tokio::test]
 async fn idempotency_scope_is_the_principal() {
     let app = TestApp::new();
     let (pro, _) = app.open_professional(0).await;

@@ -161,14 +161,15 @@ pub struct ListParams {
     status: Option<crate::model::StatusView>,
     /// Only bookings starting at or after this instant (RFC 3339).
     from: Option<chrono::DateTime<chrono::Utc>>,
-    /// Only bookings starting before this instant (RFC 3339).
+    /// Only bookings starting before this instant (RFC 3339); not before `from`.
     to: Option<chrono::DateTime<chrono::Utc>>,
     /// Only this professional's bookings.
     professional_id: Option<uuid::Uuid>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page of the same query.
+    /// `next_cursor` of the previous page of the same query (any other value: 400).
+    #[param(pattern = r"^[A-Za-z0-9_-]{44}$")]
     cursor: Option<String>,
 }
 

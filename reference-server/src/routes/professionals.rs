@@ -111,29 +111,26 @@ pub async fn update_professional(
 #[allow(dead_code)]
 pub struct SearchParams {
     /// Only this category (a lower-case slug).
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")]
     category: Option<String>,
     /// Minimum hourly rate in cents, inclusive.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     min_rate_cents: Option<i64>,
-    /// Maximum hourly rate in cents, inclusive.
-    #[param(minimum = 0)]
+    /// Maximum hourly rate in cents, inclusive; not less than `min_rate_cents`.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     max_rate_cents: Option<i64>,
-    /// Not supported yet: any value is rejected with 422 `validation_failed`.
-    lat: Option<f64>,
-    /// Not supported yet: any value is rejected with 422 `validation_failed`.
-    lng: Option<f64>,
-    /// Not supported yet: any value is rejected with 422 `validation_failed`.
-    radius_km: Option<f64>,
-    /// Not supported yet: any value is rejected with 422 `validation_failed`.
-    q: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page of the same query.
+    /// `next_cursor` of the previous page of the same query (any other value: 400).
+    #[param(pattern = r"^[A-Za-z0-9_-]{44}$")]
     cursor: Option<String>,
 }
 
 /// Active professionals, ordered by `(hourly_rate_cents, id)`.
+///
+/// The geo filters (`lat`, `lng`, `radius_km`) and the text filter `q` are not supported
+/// yet: a request that sends any of them is refused with 422 `validation_failed`.
 #[utoipa::path(
     get,
     path = "/v1/professionals",
@@ -247,7 +244,7 @@ pub async fn get_schedule(
 pub struct AvailabilityParams {
     /// Window start, RFC 3339.
     from: chrono::DateTime<chrono::Utc>,
-    /// Window end, RFC 3339; at most 31 days after `from`.
+    /// Window end, RFC 3339; after `from` and at most 31 days after it (else 422).
     to: chrono::DateTime<chrono::Utc>,
     /// Slot length in minutes, 5 to 1440.
     #[param(minimum = 5, maximum = 1440)]
