@@ -37,6 +37,7 @@
 //! | `begin_booking` ([`RequestStore`](booking_core::store::RequestStore)) | the same claim, and the professional, their schedule and whether the client exists |
 //! | `insert_booking_answered` | look-up of the request's earlier booking, the insert, its outbox event and the key's answer (data-modifying CTEs) |
 //! | `availability_snapshot` | professional, schedule and the blocked ranges in reach of the window |
+//! | `transition_booking`, `reschedule_booking` | a read, then the change and its event in one statement that applies only if the row is still as read |
 //! | `complete`, `abandon`, the reads | one each |
 //!
 //! So `POST /v1/bookings` costs two round trips in the usual case (the server caches

@@ -143,6 +143,39 @@ pub(crate) const TRANSITION_FAST: &str = concat!(
     " FROM updated"
 );
 
+/// A reschedule as one statement, if the row is still exactly as read and no hold that ran
+/// out is in the way: `$1` professional, `$2` id, `$3` new start, `$4` new end, `$5` new
+/// blocked range, `$6` updated at; the row as read: `$7` status, `$8` updated at, `$9`
+/// start, `$10` end, `$11` hold expiry; `$12` now; `$13` the outbox lock, `$14` event id,
+/// `$15` kind, `$16` occurred at, `$17` payload. Returns the updated row, or none when the
+/// row changed or holds that ran out must be released first. The exclusion constraint
+/// decides conflicts with other bookings (the row's own old version never counts).
+pub(crate) const RESCHEDULE_FAST: &str = concat!(
+    "WITH due AS ( \
+         SELECT 1 FROM bookings \
+         WHERE professional_id = $1 AND status = 'pending_payment' \
+           AND (hold_expires_at <= $12 OR hold_expires_at IS NULL) \
+           AND blocked_range && $5 AND id <> $2 \
+         LIMIT 1), \
+     updated AS ( \
+         UPDATE bookings SET starts_at = $3, ends_at = $4, blocked_range = $5, updated_at = $6 \
+         WHERE professional_id = $1 AND id = $2 AND status = $7 AND updated_at = $8 \
+           AND starts_at = $9 AND ends_at = $10 AND hold_expires_at IS NOT DISTINCT FROM $11 \
+           AND NOT EXISTS (SELECT 1 FROM due) \
+         RETURNING ",
+    booking_columns!(),
+    "), \
+     outbox_lock AS (SELECT pg_advisory_xact_lock_shared($13) FROM updated), \
+     recorded AS ( \
+         INSERT INTO domain_events \
+             (id, kind, booking_id, professional_id, occurred_at, payload) \
+         SELECT $14, $15, updated.id, updated.professional_id, $16, $17 \
+         FROM updated, outbox_lock) \
+     SELECT ",
+    booking_columns!(),
+    " FROM updated"
+);
+
 /// `get_booking`: `$1` the id.
 const SELECT_BOOKING: &str = concat!(
     "SELECT ",
@@ -505,6 +538,57 @@ impl PgStore {
         Ok(updated)
     }
 
+    /// A reschedule in two round trips when nothing is in the way: read the booking, plan
+    /// the move, and write it with its event in one statement that applies only if the row
+    /// is still as read and no hold that ran out overlaps the new range. Otherwise (or for
+    /// a refused plan) [`PgStore::reschedule_tx`] decides under the row lock.
+    async fn reschedule_once(
+        &self,
+        id: BookingId,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking, PgError> {
+        let current = sqlx::query(SELECT_BOOKING)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(rows::booking)
+            .transpose()?
+            .ok_or(Error::NotFound(Entity::Booking))?;
+        let plan = match current.plan_reschedule(range, blocked, now) {
+            Ok(plan) if is_microsecond_exact(&plan.booking) => plan,
+            _ => return self.reschedule_tx(id, range, blocked, now).await,
+        };
+        let event = DomainEvent::new(plan.event, &plan.booking, Some(current.range));
+        let next = &plan.booking;
+        let row = sqlx::query(RESCHEDULE_FAST)
+            .bind(current.professional_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(next.range.start())
+            .bind(next.range.end())
+            .bind(pg_range(&next.blocked))
+            .bind(next.updated_at)
+            .bind(current.status.as_str())
+            .bind(current.updated_at)
+            .bind(current.range.start())
+            .bind(current.range.end())
+            .bind(current.hold_expires_at)
+            .bind(now)
+            .bind(outbox::OUTBOX_LOCK)
+            .bind(event.id.as_uuid())
+            .bind(event.kind.as_str())
+            .bind(event.occurred_at)
+            .bind(Json(&event))
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => rows::booking(&row),
+            None => self.reschedule_tx(id, range, blocked, now).await,
+        }
+    }
+
     async fn reschedule_tx(
         &self,
         id: BookingId,
@@ -712,7 +796,7 @@ impl BookingStore for PgStore {
         blocked: TimeRange,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        retrying!(self.retry, self.reschedule_tx(id, range, blocked, now))
+        retrying!(self.retry, self.reschedule_once(id, range, blocked, now))
     }
 
     async fn list_bookings(&self, query: &BookingQuery) -> Result<Page<Booking>> {
