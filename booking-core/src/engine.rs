@@ -621,7 +621,7 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         }
         match self
             .store
-            .transition_booking(id, Transition::Cancel, self.now())
+            .transition_booking_from(&b, Transition::Cancel, self.now())
             .await
         {
             Err(Error::InvalidState(why)) => {
@@ -670,7 +670,9 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         }
         let professional = self.get_professional(b.professional_id).await?;
         let blocked = self.check_bookable(&professional, &range, now).await?;
-        self.store.reschedule_booking(id, range, blocked, now).await
+        self.store
+            .reschedule_booking_from(&b, range, blocked, now)
+            .await
     }
 
     /// Marks up to `limit` holds that ran out as `expired`; returns them.

@@ -218,6 +218,32 @@ pub trait BookingStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Booking>;
 
+    /// [`BookingStore::transition_booking`] of a booking the caller has just read
+    /// (`current`), so that an adapter may skip reading it again. The decision is still
+    /// made on the stored row: a `current` that is out of date costs a re-read, never a
+    /// wrong answer. The default forgets `current`.
+    async fn transition_booking_from(
+        &self,
+        current: &Booking,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        self.transition_booking(current.id, transition, now).await
+    }
+
+    /// [`BookingStore::reschedule_booking`] of a booking the caller has just read; see
+    /// [`BookingStore::transition_booking_from`].
+    async fn reschedule_booking_from(
+        &self,
+        current: &Booking,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        self.reschedule_booking(current.id, range, blocked, now)
+            .await
+    }
+
     /// A page of bookings in `(start, id)` order.
     async fn list_bookings(&self, query: &BookingQuery) -> Result<Page<Booking>>;
 

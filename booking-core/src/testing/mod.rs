@@ -122,6 +122,7 @@ macro_rules! conformance_suite {
             begin_booking_reads_the_context,
             answered_create_refuses_unknown_parties_and_finds_retries,
             availability_snapshot_matches_its_parts,
+            stale_snapshots_decide_on_the_stored_row,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

@@ -461,14 +461,31 @@ impl PgStore {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<Booking, PgError> {
-        let current = sqlx::query(SELECT_BOOKING)
+        let current = self.read_booking(id).await?;
+        self.transition_from(&current, transition, now).await
+    }
+
+    /// The booking as stored now ([`Error::NotFound`] if there is none).
+    async fn read_booking(&self, id: BookingId) -> Result<Booking, PgError> {
+        sqlx::query(SELECT_BOOKING)
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
             .map(rows::booking)
             .transpose()?
-            .ok_or(Error::NotFound(Entity::Booking))?;
+            .ok_or_else(|| PgError::Domain(Error::NotFound(Entity::Booking)))
+    }
+
+    /// [`PgStore::transition_once`] from a booking already read: one statement when the row
+    /// is still as read.
+    async fn transition_from(
+        &self,
+        current: &Booking,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking, PgError> {
+        let id = current.id;
         let plan = match current.plan(transition, now) {
             Ok(plan) if !plan.requires_free_slot && is_microsecond_exact(&plan.booking) => plan,
             _ => return self.transition_tx(id, transition, now).await,
@@ -549,14 +566,19 @@ impl PgStore {
         blocked: TimeRange,
         now: DateTime<Utc>,
     ) -> Result<Booking, PgError> {
-        let current = sqlx::query(SELECT_BOOKING)
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(rows::booking)
-            .transpose()?
-            .ok_or(Error::NotFound(Entity::Booking))?;
+        let current = self.read_booking(id).await?;
+        self.reschedule_from(&current, range, blocked, now).await
+    }
+
+    /// [`PgStore::reschedule_once`] from a booking already read.
+    async fn reschedule_from(
+        &self,
+        current: &Booking,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking, PgError> {
+        let id = current.id;
         let plan = match current.plan_reschedule(range, blocked, now) {
             Ok(plan) if is_microsecond_exact(&plan.booking) => plan,
             _ => return self.reschedule_tx(id, range, blocked, now).await,
@@ -787,6 +809,28 @@ impl BookingStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Booking> {
         retrying!(self.retry, self.transition_once(id, transition, now))
+    }
+
+    async fn transition_booking_from(
+        &self,
+        current: &Booking,
+        transition: Transition,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        retrying!(self.retry, self.transition_from(current, transition, now))
+    }
+
+    async fn reschedule_booking_from(
+        &self,
+        current: &Booking,
+        range: TimeRange,
+        blocked: TimeRange,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        retrying!(
+            self.retry,
+            self.reschedule_from(current, range, blocked, now)
+        )
     }
 
     async fn reschedule_booking(

@@ -373,3 +373,35 @@ pub async fn availability_snapshot_matches_its_parts<S: Store + ?Sized>(store: A
             .is_none()
     );
 }
+
+/// `transition_booking_from` / `reschedule_booking_from`: a snapshot that is out of date
+/// never decides; the change applies to the stored row, or is refused for what it is now.
+pub async fn stale_snapshots_decide_on_the_stored_row<S: Store + ?Sized>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    let booking = fx.book(60, 120).await.expect("book");
+    let snapshot = booking.clone();
+    let moved = fx
+        .engine
+        .reschedule_booking(Actor::Client(fx.client.id), booking.id, range(180, 240))
+        .await
+        .expect("reschedule");
+    let store = fx.engine.store();
+    let cancelled = store
+        .transition_booking_from(&snapshot, crate::domain::Transition::Cancel, at(1))
+        .await
+        .expect("cancel from a stale snapshot");
+    assert_eq!(cancelled.status, BookingStatus::Cancelled);
+    assert_eq!(
+        cancelled.range, moved.range,
+        "the stored row's range, not the snapshot's"
+    );
+    assert_eq!(fx.reload(&booking).await, cancelled);
+    let refused = store
+        .reschedule_booking_from(&snapshot, range(300, 360), range(300, 360), at(2))
+        .await;
+    assert!(
+        matches!(refused, Err(Error::InvalidState(_))),
+        "a cancelled booking is not moved: {refused:?}"
+    );
+    assert_eq!(fx.reload(&booking).await, cancelled);
+}
