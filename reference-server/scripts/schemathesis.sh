@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Property-based API testing of a running reference-server against its own /openapi.json.
 #
-# Installs schemathesis (PyPI) into a venv under target/, starts the server (memory store)
-# on a free loopback port with a known admin token, creates a client and a professional
+# Installs schemathesis (PyPI) into a venv under target/, starts the server on a free
+# loopback port (on PostgreSQL when DATABASE_URL is set: a fresh database on that server,
+# created here and dropped on exit, never DATABASE_URL's own database; otherwise the
+# memory store) with a known admin token, creates a client and a professional
 # (with a schedule), then runs schemathesis with every check (`--checks all`, among them
 # `positive_data_acceptance` and `negative_data_rejection`) and every phase (examples,
 # coverage, fuzzing and the stateful phase, which follows the document's OpenAPI links) as
@@ -36,14 +38,40 @@ base="http://127.0.0.1:$port"
 admin="schemathesis-admin-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 log="$target/schemathesis-server.log"
 
-BOOKING_LISTEN="127.0.0.1:$port" BOOKING_ADMIN_TOKEN="$admin" RUST_LOG=warn \
-    "$target/debug/reference-server" >"$log" 2>&1 &
-server_pid=$!
+# The store: a fresh database on DATABASE_URL's server, or memory.
+fresh_db=""
+server_url=""
+if [[ -n "${DATABASE_URL:-}" ]]; then
+    fresh_db="schemathesis_$$_$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
+    server_url="$(python3 -c 'import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
+        "$DATABASE_URL" "$fresh_db")"
+    psql -q "$DATABASE_URL" -c "CREATE DATABASE $fresh_db"
+    echo "schemathesis: server on PostgreSQL, fresh database $fresh_db"
+else
+    echo "schemathesis: server on the memory store"
+fi
+
+server_pid=""
 cleanup() {
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
+    if [[ -n "$server_pid" ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$fresh_db" ]]; then
+        psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $fresh_db WITH (FORCE)" || true
+    fi
 }
 trap cleanup EXIT
+
+if [[ -n "$server_url" ]]; then
+    DATABASE_URL="$server_url" BOOKING_LISTEN="127.0.0.1:$port" BOOKING_ADMIN_TOKEN="$admin" \
+        RUST_LOG=warn "$target/debug/reference-server" >"$log" 2>&1 &
+else
+    env -u DATABASE_URL BOOKING_LISTEN="127.0.0.1:$port" BOOKING_ADMIN_TOKEN="$admin" \
+        RUST_LOG=warn "$target/debug/reference-server" >"$log" 2>&1 &
+fi
+server_pid=$!
 
 for _ in $(seq 1 100); do
     curl -fsS "$base/healthz" >/dev/null 2>&1 && break
