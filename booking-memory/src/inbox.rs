@@ -262,3 +262,54 @@ impl Inbox {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u32) -> NewInboxEvent {
+        let key = InboxKey::new("stripe", format!("evt_{n}")).expect("key");
+        NewInboxEvent::new(key, "payment_intent.succeeded", vec![]).expect("event")
+    }
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::minutes(minutes)
+    }
+
+    /// Every operation keeps the indexes in step with the rows.
+    #[test]
+    fn indexes_follow_every_operation() {
+        let mut inbox = Inbox::default();
+        let lease = chrono::Duration::minutes(5);
+        for n in 0..4 {
+            assert_eq!(inbox.record(&event(n), at(0)), Recorded::New);
+        }
+        inbox.check().expect("after record");
+        let claimed = inbox.claim_due(at(0), 10, lease).expect("claim");
+        inbox.check().expect("after claim");
+        let [a, b, c, d] = &claimed[..] else {
+            panic!("four claimed, got {}", claimed.len());
+        };
+        assert!(inbox.mark_processed(&a.event.key, a.lease, at(1)));
+        assert!(inbox.schedule_retry(&b.event.key, b.lease, at(9), "boom"));
+        assert!(inbox.dead_letter(&c.event.key, c.lease, "boom", at(2)));
+        inbox.check().expect("after settling");
+        inbox
+            .replay_dead_letter(&c.event.key, at(3))
+            .expect("replay");
+        inbox.check().expect("after replay");
+        assert_eq!(inbox.prune_processed(at(2), 10), 1);
+        inbox.check().expect("after prune");
+        // `d` is still leased: its row is due again only when the lease ends.
+        assert!(inbox.owned(&d.event.key, d.lease).is_some());
+    }
+
+    /// `check` notices an index that lost an entry.
+    #[test]
+    fn check_detects_a_stale_index() {
+        let mut inbox = Inbox::default();
+        inbox.record(&event(1), at(0));
+        inbox.due.clear();
+        assert!(inbox.check().is_err());
+    }
+}

@@ -75,6 +75,7 @@
 //! | `expire_due_holds` | `O(k log n)` for `k` holds expired |
 //! | `search_professionals` | `O(log n + scanned)` in `(rate, id)` order |
 //! | `purge_expired` | `O(k log n)` for `k` records deleted |
+//! | inbox `claim_due`, `prune_processed` | `O(k log n)` for `k` events claimed or deleted |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
