@@ -40,7 +40,8 @@ pub const MAX_ERROR_LEN: usize = 1024;
 
 /// The identity of an inbox event: the provider (e.g. `stripe`) and the provider's own event
 /// id (e.g. `evt_1NG8...`). Unique in the inbox.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Built only through [`InboxKey::new`], so a key in hand is always valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InboxKey {
     provider: String,
     event_id: String,

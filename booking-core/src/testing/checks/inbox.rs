@@ -109,6 +109,15 @@ pub async fn inbox_claim_hides_rows_from_a_second_claimer<S: Store + ?Sized>(sto
             .await
             .expect("record");
     }
+    for bad in [Duration::zero(), -LEASE] {
+        assert!(
+            matches!(
+                store.claim_due(at(5), 10, bad).await,
+                Err(Error::Invalid(_))
+            ),
+            "a lease must be positive"
+        );
+    }
     assert!(
         store
             .claim_due(at(5), 0, LEASE)
