@@ -52,6 +52,8 @@ pub enum Entity {
     Schedule,
     /// An idempotency record.
     IdempotencyKey,
+    /// An event in the webhook inbox.
+    InboxEvent,
 }
 
 impl fmt::Display for Entity {
@@ -62,6 +64,7 @@ impl fmt::Display for Entity {
             Entity::Client => "client",
             Entity::Schedule => "schedule",
             Entity::IdempotencyKey => "idempotency key",
+            Entity::InboxEvent => "inbox event",
         })
     }
 }

@@ -33,7 +33,9 @@
 //! * **Leaf structures.** Global maps that must follow booking changes each sit behind their
 //!   own lock: booking routes (`BookingId -> ProfessionalId`, striped), the per-client
 //!   index (client -> professional -> booking ids, append-only, striped), the due-hold queue `(hold_expires_at, id)` used by the sweep, and the
-//!   outbox. The directory, schedules and idempotency records have one lock each.
+//!   outbox. The directory, schedules, idempotency records and the webhook inbox have one
+//!   lock each (the inbox is never touched by booking operations: its lock is always taken
+//!   alone).
 //! * **Lock order.** `shard map stripe` (only to find the shard's `Arc`, released before
 //!   the next step) → `one shard mutex` → `leaf locks, one at a time`. A thread never holds
 //!   two shard mutexes, never holds a leaf lock while taking any other lock, and never takes
@@ -73,6 +75,7 @@
 //! | `expire_due_holds` | `O(k log n)` for `k` holds expired |
 //! | `search_professionals` | `O(log n + scanned)` in `(rate, id)` order |
 //! | `purge_expired` | `O(k log n)` for `k` records deleted |
+//! | inbox `claim_due`, `prune_processed` | `O(k log n)` for `k` events claimed or deleted |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -80,6 +83,7 @@
 mod directory;
 mod idempotency;
 mod idhash;
+mod inbox;
 mod outbox;
 mod shard;
 mod striped;
@@ -96,9 +100,10 @@ use booking_core::idempotency::{
 use booking_core::store::Registered;
 use booking_core::store::{
     BookingOwner, BookingQuery, BookingStore, Cursor, DirectoryStore, HealthCheck,
-    IdempotencyStore, OutboxStore, Page, ProfessionalQuery, RequestAnswer, RequestStore,
-    ScheduleStore,
+    IdempotencyStore, InboxStore, OutboxStore, Page, ProfessionalQuery, RequestAnswer,
+    RequestStore, ScheduleStore,
 };
+use booking_core::webhook::inbox::{Claimed, InboxEvent, InboxKey, NewInboxEvent, Recorded};
 use booking_core::{
     Booking, BookingId, Client, ClientId, Entity, Error, EventId, Inserted, Principal,
     Professional, ProfessionalId, ProfessionalPatch, Result, Schedule, TimeRange, TokenHash,
@@ -109,6 +114,7 @@ use chrono::{DateTime, Utc};
 use crate::directory::Directory;
 use crate::idempotency::IdempotencyTable;
 use crate::idhash::IdMap;
+use crate::inbox::Inbox;
 use crate::outbox::Outbox;
 use crate::shard::{DueKey, Effects, ListKey, ProShard, due_key, in_index, list_key};
 use crate::striped::Striped;
@@ -145,6 +151,8 @@ pub struct MemoryStore {
     schedules: RwLock<HashMap<ProfessionalId, Schedule>>,
     /// Idempotency records. Leaf.
     idempotency: Mutex<IdempotencyTable>,
+    /// The webhook inbox. Leaf, always taken alone.
+    inbox: Mutex<Inbox>,
 }
 
 impl Default for MemoryStore {
@@ -184,6 +192,7 @@ impl MemoryStore {
             directory: RwLock::new(Directory::default()),
             schedules: RwLock::new(HashMap::new()),
             idempotency: Mutex::new(IdempotencyTable::default()),
+            inbox: Mutex::new(Inbox::default()),
         }
     }
 
@@ -258,6 +267,7 @@ impl MemoryStore {
         drop(outbox);
         read(&self.directory).check()?;
         lock(&self.idempotency).check()?;
+        lock(&self.inbox).check()?;
         Ok(())
     }
 
@@ -762,6 +772,71 @@ impl IdempotencyStore for MemoryStore {
 impl OutboxStore for MemoryStore {
     async fn events_after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>> {
         lock(&self.outbox).after(after, limit)
+    }
+}
+
+#[async_trait]
+impl InboxStore for MemoryStore {
+    async fn record(&self, event: &NewInboxEvent, now: DateTime<Utc>) -> Result<Recorded> {
+        Ok(lock(&self.inbox).record(event, now))
+    }
+
+    async fn inbox_event(&self, key: &InboxKey) -> Result<Option<InboxEvent>> {
+        Ok(lock(&self.inbox).get(key))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Claimed>> {
+        lock(&self.inbox).claim_due(now, limit, lease)
+    }
+
+    async fn mark_processed(
+        &self,
+        key: &InboxKey,
+        lease: LeaseId,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(lock(&self.inbox).mark_processed(key, lease, now))
+    }
+
+    async fn schedule_retry(
+        &self,
+        key: &InboxKey,
+        lease: LeaseId,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool> {
+        Ok(lock(&self.inbox).schedule_retry(key, lease, at, error))
+    }
+
+    async fn dead_letter(
+        &self,
+        key: &InboxKey,
+        lease: LeaseId,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(lock(&self.inbox).dead_letter(key, lease, error, now))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<Page<InboxEvent>> {
+        lock(&self.inbox).list_dead_letters(limit, after)
+    }
+
+    async fn replay_dead_letter(&self, key: &InboxKey, now: DateTime<Utc>) -> Result<InboxEvent> {
+        lock(&self.inbox).replay_dead_letter(key, now)
+    }
+
+    async fn prune_processed(&self, older_than: DateTime<Utc>, limit: usize) -> Result<u64> {
+        Ok(lock(&self.inbox).prune_processed(older_than, limit))
     }
 }
 

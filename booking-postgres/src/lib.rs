@@ -23,6 +23,10 @@
 //!   lease that ran out, an expired record) only under its row lock.
 //! * **Outbox**: events are rows written in the same transaction as the change, read back
 //!   in recording order without gaps.
+//! * **Webhook inbox**: primary key `(provider, event_id)`, so an event is recorded once
+//!   (`INSERT .. ON CONFLICT DO NOTHING`); claims take due rows with `FOR UPDATE SKIP
+//!   LOCKED` and settling statements match the claim's lease, so several servers can run
+//!   the worker.
 //!
 //! Every unique or exclusion constraint on booking data includes `professional_id`, so the
 //! schema can be distributed by that column.

@@ -21,7 +21,9 @@ use crate::schedule::Schedule;
 use crate::store::Registered;
 use crate::store::{Cursor, Inserted, ProfessionalQuery, Store};
 
+mod inbox;
 mod requests;
+pub use inbox::*;
 pub use requests::*;
 
 fn is_unavailable<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {

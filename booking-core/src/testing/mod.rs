@@ -123,6 +123,14 @@ macro_rules! conformance_suite {
             answered_create_refuses_unknown_parties_and_finds_retries,
             availability_snapshot_matches_its_parts,
             stale_snapshots_decide_on_the_stored_row,
+            inbox_duplicate_record_changes_nothing,
+            inbox_claim_hides_rows_from_a_second_claimer,
+            inbox_lease_expiry_returns_the_row,
+            inbox_only_the_owning_lease_settles,
+            inbox_retry_is_not_due_before_its_time,
+            inbox_dead_letters_list_and_replay,
+            inbox_prune_removes_only_old_processed_rows,
+            race_inbox_claims_never_claim_one_event_twice,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

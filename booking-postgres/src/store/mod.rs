@@ -3,6 +3,7 @@
 mod bookings;
 mod directory;
 mod idempotency;
+mod inbox;
 mod outbox;
 mod requests;
 
