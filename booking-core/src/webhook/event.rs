@@ -216,8 +216,10 @@ const CHARGE_REFUNDED: &str = "charge.refunded";
 impl StripeEvent {
     /// Reads an event from its raw body (after its signature was verified).
     ///
-    /// Never panics; see the [module documentation](self) for what is read and the bounds
-    /// on the work done.
+    /// Whatever its type, an event needs an `id` and a `type` (each a non-empty identifier
+    /// of at most [`MAX_ID_LEN`] printable ASCII characters) and a `created` Unix time, and
+    /// its `object`, if present, must be `"event"`. Never panics; see the
+    /// [module documentation](self) for what else is read and the bounds on the work done.
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
         if body.len() > MAX_EVENT_LEN {
             return Err(EventError::TooLarge { len: body.len() });

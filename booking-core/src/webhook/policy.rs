@@ -51,13 +51,30 @@ pub enum Next {
 /// Fields are public so a deployment can tune them; every combination is accepted (a
 /// non-positive `base` or `cap` means "retry immediately", `max_attempts == 0` dead-letters
 /// at once).
+///
+/// # Defaults
+///
+/// [`RetryPolicy::default`] is meant for processing inbound Stripe events from the inbox:
+///
+/// * `base` 2 s, `cap` 15 min: the first retries come quickly (a lock timeout, a
+///   serialization failure), later ones at most every 15 minutes, so the backlog after an
+///   outage drains soon after it ends without hammering a database that is still down.
+/// * `max_attempts` 20: the 19 delays between them have ceilings summing to about 2.8 h
+///   (an expected total wait of about 1.4 h), which rides out a restart or a failover. An
+///   event still failing after that is most likely a bug that a retry will not fix, and
+///   Stripe keeps redelivering it for three days anyway.
+/// * `give_up_after` none: the attempt count alone bounds inbox processing.
+/// * `retention` 30 days: ten times Stripe's three-day redelivery window, and as long as
+///   Stripe's events API lists events, so any redelivery or replay of a processed event is
+///   recognised as a duplicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// The ceiling of the first retry's delay; it doubles with each further failure.
     pub base: Duration,
     /// The largest ceiling, hence the longest delay between two attempts.
     pub cap: Duration,
-    /// How many attempts fail before the event is dead-lettered.
+    /// The number of failed attempts (the first one included) after which the event is
+    /// dead-lettered.
     pub max_attempts: u32,
     /// If set, no attempt is scheduled later than this long after the first attempt
     /// (see [`RetryPolicy::next_at`]).
@@ -67,19 +84,7 @@ pub struct RetryPolicy {
     pub retention: Duration,
 }
 
-/// The defaults for processing inbound Stripe events from the inbox.
-///
-/// * `base` 2 s, `cap` 15 min: the first retries come quickly (a lock timeout, a
-///   serialization failure), later ones at most every 15 minutes, so the backlog after an
-///   outage drains soon after it ends without hammering a database that is still down.
-/// * `max_attempts` 20: the ceilings sum to about 2.8 h (expected total wait about 1.4 h),
-///   which rides out a restart or a failover. An event still failing after that is most
-///   likely a bug that a retry will not fix, and Stripe keeps redelivering it for three
-///   days anyway.
-/// * `give_up_after` none: the attempt count alone bounds inbox processing.
-/// * `retention` 30 days: ten times Stripe's three-day redelivery window, and as long as
-///   Stripe's events API lists events, so any redelivery or replay of a processed event is
-///   recognised as a duplicate.
+/// See [`RetryPolicy`]'s "Defaults" for the reasons behind each number.
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
