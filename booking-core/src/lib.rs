@@ -76,4 +76,7 @@ pub use store::{
     AvailabilitySnapshot, BookingContext, Cursor, Inserted, Page, RequestAnswer, RequestStore,
     Store,
 };
-pub use webhook::{SignatureError, SignatureHeader, VerifiedSignature, WebhookSecret};
+pub use webhook::{
+    RetryPolicy, SignatureError, SignatureHeader, StripeEvent, StripeEventKind, VerifiedSignature,
+    WebhookSecret,
+};

@@ -42,3 +42,8 @@ fn directory_input_corpus() {
 fn webhook_signature_corpus() {
     replay("webhook_signature", fuzz::webhook_signature);
 }
+
+#[test]
+fn stripe_event_corpus() {
+    replay("stripe_event", fuzz::stripe_event);
+}

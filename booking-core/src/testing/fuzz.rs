@@ -138,3 +138,64 @@ pub fn webhook_signature(data: &[u8]) {
     let verified = webhook::verify(Some(&ours), body, &secrets, now, DEFAULT_TOLERANCE);
     assert_eq!(verified.map(|v| v.secret_index), Ok(0));
 }
+
+/// A Stripe event body: parsing never panics, and an event it accepts is well-formed
+/// (identifier-shaped ids and type, an `Other` type that is not one of the handled ones,
+/// non-negative amounts) and reads back the same from a minimal body carrying only the
+/// fields the engine uses, so nothing else in the body changed what was read.
+pub fn stripe_event(data: &[u8]) {
+    use crate::webhook::event::MAX_ID_LEN;
+    use crate::webhook::{StripeEvent, StripeEventKind};
+    use serde_json::json;
+
+    let Ok(event) = StripeEvent::parse(data) else {
+        return;
+    };
+    let identifier =
+        |s: &str| !s.is_empty() && s.len() <= MAX_ID_LEN && s.bytes().all(|b| b.is_ascii_graphic());
+    assert!(identifier(&event.id), "id {:?}", event.id);
+    assert!(identifier(event.kind.type_name()));
+    let object = match &event.kind {
+        StripeEventKind::PaymentSucceeded(pi)
+        | StripeEventKind::PaymentFailed(pi)
+        | StripeEventKind::PaymentCanceled(pi) => {
+            assert!(identifier(&pi.id) && pi.amount.amount_cents >= 0);
+            json!({
+                "id": pi.id, "object": "payment_intent", "amount": pi.amount.amount_cents,
+                "currency": pi.amount.currency.as_str(),
+                "metadata": { "booking_id": pi.booking_id.to_string() },
+            })
+        }
+        StripeEventKind::ChargeRefunded(charge) => {
+            assert!(identifier(&charge.id) && identifier(&charge.payment_intent));
+            assert!(charge.amount_refunded.amount_cents >= 0);
+            let metadata = match charge.booking_id {
+                Some(id) => json!({ "booking_id": id.to_string() }),
+                None => json!({}),
+            };
+            json!({
+                "id": charge.id, "object": "charge", "payment_intent": charge.payment_intent,
+                "amount_refunded": charge.amount_refunded.amount_cents,
+                "currency": charge.amount_refunded.currency.as_str(), "metadata": metadata,
+            })
+        }
+        StripeEventKind::Other(name) => {
+            let handled = [
+                "payment_intent.succeeded",
+                "payment_intent.payment_failed",
+                "payment_intent.canceled",
+                "charge.refunded",
+            ];
+            assert!(!handled.contains(&name.as_str()), "{name} read as Other");
+            json!({})
+        }
+    };
+    let minimal = json!({
+        "id": event.id, "object": "event", "type": event.kind.type_name(),
+        "created": event.created.timestamp(), "data": { "object": object },
+    });
+    assert_eq!(
+        StripeEvent::parse(minimal.to_string().as_bytes()).as_ref(),
+        Ok(&event)
+    );
+}
