@@ -119,6 +119,34 @@ fn bind_answer<'q>(query: PgQuery<'q>, answer: Option<&'q RequestAnswer>) -> PgQ
         .bind(answer.map(|a| a.response.body.as_slice()))
 }
 
+/// The tail of a one-statement change whose CTE `updated` returns the changed booking:
+/// records its event (outbox lock, event id, kind, occurred at, payload: the parameters
+/// named) and returns the booking's columns.
+macro_rules! record_updated {
+    ($lock:literal, $id:literal, $kind:literal, $at:literal, $payload:literal) => {
+        concat!(
+            "outbox_lock AS (SELECT pg_advisory_xact_lock_shared(",
+            $lock,
+            ") FROM updated), \
+             recorded AS ( \
+                 INSERT INTO domain_events \
+                     (id, kind, booking_id, professional_id, occurred_at, payload) \
+                 SELECT ",
+            $id,
+            ", ",
+            $kind,
+            ", updated.id, updated.professional_id, ",
+            $at,
+            ", ",
+            $payload,
+            " FROM updated, outbox_lock) \
+             SELECT ",
+            booking_columns!(),
+            " FROM updated"
+        )
+    };
+}
+
 /// A status change as one statement, if the row is still exactly as read: `$1`
 /// professional, `$2` id, `$3` new status, `$4` new hold expiry, `$5` updated at; the row
 /// as read: `$6` status, `$7` updated at, `$8` start, `$9` end, `$10` hold expiry; `$11`
@@ -131,16 +159,8 @@ pub(crate) const TRANSITION_FAST: &str = concat!(
            AND starts_at = $8 AND ends_at = $9 AND hold_expires_at IS NOT DISTINCT FROM $10 \
          RETURNING ",
     booking_columns!(),
-    "), \
-     outbox_lock AS (SELECT pg_advisory_xact_lock_shared($11) FROM updated), \
-     recorded AS ( \
-         INSERT INTO domain_events \
-             (id, kind, booking_id, professional_id, occurred_at, payload) \
-         SELECT $12, $13, updated.id, updated.professional_id, $14, $15 \
-         FROM updated, outbox_lock) \
-     SELECT ",
-    booking_columns!(),
-    " FROM updated"
+    "), ",
+    record_updated!("$11", "$12", "$13", "$14", "$15")
 );
 
 /// A reschedule as one statement, if the row is still exactly as read and no hold that ran
@@ -164,16 +184,8 @@ pub(crate) const RESCHEDULE_FAST: &str = concat!(
            AND NOT EXISTS (SELECT 1 FROM due) \
          RETURNING ",
     booking_columns!(),
-    "), \
-     outbox_lock AS (SELECT pg_advisory_xact_lock_shared($13) FROM updated), \
-     recorded AS ( \
-         INSERT INTO domain_events \
-             (id, kind, booking_id, professional_id, occurred_at, payload) \
-         SELECT $14, $15, updated.id, updated.professional_id, $16, $17 \
-         FROM updated, outbox_lock) \
-     SELECT ",
-    booking_columns!(),
-    " FROM updated"
+    "), ",
+    record_updated!("$13", "$14", "$15", "$16", "$17")
 );
 
 /// `get_booking`: `$1` the id.

@@ -103,25 +103,46 @@ async fn take_over(conn: &mut PgConnection, record: &IdempotencyRecord) -> Resul
 /// and including the claim; a claim lost in a database crash before that had no effect
 /// yet, and the retry simply claims the key again. It saves one disk flush per request.
 pub(crate) const CLAIM_OR_READ: &str = concat!(
-    "WITH claimed AS ( \
-         INSERT INTO idempotency_keys \
-             (scope, key, fingerprint, lease_id, locked_until, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (scope, key) DO NOTHING \
-         RETURNING 1), \
-     async_commit AS (SELECT set_config('synchronous_commit', 'off', true)) \
-     SELECT TRUE AS claimed, NULL::text AS scope, NULL::text AS key, \
-         NULL::bytea AS fingerprint, NULL::uuid AS lease_id, \
-         NULL::timestamptz AS locked_until, NULL::integer AS response_status, \
-         NULL::jsonb AS response_headers, NULL::bytea AS response_body, \
-         NULL::timestamptz AS created_at, NULL::timestamptz AS expires_at \
-     FROM async_commit, claimed \
+    claim_ctes!(),
+    " SELECT TRUE AS claimed, ",
+    no_record_columns!(),
+    " FROM async_commit, claimed \
      UNION ALL \
      SELECT FALSE AS claimed, ",
     idempotency_columns!(),
     " FROM idempotency_keys \
      WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claimed)"
 );
+
+/// The claim's CTEs, shared by every statement that claims a key: `claimed` (a row when
+/// `($1, $2)` was free and is now claimed for a record in flight: `$3` fingerprint, `$4`
+/// lease, `$5` locked until, `$6` created, `$7` expires) and `async_commit` (the claim's
+/// transaction commits without waiting for its WAL flush; see [`CLAIM_OR_READ`]).
+macro_rules! claim_ctes {
+    () => {
+        "WITH claimed AS ( \
+             INSERT INTO idempotency_keys \
+                 (scope, key, fingerprint, lease_id, locked_until, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (scope, key) DO NOTHING \
+             RETURNING 1), \
+         async_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+    };
+}
+pub(crate) use claim_ctes;
+
+/// The record columns of a claim's result row when the key was claimed (all `NULL`, typed
+/// like [`idempotency_columns`]).
+macro_rules! no_record_columns {
+    () => {
+        "NULL::text AS scope, NULL::text AS key, NULL::bytea AS fingerprint, \
+         NULL::uuid AS lease_id, NULL::timestamptz AS locked_until, \
+         NULL::integer AS response_status, NULL::jsonb AS response_headers, \
+         NULL::bytea AS response_body, NULL::timestamptz AS created_at, \
+         NULL::timestamptz AS expires_at"
+    };
+}
+pub(crate) use no_record_columns;
 
 /// `complete`: `$1` scope, `$2` key, `$3` lease, `$4` status, `$5` headers, `$6` body.
 pub(crate) const COMPLETE: &str = "UPDATE idempotency_keys \

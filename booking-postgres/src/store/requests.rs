@@ -22,7 +22,7 @@ use sqlx::postgres::types::PgRange;
 use sqlx::types::Json;
 
 use super::PgStore;
-use super::idempotency::bind_in_flight;
+use super::idempotency::{bind_in_flight, claim_ctes, no_record_columns};
 use crate::error::{PgError, retrying};
 use crate::rows::{self, idempotency_columns, professional_columns_prefixed};
 
@@ -31,26 +31,17 @@ use crate::rows::{self, idempotency_columns, professional_columns_prefixed};
 /// it, exactly like `CLAIM_OR_READ`, and on either row the context of booking professional
 /// `$8` for client `$9`.
 pub(crate) const CLAIM_WITH_CONTEXT: &str = concat!(
-    "WITH claimed AS ( \
-         INSERT INTO idempotency_keys \
-             (scope, key, fingerprint, lease_id, locked_until, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (scope, key) DO NOTHING \
-         RETURNING 1), \
-     async_commit AS (SELECT set_config('synchronous_commit', 'off', true)), \
-     ctx AS ( \
+    claim_ctes!(),
+    ", ctx AS ( \
          SELECT ",
     professional_columns_prefixed!(),
     ", \
              (SELECT body FROM schedules WHERE professional_id = $8) AS schedule_body, \
              EXISTS (SELECT 1 FROM clients WHERE id = $9) AS client_exists \
          FROM (SELECT 1) AS one LEFT JOIN professionals AS p ON p.id = $8) \
-     SELECT TRUE AS claimed, NULL::text AS scope, NULL::text AS key, \
-         NULL::bytea AS fingerprint, NULL::uuid AS lease_id, \
-         NULL::timestamptz AS locked_until, NULL::integer AS response_status, \
-         NULL::jsonb AS response_headers, NULL::bytea AS response_body, \
-         NULL::timestamptz AS created_at, NULL::timestamptz AS expires_at, ctx.* \
-     FROM async_commit, claimed, ctx \
+     SELECT TRUE AS claimed, ",
+    no_record_columns!(),
+    ", ctx.* FROM async_commit, claimed, ctx \
      UNION ALL \
      SELECT FALSE AS claimed, ",
     idempotency_columns!(),
