@@ -168,6 +168,23 @@ pub(crate) async fn complete_in(
     Ok(done.rows_affected() == 1)
 }
 
+/// The decision and the record of a claim of a key nobody holds (what every claim
+/// statement tries to insert).
+pub(crate) fn fresh_claim(
+    scope: &Scope,
+    key: &IdempotencyKey,
+    fingerprint: Fingerprint,
+    now: DateTime<Utc>,
+    policy: &IdempotencyPolicy,
+) -> Result<(Decision, IdempotencyRecord), PgError> {
+    match decide(None, scope, key, fingerprint, now, policy) {
+        (started, Some(fresh)) => Ok((started, fresh)),
+        (_, None) => Err(PgError::Domain(Error::Internal(
+            "idempotency: Started without a record".into(),
+        ))),
+    }
+}
+
 /// What the one-statement claim found.
 enum Claim {
     /// The key was free and is now ours.
@@ -208,24 +225,32 @@ impl PgStore {
         now: DateTime<Utc>,
         policy: &IdempotencyPolicy,
     ) -> Result<Decision, PgError> {
-        let (started, fresh) = decide(None, scope, key, fingerprint, now, policy);
-        let fresh = fresh.ok_or_else(|| {
-            PgError::Domain(Error::Internal(
-                "idempotency: Started without a record".into(),
-            ))
-        })?;
+        let (started, fresh) = fresh_claim(scope, key, fingerprint, now, policy)?;
         match claim_or_read(&self.pool, &fresh).await? {
             Claim::Claimed => Ok(started),
             Claim::Held(existing) => {
-                match decide(Some(&existing), scope, key, fingerprint, now, policy) {
-                    // Replay, in flight, mismatch: nothing to write; the answer holds for
-                    // the committed record the statement read.
-                    (decision, None) => Ok(decision),
-                    // A take-over: decide again under the row lock.
-                    (_, Some(_)) => self.begin_tx(scope, key, fingerprint, now, policy).await,
-                }
+                self.decide_held(&existing, scope, key, fingerprint, now, policy)
+                    .await
             }
             Claim::Unknown => self.begin_tx(scope, key, fingerprint, now, policy).await,
+        }
+    }
+
+    /// The decision over a committed record that holds the key, as a claim statement read
+    /// it: replay, in flight and mismatch hold as read (nothing to write); a take-over is
+    /// decided again under the row lock ([`PgStore::begin_tx`]).
+    pub(crate) async fn decide_held(
+        &self,
+        existing: &IdempotencyRecord,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        now: DateTime<Utc>,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Decision, PgError> {
+        match decide(Some(existing), scope, key, fingerprint, now, policy) {
+            (decision, None) => Ok(decision),
+            (_, Some(_)) => self.begin_tx(scope, key, fingerprint, now, policy).await,
         }
     }
 
@@ -241,12 +266,7 @@ impl PgStore {
         for _ in 0..CLAIM_ATTEMPTS {
             // Fast path: nobody used the key yet. A concurrent claim of the same key waits
             // here for ours to commit, then finds the row.
-            let (started, fresh) = decide(None, scope, key, fingerprint, now, policy);
-            let fresh = fresh.ok_or_else(|| {
-                PgError::Domain(Error::Internal(
-                    "idempotency: Started without a record".into(),
-                ))
-            })?;
+            let (started, fresh) = fresh_claim(scope, key, fingerprint, now, policy)?;
             if try_claim(&mut tx, &fresh).await? {
                 tx.commit().await?;
                 return Ok(started);

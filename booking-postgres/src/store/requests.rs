@@ -10,11 +10,9 @@
 
 use async_trait::async_trait;
 use booking_core::domain::{Booking, ClientId, ProfessionalId, TimeRange};
-use booking_core::idempotency::{
-    Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, Scope, decide,
-};
+use booking_core::idempotency::{Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, Scope};
 use booking_core::store::{AvailabilitySnapshot, BookingContext, RequestAnswer, RequestStore};
-use booking_core::{Error, Inserted, Result, Schedule};
+use booking_core::{Inserted, Result, Schedule};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -22,7 +20,7 @@ use sqlx::postgres::types::PgRange;
 use sqlx::types::Json;
 
 use super::PgStore;
-use super::idempotency::{bind_in_flight, claim_ctes, no_record_columns};
+use super::idempotency::{bind_in_flight, claim_ctes, fresh_claim, no_record_columns};
 use crate::error::{PgError, retrying};
 use crate::rows::{self, idempotency_columns, professional_columns_prefixed};
 
@@ -96,12 +94,7 @@ impl PgStore {
         client_id: ClientId,
         professional_id: ProfessionalId,
     ) -> Result<(Decision, Option<BookingContext>), PgError> {
-        let (started, fresh) = decide(None, scope, key, fingerprint, now, policy);
-        let fresh = fresh.ok_or_else(|| {
-            PgError::Domain(Error::Internal(
-                "idempotency: Started without a record".into(),
-            ))
-        })?;
+        let (started, fresh) = fresh_claim(scope, key, fingerprint, now, policy)?;
         let row = bind_in_flight(sqlx::query(CLAIM_WITH_CONTEXT), &fresh)?
             .bind(professional_id.as_uuid())
             .bind(client_id.as_uuid())
@@ -117,15 +110,10 @@ impl PgStore {
             return Ok((started, Some(context(&row)?)));
         }
         let existing = rows::idempotency_record(&row)?;
-        match decide(Some(&existing), scope, key, fingerprint, now, policy) {
-            // Replay, in flight, mismatch: nothing to write.
-            (decision, None) => Ok((decision, None)),
-            // A take-over: decide again under the row lock.
-            (_, Some(_)) => {
-                let decision = self.begin_tx(scope, key, fingerprint, now, policy).await?;
-                Ok((decision, None))
-            }
-        }
+        let decision = self
+            .decide_held(&existing, scope, key, fingerprint, now, policy)
+            .await?;
+        Ok((decision, None))
     }
 
     async fn availability_snapshot_once(
