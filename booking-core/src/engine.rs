@@ -320,16 +320,18 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         range: &TimeRange,
         now: DateTime<Utc>,
     ) -> Result<TimeRange> {
-        Self::shape_ok(&self.config, range)?;
-        if !professional.is_active {
-            return Err(Self::inactive());
-        }
-        let schedule = self.store.get_schedule(professional.id).await?;
+        let schedule = self.schedule_if_active(professional).await?;
         self.check_bookable_with(professional, schedule.as_ref(), range, now)
     }
 
-    fn inactive() -> Error {
-        Error::OutsideAvailability("the professional is not accepting bookings".into())
+    /// The professional's schedule when they accept bookings (an inactive professional's
+    /// is never looked at).
+    async fn schedule_if_active(&self, professional: &Professional) -> Result<Option<Schedule>> {
+        if professional.is_active {
+            self.store.get_schedule(professional.id).await
+        } else {
+            Ok(None)
+        }
     }
 
     /// The range's shape: whole minutes, at most [`EngineConfig::max_booking_length`].
@@ -363,7 +365,9 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
     ) -> Result<TimeRange> {
         Self::shape_ok(&self.config, range)?;
         if !professional.is_active {
-            return Err(Self::inactive());
+            return Err(Error::OutsideAvailability(
+                "the professional is not accepting bookings".into(),
+            ));
         }
         let schedule = schedule.ok_or_else(|| {
             Error::OutsideAvailability("the professional has no schedule yet".into())
@@ -406,11 +410,7 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             return Ok(Inserted::Existing(existing));
         }
         self.get_client(request.client_id).await?;
-        let schedule = if professional.is_active {
-            self.store.get_schedule(professional.id).await?
-        } else {
-            None
-        };
+        let schedule = self.schedule_if_active(&professional).await?;
         let booking = self.new_booking(request, &professional, schedule.as_ref(), now)?;
         self.store.insert_booking(&booking, now).await
     }
@@ -464,11 +464,10 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         let takeover = idem.context.is_none();
         let context = match idem.context {
             Some(c) => c,
-            None => BookingContext {
-                professional: self.store.get_professional(request.professional_id).await?,
-                schedule: self.store.get_schedule(request.professional_id).await?,
-                client_exists: self.store.get_client(request.client_id).await?.is_some(),
-            },
+            None => {
+                BookingContext::read(&*self.store, request.client_id, request.professional_id)
+                    .await?
+            }
         };
         let professional = context
             .professional

@@ -416,6 +416,25 @@ pub struct BookingContext {
     pub client_exists: bool,
 }
 
+impl BookingContext {
+    /// The context read with one call per part (what a store without a combined read
+    /// does).
+    pub async fn read<S>(
+        store: &S,
+        client_id: ClientId,
+        professional_id: ProfessionalId,
+    ) -> Result<Self>
+    where
+        S: DirectoryStore + ScheduleStore + ?Sized,
+    {
+        Ok(Self {
+            professional: store.get_professional(professional_id).await?,
+            schedule: store.get_schedule(professional_id).await?,
+            client_exists: store.get_client(client_id).await?.is_some(),
+        })
+    }
+}
+
 /// What availability needs, read in one step (see [`RequestStore::availability_snapshot`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AvailabilitySnapshot {
@@ -467,11 +486,7 @@ pub trait RequestStore: BookingStore + DirectoryStore + ScheduleStore + Idempote
         if !matches!(decision, Decision::Started { .. }) {
             return Ok((decision, None));
         }
-        let context = BookingContext {
-            professional: self.get_professional(professional_id).await?,
-            schedule: self.get_schedule(professional_id).await?,
-            client_exists: self.get_client(client_id).await?.is_some(),
-        };
+        let context = BookingContext::read(self, client_id, professional_id).await?;
         Ok((decision, Some(context)))
     }
 
