@@ -1,5 +1,7 @@
 //! [`BookingEngine`]: the use cases, and the only caller of the stores.
 
+mod payments;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -19,6 +21,11 @@ use crate::store::{
     BookingContext, BookingOwner, BookingQuery, Cursor, Inserted, Page, ProfessionalQuery,
     Registered, RequestAnswer, Store,
 };
+
+pub use payments::{EventOutcome, ObligationReport, STRIPE};
+
+/// Renders a booking as the response of the request that created it.
+pub type Render<'a> = dyn Fn(&Booking) -> StoredResponse + Send + Sync + 'a;
 
 /// Engine settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +76,7 @@ pub struct AnsweredRequest<'a> {
     /// used.
     pub context: Option<BookingContext>,
     /// Renders the new booking as the response to store and send.
-    pub render: &'a (dyn Fn(&Booking) -> StoredResponse + Send + Sync),
+    pub render: &'a Render<'a>,
 }
 
 impl std::fmt::Debug for AnsweredRequest<'_> {
@@ -108,6 +115,7 @@ pub struct BookingEngine<S: ?Sized, C> {
     store: Arc<S>,
     clock: C,
     config: EngineConfig,
+    payments: Option<Arc<dyn crate::payment::PaymentGateway>>,
 }
 
 impl<S: ?Sized, C: Clone> Clone for BookingEngine<S, C> {
@@ -116,6 +124,7 @@ impl<S: ?Sized, C: Clone> Clone for BookingEngine<S, C> {
             store: Arc::clone(&self.store),
             clock: self.clock.clone(),
             config: self.config,
+            payments: self.payments.clone(),
         }
     }
 }
@@ -127,6 +136,7 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             store,
             clock,
             config,
+            payments: None,
         }
     }
 
@@ -407,12 +417,24 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
                 .find_booking_by_request(request.professional_id, r)
                 .await?
         {
-            return Ok(Inserted::Existing(existing));
+            return self.pay_if_needed(Inserted::Existing(existing)).await;
         }
         self.get_client(request.client_id).await?;
         let schedule = self.schedule_if_active(&professional).await?;
         let booking = self.new_booking(request, &professional, schedule.as_ref(), now)?;
-        self.store.insert_booking(&booking, now).await
+        let inserted = self.store.insert_booking(&booking, now).await?;
+        self.pay_if_needed(inserted).await
+    }
+
+    /// With payments on, creates and attaches the intent of a hold that has none yet.
+    async fn pay_if_needed(&self, inserted: Inserted) -> Result<Inserted> {
+        if !self.needs_intent(inserted.booking()) {
+            return Ok(inserted);
+        }
+        Ok(match inserted {
+            Inserted::Created(b) => Inserted::Created(self.pay_for_hold(b, None).await?.0),
+            Inserted::Existing(b) => Inserted::Existing(self.pay_for_hold(b, None).await?.0),
+        })
     }
 
     /// Begins the idempotent request that creates a booking (see
@@ -481,7 +503,10 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
                 .find_booking_by_request(request.professional_id, r)
                 .await?
         {
-            return Ok((Inserted::Existing(existing), false));
+            return Ok((
+                self.pay_if_needed(Inserted::Existing(existing)).await?,
+                false,
+            ));
         }
         if !context.client_exists {
             return Err(Error::NotFound(Entity::Client));
@@ -493,9 +518,23 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             lease: idem.lease,
             response: (idem.render)(&booking),
         };
-        self.store
-            .insert_booking_answered(&booking, now, &answer)
-            .await
+        if self.payments.is_none() {
+            return self
+                .store
+                .insert_booking_answered(&booking, now, &answer)
+                .await;
+        }
+        // With payments, the answer needs the intent: hold first, then pay, then store the
+        // answer with the attached intent (see crate::payment for why in this order).
+        match self.store.insert_booking(&booking, now).await? {
+            Inserted::Created(hold) => {
+                let (paid, answered) = self
+                    .pay_for_hold(hold, Some((&answer, idem.render)))
+                    .await?;
+                Ok((Inserted::Created(paid), answered))
+            }
+            existing => Ok((self.pay_if_needed(existing).await?, false)),
+        }
     }
 
     /// The booking `request` asks for, checked against the professional and their
@@ -526,6 +565,7 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             price,
             hold_expires_at,
             request_ref: request.request_ref.clone(),
+            payment: None,
             created_at: now,
             updated_at: now,
         })
@@ -618,7 +658,7 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         if b.status == BookingStatus::Cancelled {
             return Ok(b);
         }
-        match self
+        let cancelled = match self
             .store
             .transition_booking_from(&b, Transition::Cancel, self.now())
             .await
@@ -627,12 +667,18 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
                 // Lost a race against another cancel? Then the answer is the same.
                 let again = self.visible_booking(actor, id).await?;
                 if again.status == BookingStatus::Cancelled {
-                    Ok(again)
+                    again
                 } else {
-                    Err(Error::InvalidState(why))
+                    return Err(Error::InvalidState(why));
                 }
             }
-            other => other,
+            other => other?,
+        };
+        // A cancelled hold's intent is cancelled now; if the provider fails, the sweep
+        // tries again (the obligation is stored with the booking).
+        match self.discharge(&cancelled).await {
+            Ok(Some(_)) => self.visible_booking(actor, id).await,
+            _ => Ok(cancelled),
         }
     }
 

@@ -104,6 +104,10 @@ pub enum Error {
     /// A bug or an unexpected backend answer. The message is for logs, not clients.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The payment provider failed or could not be reached; nothing was left holding a
+    /// slot, and retrying the request may succeed.
+    #[error("payment provider unavailable: {0}")]
+    PaymentProvider(String),
     /// A signed webhook request was refused (see [`crate::webhook::verify`]).
     #[error("webhook signature refused: {0}")]
     BadSignature(#[from] crate::webhook::SignatureError),

@@ -50,6 +50,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod payment;
 pub mod schedule;
 pub mod store;
 pub mod webhook;

@@ -23,6 +23,7 @@ use crate::events::DomainEvent;
 use crate::idempotency::{
     Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, LeaseId, Scope, StoredResponse,
 };
+use crate::payment::{ObligationMet, Payment, PaymentChange, PaymentOutcome};
 use crate::schedule::Schedule;
 use crate::webhook::inbox::{Claimed, InboxEvent, InboxKey, NewInboxEvent, Recorded};
 
@@ -528,9 +529,8 @@ pub trait RequestStore: BookingStore + DirectoryStore + ScheduleStore + Idempote
 /// another claim may still settle: nobody else is processing the event.
 ///
 /// Applying an event's effect (e.g. confirming a booking) and marking the event processed
-/// must commit together; that will be a use-case method of its own (in the style of
-/// [`RequestStore::insert_booking_answered`]) added with the worker. `mark_processed` alone
-/// serves events without an effect on bookings.
+/// commit together in [`PaymentStore::settle_payment`]; `mark_processed` alone serves
+/// events without an effect on bookings.
 #[async_trait]
 pub trait InboxStore: Send + Sync {
     /// Records a new event, pending and due at `now`. If an event with the same key is
@@ -598,6 +598,73 @@ pub trait InboxStore: Send + Sync {
     async fn prune_processed(&self, older_than: DateTime<Utc>, limit: usize) -> Result<u64>;
 }
 
+/// What [`PaymentStore::settle_payment`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The booking afterwards (unchanged if the event changed nothing).
+    pub booking: Booking,
+    /// What the event decided; `None` if it changed nothing (a duplicate or a late event).
+    pub outcome: Option<PaymentOutcome>,
+}
+
+/// Payments kept on bookings (see [`crate::payment`]). Each method is one atomic step.
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    /// Attaches `payment` to booking `id` if it has none yet, and stores `answer` (if any)
+    /// in the same step while `answer.lease` still owns its record. If the booking already
+    /// has the same intent, nothing changes. Returns the booking and whether the answer was
+    /// stored. [`Error::NotFound`] if there is no such booking; [`Error::InvalidState`] if it
+    /// has another intent.
+    async fn attach_payment(
+        &self,
+        id: BookingId,
+        payment: &Payment,
+        answer: Option<&RequestAnswer>,
+        now: DateTime<Utc>,
+    ) -> Result<(Booking, bool)>;
+
+    /// Releases a hold whose intent could not be created: if booking `id` is still
+    /// `pending_payment` without a payment, it becomes `expired` at `now` (recording
+    /// `booking_expired`) and loses its request reference, so a retry of the request books
+    /// afresh. Returns the booking afterwards, or `None` if it was not such a hold.
+    async fn release_unpaid_hold(
+        &self,
+        id: BookingId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Booking>>;
+
+    /// Applies a provider event to booking `id` and marks inbox event `key` processed, as
+    /// one atomic step, using [`crate::payment::apply_change`] (asking it whether the
+    /// booking's blocked range is free of other active bookings when
+    /// [`crate::payment::needs_free_slot`] says so; holds that ran out by `now` do not
+    /// count). Nothing happens unless `lease` still owns the pending event: then
+    /// `Ok(None)`. [`Error::NotFound`] if there is no booking `id` (the event is not marked).
+    async fn settle_payment(
+        &self,
+        key: &InboxKey,
+        lease: LeaseId,
+        id: BookingId,
+        change: PaymentChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Settled>>;
+
+    /// The booking whose payment has intent `intent_id`, if any.
+    async fn booking_by_intent(&self, intent_id: &str) -> Result<Option<Booking>>;
+
+    /// Up to `limit` bookings with an [`crate::payment::obligation`] at `now`, oldest change
+    /// first.
+    async fn payment_obligations(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>>;
+
+    /// Records the provider's answer to an obligation of booking `id`
+    /// ([`crate::payment::meet_obligation`]). Returns the booking afterwards.
+    async fn obligation_met(
+        &self,
+        id: BookingId,
+        met: &ObligationMet,
+        now: DateTime<Utc>,
+    ) -> Result<Booking>;
+}
+
 /// Readiness of the backing store.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
@@ -614,6 +681,7 @@ pub trait Store:
     + RequestStore
     + OutboxStore
     + InboxStore
+    + PaymentStore
     + HealthCheck
 {
 }
@@ -626,6 +694,7 @@ impl<T> Store for T where
         + RequestStore
         + OutboxStore
         + InboxStore
+        + PaymentStore
         + HealthCheck
 {
 }

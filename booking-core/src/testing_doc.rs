@@ -28,6 +28,7 @@ pub fn sample_booking(status: BookingStatus) -> (Booking, DateTime<Utc>) {
         hold_expires_at: (status == BookingStatus::PendingPayment)
             .then(|| now + Duration::minutes(15)),
         request_ref: None,
+        payment: None,
         created_at: now,
         updated_at: now,
     };

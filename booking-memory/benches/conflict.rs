@@ -252,6 +252,7 @@ impl Calendar {
             },
             hold_expires_at: None,
             request_ref: None,
+            payment: None,
             created_at: t0(),
             updated_at: t0(),
         };

@@ -64,6 +64,7 @@ fn booking(
         },
         hold_expires_at: hold_until.map(at),
         request_ref: None,
+        payment: None,
         created_at: t0(),
         updated_at: t0(),
     }

@@ -85,6 +85,7 @@ fn booking(pro: ProfessionalId, r: TimeRange, hold_until: Option<i64>) -> Bookin
         },
         hold_expires_at: hold_until.map(|m| t0() + Duration::minutes(m)),
         request_ref: None,
+        payment: None,
         created_at: t0(),
         updated_at: t0(),
     }

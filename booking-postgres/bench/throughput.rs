@@ -66,6 +66,7 @@ fn booking(
         price: Money::new(6_000, Currency::parse("eur")?)?,
         hold_expires_at: None,
         request_ref: Some(format!("bench-{worker}-{n}")),
+        payment: None,
         created_at: now,
         updated_at: now,
     })

@@ -51,6 +51,7 @@ fn booking(pro: ProfessionalId, start: i64, end: i64, status: BookingStatus) -> 
         price: Money::new(1_000, Currency::parse("eur").expect("currency")).expect("money"),
         hold_expires_at: (status == BookingStatus::PendingPayment).then(|| t(15)),
         request_ref: None,
+        payment: None,
         created_at: t(0),
         updated_at: t(0),
     }

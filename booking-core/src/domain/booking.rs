@@ -111,6 +111,9 @@ pub struct Booking {
     /// [`crate::idempotency::RequestRef`] string). A retry of that request finds this booking
     /// instead of creating a second one.
     pub request_ref: Option<String>,
+    /// The payment of a booking made with payments configured (see [`crate::payment`]).
+    #[serde(default)]
+    pub payment: Option<crate::payment::Payment>,
     /// When the booking was created.
     pub created_at: DateTime<Utc>,
     /// When the booking last changed.
