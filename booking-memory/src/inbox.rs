@@ -96,6 +96,13 @@ impl Inbox {
     }
 
     /// The row `lease` owns: pending and claimed under exactly that lease.
+    /// Whether `lease` owns the pending event `key`.
+    pub(crate) fn owns(&self, key: &InboxKey, lease: LeaseId) -> bool {
+        self.rows
+            .get(key)
+            .is_some_and(|r| r.event.state == InboxState::Pending && r.lease == Some(lease))
+    }
+
     fn owned(&mut self, key: &InboxKey, lease: LeaseId) -> Option<&mut Row> {
         self.rows
             .get_mut(key)

@@ -85,6 +85,7 @@ mod idempotency;
 mod idhash;
 mod inbox;
 mod outbox;
+mod payments;
 mod shard;
 mod striped;
 mod sync;
@@ -151,8 +152,15 @@ pub struct MemoryStore {
     schedules: RwLock<HashMap<ProfessionalId, Schedule>>,
     /// Idempotency records. Leaf.
     idempotency: Mutex<IdempotencyTable>,
-    /// The webhook inbox. Leaf, always taken alone.
+    /// The webhook inbox. Leaf: taken alone, or under one shard mutex when an event's
+    /// effect and its settling commit together.
     inbox: Mutex<Inbox>,
+    /// Intent id -> booking, for bookings with a payment. Leaf.
+    intents: Mutex<HashMap<String, (BookingId, ProfessionalId)>>,
+    /// Bookings whose payment may still owe a provider call (see
+    /// `booking_core::payment::obligation`); a superset, pruned as calls are answered.
+    /// Leaf.
+    unsettled: Mutex<IdMap<BookingId, ProfessionalId>>,
 }
 
 impl Default for MemoryStore {
@@ -193,6 +201,8 @@ impl MemoryStore {
             schedules: RwLock::new(HashMap::new()),
             idempotency: Mutex::new(IdempotencyTable::default()),
             inbox: Mutex::new(Inbox::default()),
+            intents: Mutex::new(HashMap::new()),
+            unsettled: Mutex::new(IdMap::default()),
         }
     }
 
@@ -397,6 +407,9 @@ impl MemoryStore {
             }
             _ => false,
         };
+        if let (Ok(b), Some(p)) = (&result, &booking.payment) {
+            self.track_payment(b, p);
+        }
         // Expirations that did happen are committed either way, with their events.
         self.commit(fx);
         result.map(|b| (Inserted::Created(b), answered))
@@ -433,7 +446,7 @@ impl MemoryStore {
         let mut fx = Effects::default();
         let result = s
             .expire_holds(&due, now, &mut fx)
-            .and_then(|_| s.replace(plan.booking, plan.event, None, &mut fx));
+            .and_then(|_| s.replace(plan.booking, Some(plan.event), None, &mut fx));
         self.commit(fx);
         result
     }
@@ -455,7 +468,7 @@ impl MemoryStore {
         let mut fx = Effects::default();
         let result = s
             .expire_holds(&due, now, &mut fx)
-            .and_then(|_| s.replace(plan.booking, plan.event, Some(previous), &mut fx));
+            .and_then(|_| s.replace(plan.booking, Some(plan.event), Some(previous), &mut fx));
         self.commit(fx);
         result
     }

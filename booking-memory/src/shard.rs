@@ -80,6 +80,15 @@ pub(crate) struct ProShard {
 }
 
 impl ProShard {
+    /// Forgets that booking `id` was created by request `r` (a released hold).
+    pub(crate) fn forget_request(&mut self, r: &str, id: BookingId) {
+        if self.by_request.get(r) == Some(&id) {
+            self.by_request.remove(r);
+        }
+    }
+}
+
+impl ProShard {
     /// One booking by id.
     pub(crate) fn get(&self, id: BookingId) -> Option<&Booking> {
         self.bookings.get(&id).map(|b| &**b)
@@ -137,13 +146,13 @@ impl ProShard {
     }
 
     /// Replaces booking `id` by `next` (same id), keeping the index, the due queue and the
-    /// per-client list in step and recording `kind`. The caller has checked that `next`'s
+    /// per-client list in step and recording `kind` (if any). The caller has checked that `next`'s
     /// blocked range is free if it needs to be. Fails with `Internal`, changing nothing, if
     /// the index refuses the new entry.
     pub(crate) fn replace(
         &mut self,
         next: Booking,
-        kind: EventKind,
+        kind: Option<EventKind>,
         previous_range: Option<TimeRange>,
         fx: &mut Effects,
     ) -> Result<Booking> {
@@ -173,7 +182,9 @@ impl ProShard {
             fx.due_add.extend(new_due);
         }
         let new_key = list_key(&next);
-        fx.events.push(event(kind, &next, previous_range));
+        if let Some(kind) = kind {
+            fx.events.push(event(kind, &next, previous_range));
+        }
         if new_key != old_key {
             self.order.remove(&old_key);
             self.order.insert(new_key);
@@ -200,7 +211,7 @@ impl ProShard {
                 return Err(Error::Internal("index entry without booking".into()));
             };
             let plan = b.plan(Transition::Expire, now)?;
-            out.push(self.replace(plan.booking, plan.event, None, fx)?);
+            out.push(self.replace(plan.booking, Some(plan.event), None, fx)?);
         }
         Ok(out)
     }

@@ -15,7 +15,7 @@ use crate::payment::{
 };
 use crate::store::{RequestAnswer, Store};
 use crate::webhook::inbox::Claimed;
-use crate::webhook::{StripeEvent, StripeEventKind};
+use crate::webhook::{EventError, StripeEvent, StripeEventKind};
 
 /// The provider name under which Stripe events are kept in the inbox.
 pub const STRIPE: &str = "stripe";
@@ -88,7 +88,7 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         };
         let request = IntentRequest {
             booking_id: hold.id,
-            amount: hold.price.clone(),
+            amount: hold.price,
             idempotency_key: intent_key(hold.id),
         };
         let intent = match gateway.create_intent(&request).await {
@@ -178,6 +178,15 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
         let lease = claimed.lease;
         let event = match StripeEvent::parse(&claimed.event.payload) {
             Ok(e) => e,
+            // A payment of some other integration on the same provider account.
+            Err(EventError::Missing { field }) if field.ends_with("metadata.booking_id") => {
+                return self
+                    .finish(
+                        claimed,
+                        EventOutcome::Ignored("the intent names no booking"),
+                    )
+                    .await;
+            }
             Err(e) => return Ok(EventOutcome::Unprocessable(e.to_string())),
         };
         let (booking, change) = match event.kind {

@@ -22,8 +22,10 @@ use crate::store::Registered;
 use crate::store::{Cursor, Inserted, ProfessionalQuery, Store};
 
 mod inbox;
+mod payments;
 mod requests;
 pub use inbox::*;
+pub use payments::*;
 pub use requests::*;
 
 fn is_unavailable<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {

@@ -25,6 +25,7 @@
 pub mod checks;
 pub mod fixtures;
 pub mod fuzz;
+pub mod gateway;
 pub mod model;
 pub mod strategies;
 
@@ -131,6 +132,20 @@ macro_rules! conformance_suite {
             inbox_dead_letters_list_and_replay,
             inbox_prune_removes_only_old_processed_rows,
             race_inbox_claims_never_claim_one_event_twice,
+            paid_booking_is_a_hold_with_an_intent,
+            provider_failure_leaves_the_slot_free,
+            retry_after_a_crash_pays_the_same_hold,
+            intent_and_answer_commit_together,
+            payment_confirms_a_hold_once,
+            payment_after_expiry_confirms_or_refunds,
+            owed_refund_is_issued_by_the_sweep,
+            canceled_intent_cancels_and_failure_keeps_the_hold,
+            cancelled_hold_cancels_its_intent,
+            expired_hold_intent_is_cancelled_by_the_sweep,
+            refunds_are_recorded_on_the_payment,
+            foreign_events_are_ignored,
+            settle_needs_the_owning_lease,
+            payment_events_commute,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

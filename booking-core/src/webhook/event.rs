@@ -221,6 +221,45 @@ impl StripeEvent {
     /// its `object`, if present, must be `"event"`. Never panics; see the
     /// [module documentation](self) for what else is read and the bounds on the work done.
     pub fn parse(body: &[u8]) -> Result<Self, EventError> {
+        let EventHeader {
+            id,
+            type_name,
+            created,
+        } = EventHeader::parse(body)?;
+        let kind = match type_name.as_str() {
+            PAYMENT_SUCCEEDED => StripeEventKind::PaymentSucceeded(payment_intent(body)?),
+            PAYMENT_FAILED => StripeEventKind::PaymentFailed(payment_intent(body)?),
+            PAYMENT_CANCELED => StripeEventKind::PaymentCanceled(payment_intent(body)?),
+            CHARGE_REFUNDED => StripeEventKind::ChargeRefunded(refunded_charge(body)?),
+            _ => StripeEventKind::Other(type_name),
+        };
+        Ok(StripeEvent { id, created, kind })
+    }
+}
+
+/// The envelope of a Stripe event: what identifies it, whatever its `data`. Intake records
+/// every event with a valid envelope; only processing reads `data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHeader {
+    /// The event id (`evt_…`).
+    pub id: String,
+    /// The event type, such as `payment_intent.succeeded`.
+    pub type_name: String,
+    /// When Stripe created the event.
+    pub created: DateTime<Utc>,
+}
+
+impl EventHeader {
+    /// Reads the envelope (`id`, `type`, `created`, `object`) of a raw event body, with the
+    /// same checks as [`StripeEvent::parse`].
+    ///
+    /// ```
+    /// let h = booking_core::webhook::EventHeader::parse(
+    ///     br#"{"id":"evt_1","object":"event","type":"customer.created","created":1700000000}"#,
+    /// ).unwrap();
+    /// assert_eq!((h.id.as_str(), h.type_name.as_str()), ("evt_1", "customer.created"));
+    /// ```
+    pub fn parse(body: &[u8]) -> Result<Self, EventError> {
         if body.len() > MAX_EVENT_LEN {
             return Err(EventError::TooLarge { len: body.len() });
         }
@@ -241,14 +280,11 @@ impl StripeEvent {
             field: "created",
             reason: "is not a representable Unix time",
         })?;
-        let kind = match type_name.as_str() {
-            PAYMENT_SUCCEEDED => StripeEventKind::PaymentSucceeded(payment_intent(body)?),
-            PAYMENT_FAILED => StripeEventKind::PaymentFailed(payment_intent(body)?),
-            PAYMENT_CANCELED => StripeEventKind::PaymentCanceled(payment_intent(body)?),
-            CHARGE_REFUNDED => StripeEventKind::ChargeRefunded(refunded_charge(body)?),
-            _ => StripeEventKind::Other(type_name),
-        };
-        Ok(StripeEvent { id, created, kind })
+        Ok(EventHeader {
+            id,
+            type_name,
+            created,
+        })
     }
 }
 

@@ -19,7 +19,8 @@ pub mod policy;
 pub mod signature;
 
 pub use event::{
-    EventError, MAX_EVENT_LEN, PaymentIntent, RefundedCharge, StripeEvent, StripeEventKind,
+    EventError, EventHeader, MAX_EVENT_LEN, PaymentIntent, RefundedCharge, StripeEvent,
+    StripeEventKind,
 };
 pub use policy::{Next, RetryPolicy};
 pub use signature::{
