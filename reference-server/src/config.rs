@@ -14,6 +14,18 @@
 //! live (24 h by default); tokens already handed out keep working, since only their hashes
 //! are checked.
 //!
+//! Payments and webhooks (with `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRETS` and
+//! `STRIPE_API_BASE` of API.md):
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `STRIPE_TIMEOUT_MS` | bound of every call to Stripe in milliseconds, 100 to 60000 (default 10000) |
+//! | `BOOKING_WEBHOOK_MAX_ATTEMPTS` | attempts at processing an inbound event before it is dead-lettered, 1 to 100 (default 20) |
+//! | `BOOKING_WEBHOOK_RETRY_BASE_MS` | the first retry's backoff ceiling in milliseconds, doubled per attempt up to 15 minutes, with full jitter (default 2000) |
+//! | `BOOKING_WEBHOOK_RETENTION_DAYS` | how long processed event ids are kept for deduplication before they are pruned, 1 to 365 (default 30) |
+//!
+//! `STRIPE_SECRET_KEY` needs `STRIPE_WEBHOOK_SECRETS` (payments are confirmed by webhooks).
+//!
 //! Two tune the PostgreSQL pool (they are ignored with the in-memory store):
 //!
 //! | variable | meaning |
@@ -49,7 +61,9 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     /// Whether `STRIPE_SECRET_KEY` is set. Payments are not implemented by this build yet,
     /// so start-up refuses such a configuration rather than confirming bookings unpaid.
-    pub stripe_configured: bool,
+    pub stripe: Option<StripeConfig>,
+    pub webhook_secrets: Vec<String>,
+    pub webhook: WebhookConfig,
     /// Requests taking longer are answered 408 (default 30 s).
     pub request_timeout: Duration,
     /// How often the background workers run (default 5 s).
@@ -74,7 +88,9 @@ impl fmt::Debug for Config {
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
             .field("hold_ttl", &self.hold_ttl)
             .field("idempotency_ttl", &self.idempotency_ttl)
-            .field("stripe_configured", &self.stripe_configured)
+            .field("stripe", &self.stripe)
+            .field("webhook_secrets", &self.webhook_secrets.len())
+            .field("webhook", &self.webhook)
             .field("request_timeout", &self.request_timeout)
             .field("sweep_interval", &self.sweep_interval)
             .field("db_max_connections", &self.db_max_connections)
@@ -93,7 +109,9 @@ impl Default for Config {
             token_secret: None,
             hold_ttl: Duration::from_secs(900),
             idempotency_ttl: Duration::from_secs(86_400),
-            stripe_configured: false,
+            stripe: None,
+            webhook_secrets: Vec::new(),
+            webhook: WebhookConfig::default(),
             request_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(5),
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
@@ -103,6 +121,61 @@ impl Default for Config {
 }
 
 /// A configuration value that cannot be used.
+/// Stripe, when payments are on.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StripeConfig {
+    /// `STRIPE_SECRET_KEY`.
+    pub secret_key: String,
+    /// `STRIPE_API_BASE`: another base URL for Stripe's API (a local fake in tests).
+    pub api_base: Option<String>,
+    /// `STRIPE_TIMEOUT_MS`: the bound of every call.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for StripeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeConfig")
+            .field("secret_key", &"<set>")
+            .field("api_base", &self.api_base)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Processing of inbound webhook events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `BOOKING_WEBHOOK_MAX_ATTEMPTS`.
+    pub max_attempts: u32,
+    /// `BOOKING_WEBHOOK_RETRY_BASE_MS`.
+    pub retry_base: Duration,
+    /// `BOOKING_WEBHOOK_RETENTION_DAYS`.
+    pub retention: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 20,
+            retry_base: Duration::from_secs(2),
+            retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The retry policy these settings describe.
+    pub fn retry_policy(&self) -> booking_core::RetryPolicy {
+        let ms = |d: Duration| chrono::Duration::milliseconds(d.as_millis().try_into().unwrap_or(i64::MAX));
+        booking_core::RetryPolicy {
+            base: ms(self.retry_base),
+            max_attempts: self.max_attempts,
+            retention: ms(self.retention),
+            ..booking_core::RetryPolicy::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
 
@@ -153,7 +226,73 @@ impl Config {
         if let Some(v) = get("BOOKING_IDEMPOTENCY_TTL_SECONDS") {
             c.idempotency_ttl = seconds("BOOKING_IDEMPOTENCY_TTL_SECONDS", &v, 30 * 86_400)?;
         }
-        c.stripe_configured = get("STRIPE_SECRET_KEY").is_some();
+        if let Some(v) = get("STRIPE_WEBHOOK_SECRETS") {
+            c.webhook_secrets = v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(secret_key) = get("STRIPE_SECRET_KEY") {
+            if c.webhook_secrets.is_empty() {
+                return Err(ConfigError(
+                    "STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRETS is not: payments are \
+                     confirmed by Stripe's webhooks, so their signing secret is needed"
+                        .into(),
+                ));
+            }
+            let mut stripe = StripeConfig {
+                secret_key: secret_key.trim().to_owned(),
+                api_base: get("STRIPE_API_BASE").map(|b| b.trim().to_owned()),
+                timeout: Duration::from_secs(10),
+            };
+            if let Some(v) = get("STRIPE_TIMEOUT_MS") {
+                stripe.timeout = match v.trim().parse::<u64>() {
+                    Ok(ms) if (100..=60_000).contains(&ms) => Duration::from_millis(ms),
+                    _ => {
+                        return Err(ConfigError(
+                            "STRIPE_TIMEOUT_MS must be a whole number of milliseconds from 100 \
+                             to 60000"
+                                .into(),
+                        ));
+                    }
+                };
+            }
+            c.stripe = Some(stripe);
+        }
+        if let Some(v) = get("BOOKING_WEBHOOK_MAX_ATTEMPTS") {
+            c.webhook.max_attempts = match v.trim().parse::<u32>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError(
+                        "BOOKING_WEBHOOK_MAX_ATTEMPTS must be a whole number from 1 to 100".into(),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("BOOKING_WEBHOOK_RETRY_BASE_MS") {
+            c.webhook.retry_base = match v.trim().parse::<u64>() {
+                Ok(ms) if (1..=600_000).contains(&ms) => Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError(
+                        "BOOKING_WEBHOOK_RETRY_BASE_MS must be a whole number of milliseconds \
+                         from 1 to 600000"
+                            .into(),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("BOOKING_WEBHOOK_RETENTION_DAYS") {
+            c.webhook.retention = match v.trim().parse::<u64>() {
+                Ok(d) if (1..=365).contains(&d) => Duration::from_secs(d * 86_400),
+                _ => {
+                    return Err(ConfigError(
+                        "BOOKING_WEBHOOK_RETENTION_DAYS must be a whole number from 1 to 365"
+                            .into(),
+                    ));
+                }
+            };
+        }
         if let Some(v) = get("BOOKING_DB_MAX_CONNECTIONS") {
             c.db_max_connections = match v.trim().parse::<u32>() {
                 Ok(n) if (1..=1000).contains(&n) => n,

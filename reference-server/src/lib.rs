@@ -64,6 +64,9 @@ pub struct AppState {
 
 struct Inner {
     engine: Engine,
+    webhook_secrets: Vec<booking_core::WebhookSecret>,
+    webhook_policy: booking_core::RetryPolicy,
+    inbox_wakeup: tokio::sync::Notify,
     admin_token_hash: TokenHash,
     principals: auth::PrincipalCache,
     token_secret: secrets::TokenSecret,
@@ -79,21 +82,39 @@ impl fmt::Debug for AppState {
 
 impl AppState {
     /// State over `store`, with the engine settings from `config` and the admin token.
-    pub fn new(store: Arc<dyn Store>, config: &Config, admin_token: &str) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: &Config,
+        admin_token: &str,
+        payments: Option<Arc<dyn booking_core::payment::PaymentGateway>>,
+    ) -> Self {
         let idempotency_ttl = chrono::Duration::from_std(config.idempotency_ttl)
             .unwrap_or_else(|_| chrono::Duration::hours(24));
         let engine_config = EngineConfig {
-            // Payments are not implemented yet: bookings are confirmed at once.
-            hold_ttl: None,
             idempotency: IdempotencyPolicy {
                 ttl: idempotency_ttl,
                 ..IdempotencyPolicy::default()
             },
             ..EngineConfig::default()
         };
+        let mut engine = BookingEngine::new(store, SystemClock, engine_config);
+        if let Some(gateway) = payments {
+            let ttl = chrono::Duration::from_std(config.hold_ttl)
+                .unwrap_or_else(|_| chrono::Duration::minutes(15));
+            engine = engine.with_payments(gateway, ttl);
+        }
+        // Blank entries were dropped by the configuration; what is left is usable.
+        let webhook_secrets = config
+            .webhook_secrets
+            .iter()
+            .filter_map(|s| booking_core::WebhookSecret::new(s.clone()).ok())
+            .collect();
         Self {
             inner: Arc::new(Inner {
-                engine: BookingEngine::new(store, SystemClock, engine_config),
+                engine,
+                webhook_secrets,
+                webhook_policy: config.webhook.retry_policy(),
+                inbox_wakeup: tokio::sync::Notify::new(),
                 admin_token_hash: TokenHash::of(admin_token),
                 principals: auth::PrincipalCache::default(),
                 token_secret: secrets::TokenSecret::from_setting(config.token_secret.as_deref()),
@@ -103,7 +124,26 @@ impl AppState {
         }
     }
 
-    /// The engine.
+    /// The secrets Stripe signs webhook deliveries with (several while one is rotated).
+    pub fn webhook_secrets(&self) -> &[booking_core::WebhookSecret] {
+        &self.inner.webhook_secrets
+    }
+
+    /// How failed inbound events are retried and how long processed ones are kept.
+    pub fn webhook_policy(&self) -> &booking_core::RetryPolicy {
+        &self.inner.webhook_policy
+    }
+
+    /// Wakes the inbox worker (an event was recorded or replayed).
+    pub fn wake_inbox(&self) {
+        self.inner.inbox_wakeup.notify_one();
+    }
+
+    /// Resolves when [`AppState::wake_inbox`] was called.
+    pub async fn inbox_woken(&self) {
+        self.inner.inbox_wakeup.notified().await;
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
@@ -136,7 +176,7 @@ impl AppState {
 
 /// The complete application: routes and layers over `state`.
 pub fn router(state: AppState, config: &Config) -> Router {
-    use routes::{bookings, clients, ops, professionals};
+    use routes::{bookings, clients, ops, professionals, webhooks};
     let idem = || from_fn_with_state(state.clone(), idempotency::idempotent);
     let v1 = Router::new()
         .route(
@@ -180,8 +220,17 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .route_layer(idem())
                 .route_layer(from_fn(extract::require_uuid_id)),
         )
+        .route(
+            "/v1/admin/webhooks/dead-letters",
+            get(webhooks::list_dead_letters),
+        )
+        .route(
+            "/v1/admin/webhooks/dead-letters/{event_id}/replay",
+            post(webhooks::replay_dead_letter).route_layer(idem()),
+        )
         .route_layer(from_fn_with_state(state.clone(), auth::require_caller));
     let public = Router::new()
+        .route("/v1/webhooks/stripe", post(webhooks::stripe_webhook))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -268,13 +317,10 @@ impl Application {
     /// Connects the store (PostgreSQL with migrations when `database_url` is set, memory
     /// otherwise), binds `listen` (port 0: a free port) and prepares the routes.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        if config.stripe_configured {
-            return Err(StartupError::Config(
-                "STRIPE_SECRET_KEY is set, but this build does not support payments yet; \
-                 unset it to run with bookings confirmed at once"
-                    .into(),
-            ));
-        }
+        let payments = match &config.stripe {
+            Some(stripe) => Some(payment_gateway(stripe)?),
+            None => None,
+        };
         if config.token_secret.is_none() && config.database_url.is_some() {
             tracing::warn!(
                 "BOOKING_TOKEN_SECRET is not set: API tokens are derived with a random \
@@ -295,7 +341,7 @@ impl Application {
             .await
             .map_err(StartupError::Bind)?;
         let local_addr = listener.local_addr().map_err(StartupError::Bind)?;
-        let state = AppState::new(store, &config, &admin_token);
+        let state = AppState::new(store, &config, &admin_token, payments);
         Ok(Self {
             listener,
             local_addr,
@@ -349,15 +395,34 @@ impl Application {
     ) -> std::io::Result<()> {
         let router = self.router();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let workers = workers::spawn(self.state.clone(), self.config.sweep_interval, stop_rx);
+        let workers = workers::spawn(
+            self.state.clone(),
+            self.config.sweep_interval,
+            stop_rx.clone(),
+        );
+        let inbox = workers::spawn_inbox(self.state.clone(), stop_rx);
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(signal)
             .await;
         let _ = stop_tx.send(true);
         let _ = workers.await;
+        let _ = inbox.await;
         tracing::info!("server stopped");
         served
     }
+}
+
+/// The Stripe gateway `stripe` describes.
+fn payment_gateway(
+    stripe: &config::StripeConfig,
+) -> Result<Arc<dyn booking_core::payment::PaymentGateway>, StartupError> {
+    let gateway = stripe::StripeGateway::new(
+        &stripe.secret_key,
+        stripe.api_base.as_deref(),
+        stripe.timeout,
+    )
+    .map_err(|e| StartupError::Config(format!("Stripe: {e}")))?;
+    Ok(Arc::new(gateway))
 }
 
 async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> {

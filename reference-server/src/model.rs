@@ -53,8 +53,28 @@ pub struct PaymentView {
     pub provider: String,
     /// The Stripe PaymentIntent id.
     pub payment_intent_id: String,
-    /// The PaymentIntent's client secret, for the client's payment form.
-    pub client_secret: String,
+    /// The PaymentIntent's client secret, for the client's payment form; `null` once the
+    /// hold has ended (paid, cancelled or expired).
+    pub client_secret: Option<String>,
+    /// The total refunded so far, in minor units of the booking's currency
+    /// (`charge.refunded`).
+    #[schema(minimum = 0)]
+    pub amount_refunded_cents: i64,
+    /// A payment arrived that the booking could not honour (it had been cancelled, or its
+    /// hold ran out and the slot was taken): it is refunded in full.
+    pub refund_owed: bool,
+}
+
+impl From<&booking_core::payment::Payment> for PaymentView {
+    fn from(p: &booking_core::payment::Payment) -> Self {
+        Self {
+            provider: p.provider.clone(),
+            payment_intent_id: p.intent_id.clone(),
+            client_secret: p.client_secret.clone(),
+            amount_refunded_cents: p.amount_refunded_cents,
+            refund_owed: p.refund_owed,
+        }
+    }
 }
 
 /// A booking.
@@ -76,7 +96,7 @@ pub struct BookingView {
     pub price: MoneyView,
     /// When a `pending_payment` hold stops blocking the slot.
     pub hold_expires_at: Option<DateTime<Utc>>,
-    /// Payment details; `null` while payments are not configured.
+    /// Payment details; `null` for bookings made while payments were not configured.
     pub payment: Option<PaymentView>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -98,7 +118,7 @@ impl From<&Booking> for BookingView {
                 currency: b.price.currency.as_str().to_owned(),
             },
             hold_expires_at: b.hold_expires_at,
-            payment: None,
+            payment: b.payment.as_ref().map(PaymentView::from),
             created_at: b.created_at,
             updated_at: b.updated_at,
         }
@@ -612,4 +632,63 @@ pub struct ProblemDoc {
     /// Field problems (`validation_failed` only).
     #[schema(nullable = false)]
     pub errors: Option<Vec<FieldErrorDoc>>,
+}
+
+/// The answer to a Stripe webhook delivery.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookAck {
+    /// Always `true`: the event is recorded (now or by an earlier delivery).
+    pub received: bool,
+    /// Whether the event had been received before (nothing changed).
+    pub duplicate: bool,
+}
+
+/// An inbound webhook event in the inbox (dead-lettered, or queued again by a replay).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeadLetterView {
+    /// The provider's event id (`evt_…`).
+    pub event_id: String,
+    /// Always `stripe`.
+    pub provider: String,
+    /// The event type, e.g. `payment_intent.succeeded`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `pending` (queued), `processed` or `dead_lettered`.
+    pub state: String,
+    /// Processing attempts so far (reset by a replay).
+    #[schema(minimum = 0)]
+    pub attempts: u32,
+    /// The last attempt's error, if any.
+    pub last_error: Option<String>,
+    /// When the event was first received.
+    pub received_at: DateTime<Utc>,
+    /// When it is due for its next attempt.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When it was dead-lettered; `null` once replayed.
+    pub dead_lettered_at: Option<DateTime<Utc>>,
+}
+
+impl From<&booking_core::webhook::inbox::InboxEvent> for DeadLetterView {
+    fn from(e: &booking_core::webhook::inbox::InboxEvent) -> Self {
+        Self {
+            event_id: e.key.event_id().to_owned(),
+            provider: e.key.provider().to_owned(),
+            event_type: e.event_type.clone(),
+            state: e.state.as_str().to_owned(),
+            attempts: e.attempts,
+            last_error: e.last_error.clone(),
+            received_at: e.received_at,
+            next_attempt_at: e.next_attempt_at,
+            dead_lettered_at: e.dead_lettered_at,
+        }
+    }
+}
+
+/// A page of dead-lettered events, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    /// The events.
+    pub data: Vec<DeadLetterView>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }

@@ -11,7 +11,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::model;
-use crate::routes::{bookings, clients, ops, professionals};
+use crate::routes::{bookings, clients, ops, professionals, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +34,9 @@ use crate::routes::{bookings, clients, ops, professionals};
         bookings::get_booking,
         bookings::cancel_booking,
         bookings::reschedule_booking,
+        webhooks::stripe_webhook,
+        webhooks::list_dead_letters,
+        webhooks::replay_dead_letter,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -43,7 +46,7 @@ use crate::routes::{bookings, clients, ops, professionals};
     modifiers(&Security, &Problems, &Inputs),
     tags(
         (name = "clients"), (name = "professionals"), (name = "schedules"),
-        (name = "bookings"), (name = "operations")
+        (name = "bookings"), (name = "webhooks"), (name = "operations")
     )
 )]
 struct ApiDoc;
@@ -79,7 +82,7 @@ const ERRORS: &[(&str, &str, &[u16])] = &[
     ),
     ("get", "/v1/professionals/{id}/schedule", &[404]),
     ("get", "/v1/professionals/{id}/availability", &[404, 422]),
-    ("post", "/v1/bookings", &[400, 403, 404, 409, 413, 422]),
+    ("post", "/v1/bookings", &[400, 403, 404, 409, 413, 422, 502]),
     ("get", "/v1/bookings", &[400, 422]),
     ("get", "/v1/bookings/{id}", &[404]),
     (
@@ -90,6 +93,13 @@ const ERRORS: &[(&str, &str, &[u16])] = &[
     (
         "post",
         "/v1/bookings/{id}/reschedule",
+        &[400, 403, 404, 409, 413, 422],
+    ),
+    ("post", "/v1/webhooks/stripe", &[400, 413]),
+    ("get", "/v1/admin/webhooks/dead-letters", &[400, 403, 422]),
+    (
+        "post",
+        "/v1/admin/webhooks/dead-letters/{event_id}/replay",
         &[400, 403, 404, 409, 413, 422],
     ),
     ("get", "/readyz", &[503]),
@@ -126,7 +136,10 @@ impl Modify for Problems {
                 _ => None,
             };
             let Some(op) = op else { continue };
-            let common: &[u16] = if path.starts_with("/v1/") {
+            let common: &[u16] = if path.starts_with("/v1/webhooks/") {
+                // Signed, not authenticated: no 401.
+                &[408, 500, 503]
+            } else if path.starts_with("/v1/") {
                 &[401, 408, 500, 503]
             } else {
                 &[]

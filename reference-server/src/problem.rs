@@ -158,6 +158,8 @@ fn title_of(code: &str) -> &'static str {
         "method_not_allowed" => "Method not allowed",
         "request_timeout" => "Request timeout",
         "store_unavailable" => "Store unavailable",
+        "payment_provider_unavailable" => "Payment provider unavailable",
+        "invalid_signature" => "Invalid signature",
         "internal" => "Internal error",
         _ => "Error",
     }
@@ -196,6 +198,19 @@ impl From<Error> for Problem {
                     )
                 }
             }
+            Error::PaymentProvider(msg) => {
+                tracing::warn!(cause = %msg, "payment provider unavailable");
+                Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "payment_provider_unavailable",
+                    "the payment provider could not be reached; no slot is held, retry shortly",
+                )
+            }
+            Error::BadSignature(e) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                format!("the Stripe-Signature header was refused: {e}"),
+            ),
             Error::Internal(msg) => Problem::internal(&msg),
             other => Problem::internal(&other.to_string()),
         }

@@ -1,10 +1,21 @@
-//! Background workers: the hold-expiry sweep, the idempotency purge and metrics upkeep.
-//! They stop when the shutdown signal flips.
+//! Background workers, stopped when the shutdown signal flips:
+//!
+//! * the sweep: expires holds that ran out, makes the payment-provider calls owed (cancel
+//!   the intents of ended holds, issue owed refunds; retried every round until the
+//!   provider answers), purges expired idempotency keys, prunes processed webhook events
+//!   past their retention, and keeps the metrics up to date;
+//! * the inbox worker: claims due webhook events (on PostgreSQL with `SKIP LOCKED`, so any
+//!   number of instances can run it), applies each one's effect and marks it processed in
+//!   one atomic step, and retries failures with exponential backoff and full jitter until
+//!   it dead-letters them. It wakes when an event arrives and at least every second.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use booking_core::engine::EventOutcome;
+use booking_core::webhook::Next;
 
 use crate::AppState;
 
@@ -14,6 +25,164 @@ const EXPIRE_BATCH: usize = 500;
 const PURGE_BATCH: usize = 1000;
 /// The purge runs every this many sweeps.
 const PURGE_EVERY: u32 = 12;
+/// Payment-provider calls made per sweep round.
+const OBLIGATION_BATCH: usize = 100;
+/// Processed webhook events pruned per round.
+const PRUNE_BATCH: usize = 1000;
+/// Inbox events claimed at once.
+const INBOX_BATCH: usize = 32;
+/// How long a claimed event is withheld from other workers.
+const INBOX_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+/// The inbox worker looks for due events (retries) at least this often.
+const INBOX_POLL: Duration = Duration::from_secs(1);
+
+/// Makes the provider calls owed (cancels of ended holds' intents, owed refunds); returns
+/// how many were answered.
+pub async fn discharge_obligations(state: &AppState) -> usize {
+    match state.engine().discharge_obligations(OBLIGATION_BATCH).await {
+        Ok(r) => {
+            metrics::counter!("payment_intents_cancelled_total").increment(r.intents_closed as u64);
+            metrics::counter!("payment_refunds_issued_total").increment(r.refunds as u64);
+            metrics::counter!("payment_obligation_failures_total").increment(r.failed as u64);
+            r.intents_closed + r.refunds
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "payment obligations sweep failed");
+            0
+        }
+    }
+}
+
+/// Deletes processed webhook events older than the retention (in batches); returns how
+/// many.
+pub async fn prune_webhook_events(state: &AppState) -> u64 {
+    let cutoff = state.webhook_policy().retention_cutoff(state.engine().now());
+    let mut total = 0;
+    loop {
+        match state
+            .engine()
+            .store()
+            .prune_processed(cutoff, PRUNE_BATCH)
+            .await
+        {
+            Ok(n) => {
+                total += n;
+                if n < PRUNE_BATCH as u64 {
+                    return total;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook inbox prune failed");
+                return total;
+            }
+        }
+    }
+}
+
+/// A uniform draw from `[0, 1)` for the backoff's jitter.
+fn jitter() -> f64 {
+    // 53 random bits make every double in [0, 1) on the grid of 2^-53 equally likely.
+    getrandom::u64().map_or(0.5, |r| (r >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+/// Processes the due inbox events once (one batch after another while batches are full);
+/// returns how many events were handled.
+pub async fn process_inbox(state: &AppState) -> usize {
+    let engine = state.engine();
+    let mut handled = 0;
+    loop {
+        let now = engine.now();
+        let claimed = match engine.store().claim_due(now, INBOX_BATCH, INBOX_LEASE).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming webhook events failed");
+                return handled;
+            }
+        };
+        let n = claimed.len();
+        for c in &claimed {
+            process_one(state, c).await;
+        }
+        handled += n;
+        if n < INBOX_BATCH {
+            return handled;
+        }
+    }
+}
+
+async fn process_one(state: &AppState, c: &booking_core::webhook::inbox::Claimed) {
+    let engine = state.engine();
+    let store = engine.store();
+    let key = &c.event.key;
+    let outcome = engine.process_webhook_event(c).await;
+    let now = engine.now();
+    let error = match outcome {
+        Ok(EventOutcome::Unprocessable(why)) => {
+            tracing::warn!(event = key.event_id(), error = %why, "webhook event cannot be read; dead-lettered");
+            match store.dead_letter(key, c.lease, &why, now).await {
+                Ok(true) => {
+                    metrics::counter!("webhook_events_dead_lettered_total").increment(1);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "dead-lettering failed"),
+            }
+            return;
+        }
+        Ok(EventOutcome::LeaseLost) => return,
+        Ok(outcome) => {
+            let label = match outcome {
+                EventOutcome::Applied(_) => "applied",
+                EventOutcome::Unchanged => "unchanged",
+                EventOutcome::Acknowledged => "acknowledged",
+                _ => "ignored",
+            };
+            metrics::counter!("webhook_events_processed_total", "outcome" => label).increment(1);
+            let lag = (now - c.event.received_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("webhook_processing_lag_seconds").record(lag);
+            return;
+        }
+        Err(e) => e,
+    };
+    let message = error.to_string();
+    match state.webhook_policy().next(c.event.attempts, jitter()) {
+        Next::RetryIn(delay) => {
+            let at = now + delay;
+            tracing::info!(event = key.event_id(), attempts = c.event.attempts, error = %message, retry_at = %at, "webhook event failed; retrying");
+            match store.schedule_retry(key, c.lease, at, &message).await {
+                Ok(true) => metrics::counter!("webhook_events_retried_total").increment(1),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduling a webhook retry failed"),
+            }
+        }
+        Next::DeadLetter => {
+            tracing::warn!(event = key.event_id(), attempts = c.event.attempts, error = %message, "webhook event failed for the last time; dead-lettered");
+            match store.dead_letter(key, c.lease, &message, now).await {
+                Ok(true) => metrics::counter!("webhook_events_dead_lettered_total").increment(1),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "dead-lettering failed"),
+            }
+        }
+    }
+}
+
+/// Spawns the inbox worker; it ends soon after `shutdown` becomes `true`.
+pub fn spawn_inbox(state: AppState, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            process_inbox(&state).await;
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                _ = state.inbox_woken() => {}
+                _ = tokio::time::sleep(INBOX_POLL) => {}
+            }
+        }
+        tracing::debug!("inbox worker stopped");
+    })
+}
 
 /// Runs one sweep: expires due holds (all of them, in batches) and returns how many.
 pub async fn expire_holds(state: &AppState) -> usize {
@@ -75,10 +244,15 @@ pub fn spawn(
                 }
                 _ = tick.tick() => {
                     expire_holds(&state).await;
+                    discharge_obligations(&state).await;
                     if round.is_multiple_of(PURGE_EVERY) {
                         let n = purge_idempotency(&state).await;
                         if n > 0 {
                             tracing::debug!(purged = n, "expired idempotency keys deleted");
+                        }
+                        let n = prune_webhook_events(&state).await;
+                        if n > 0 {
+                            tracing::debug!(pruned = n, "processed webhook events pruned");
                         }
                     }
                     round = round.wrapping_add(1);

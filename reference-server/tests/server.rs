@@ -196,16 +196,6 @@ async fn shuts_down_gracefully_on_signal() {
     );
 }
 
-#[tokio::test]
-async fn refuses_to_start_with_payments_configured() {
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        stripe_configured: true,
-        ..Config::default()
-    };
-    assert!(Application::build(config).await.is_err());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_on_postgres() {
     let Some(db) = booking_postgres::test_support::TestDatabase::create().await else {

@@ -24,7 +24,7 @@ fn app_over(store: Arc<dyn Store>, secret: &str) -> TestApp {
         token_secret: Some(secret.into()),
         ..Config::default()
     };
-    let state = AppState::new(store, &config, ADMIN);
+    let state = AppState::new(store, &config, ADMIN, None);
     TestApp {
         router: reference_server::router(state.clone(), &config),
         state,

@@ -5,6 +5,7 @@ pub mod bookings;
 pub mod clients;
 pub mod ops;
 pub mod professionals;
+pub mod webhooks;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};

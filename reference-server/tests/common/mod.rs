@@ -71,7 +71,7 @@ impl TestApp {
             admin_token: Some(ADMIN.into()),
             ..Config::default()
         };
-        let state = AppState::new(Arc::new(booking_memory::MemoryStore::new()), &config, ADMIN);
+        let state = AppState::new(Arc::new(booking_memory::MemoryStore::new()), &config, ADMIN, None);
         Self {
             router: reference_server::router(state.clone(), &config),
             state,
