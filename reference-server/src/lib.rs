@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod secrets;
+pub mod stripe;
 pub mod workers;
 
 use std::fmt;

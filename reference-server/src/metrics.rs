@@ -8,6 +8,8 @@
 //! | `booking_conflicts_total` | counter | |
 //! | `idempotency_replays_total`, `idempotency_mismatches_total`, `idempotency_in_flight_total` | counter | |
 //! | `holds_expired_total` | counter | |
+//! | `stripe_request_duration_seconds` | histogram | `op` |
+//! | `stripe_request_errors_total` | counter | `op`, `kind` |
 //!
 //! The recorder is process-global (the `metrics` facade has one), so several
 //! [`crate::Application`]s in one process (tests) share it.
@@ -36,7 +38,8 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
             let builder = match builder.set_buckets_for_metric(
-                Matcher::Full("http_request_duration_seconds".into()),
+                // HTTP and Stripe latencies (`*_duration_seconds`) share the buckets.
+                Matcher::Suffix("_duration_seconds".into()),
                 LATENCY_BUCKETS,
             ) {
                 Ok(b) => b,

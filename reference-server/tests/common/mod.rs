@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_stripe;
+
 use std::sync::Arc;
 
 use axum::Router;
