@@ -205,9 +205,9 @@ async fn book_then_pay_with_duplicates(on: On) {
         .expect("an intent was created");
     let id = str_of(&b["id"]);
     assert_eq!(create.idempotency_key.as_deref(), Some(format!("booking-{id}-intent").as_str()));
-    assert_eq!(create.form("metadata[booking_id]"), Some(id.as_str()));
-    assert_eq!(create.form("amount"), Some("6000"));
-    assert_eq!(create.form("currency"), Some("eur"));
+    assert_eq!(create.param("metadata[booking_id]"), Some(id.as_str()));
+    assert_eq!(create.param("amount"), Some("6000"));
+    assert_eq!(create.param("currency"), Some("eur"));
 
     let paid = intent_event("payment_intent.succeeded", &b);
     let first = p.deliver(&paid).await;
@@ -376,7 +376,7 @@ async fn expired_hold_cancels_its_intent_and_late_payment_confirms_or_refunds(on
         .filter(|r| r.path == "/v1/refunds")
         .collect();
     assert_eq!(refunds.len(), 1);
-    assert_eq!(refunds[0].form("payment_intent"), Some(intent.as_str()));
+    assert_eq!(refunds[0].param("payment_intent"), Some(intent.as_str()));
     assert_eq!(refunds[0].idempotency_key, Some(format!("refund-{intent}")));
 }
 

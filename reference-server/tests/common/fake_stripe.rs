@@ -116,6 +116,11 @@ impl Drop for FakeStripe {
 impl FakeStripe {
     /// Starts a fake on a free port of 127.0.0.1.
     pub async fn start() -> FakeStripe {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts a fake listening on `addr` (e.g. `127.0.0.1:12111`).
+    pub async fn start_on(addr: &str) -> FakeStripe {
         let state = Arc::new(Mutex::new(FakeState {
             fail_status: 500,
             ..FakeState::default()
@@ -126,7 +131,7 @@ impl FakeStripe {
             .route("/v1/refunds", post(create_refund))
             .fallback(not_found)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind the fake Stripe");
         let addr = listener.local_addr().expect("local address");
