@@ -10,6 +10,7 @@ use booking_core::domain::{
 use booking_core::idempotency::{
     Fingerprint, IdempotencyKey, IdempotencyRecord, LeaseId, RecordState, Scope, StoredResponse,
 };
+use booking_core::payment::Payment;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -22,10 +23,23 @@ use crate::error::PgError;
 macro_rules! booking_columns {
     () => {
         "id, professional_id, client_id, starts_at, ends_at, blocked_range, status, \
-         price_cents, currency, hold_expires_at, request_ref, created_at, updated_at"
+         price_cents, currency, hold_expires_at, request_ref, created_at, updated_at, \
+         payment_provider, payment_intent_id, payment_client_secret, \
+         payment_amount_refunded_cents, payment_refund_owed, payment_refund_id, \
+         payment_intent_closed"
     };
 }
 pub(crate) use booking_columns;
+
+/// The payment columns of `bookings`, in the order [`bind_payment`] binds them.
+macro_rules! payment_columns {
+    () => {
+        "payment_provider, payment_intent_id, payment_client_secret, \
+         payment_amount_refunded_cents, payment_refund_owed, payment_refund_id, \
+         payment_intent_closed"
+    };
+}
+pub(crate) use payment_columns;
 
 /// The columns [`professional`] reads.
 macro_rules! professional_columns {
@@ -91,9 +105,45 @@ pub(crate) fn booking(row: &PgRow) -> Result<Booking, PgError> {
         },
         hold_expires_at: row.try_get("hold_expires_at")?,
         request_ref: row.try_get("request_ref")?,
+        payment: payment(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// The payment of a booking row: `None` without an intent.
+fn payment(row: &PgRow) -> Result<Option<Payment>, PgError> {
+    let provider: Option<String> = row.try_get("payment_provider")?;
+    let intent_id: Option<String> = row.try_get("payment_intent_id")?;
+    let (provider, intent_id) = match (provider, intent_id) {
+        (Some(provider), Some(intent_id)) => (provider, intent_id),
+        (None, None) => return Ok(None),
+        _ => return Err(PgError::corrupt("payment provider without intent, or back")),
+    };
+    Ok(Some(Payment {
+        provider,
+        intent_id,
+        client_secret: row.try_get("payment_client_secret")?,
+        amount_refunded_cents: row.try_get("payment_amount_refunded_cents")?,
+        refund_owed: row.try_get("payment_refund_owed")?,
+        refund_id: row.try_get("payment_refund_id")?,
+        intent_closed: row.try_get("payment_intent_closed")?,
+    }))
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds the next seven parameters to `payment`'s columns in [`payment_columns`] order
+/// (`NULL`s and the column defaults for none).
+pub(crate) fn bind_payment<'q>(query: PgQuery<'q>, payment: Option<&'q Payment>) -> PgQuery<'q> {
+    query
+        .bind(payment.map(|p| p.provider.as_str()))
+        .bind(payment.map(|p| p.intent_id.as_str()))
+        .bind(payment.and_then(|p| p.client_secret.as_deref()))
+        .bind(payment.map_or(0, |p| p.amount_refunded_cents))
+        .bind(payment.is_some_and(|p| p.refund_owed))
+        .bind(payment.and_then(|p| p.refund_id.as_deref()))
+        .bind(payment.is_some_and(|p| p.intent_closed))
 }
 
 pub(crate) fn professional(row: &PgRow) -> Result<Professional, PgError> {

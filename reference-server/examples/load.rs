@@ -376,6 +376,14 @@ fn pgbench_script(payload: &str) -> String {
                 "201",
                 "'[[\"content-type\", \"application/json\"], [\"location\", \"/v1/bookings/x\"]]'",
                 "convert_to(:payload, 'UTF8')",
+                // No payment: the columns' defaults.
+                "NULL::text",
+                "NULL::text",
+                "NULL::text",
+                "0::bigint",
+                "false",
+                "NULL::text",
+                "false",
             ],
         ),
     ];

@@ -13,7 +13,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::{PgStore, fetch_limit, outbox};
 use crate::error::{PgError, retrying, sqlstate};
-use crate::rows::{self, booking_columns, pg_range};
+use crate::rows::{self, booking_columns, payment_columns, pg_range};
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
@@ -51,12 +51,46 @@ macro_rules! professional_lock {
         )
     };
 }
+pub(super) use professional_lock;
+
+/// The CTE `answered` of a one-statement change that stores an idempotent request's answer
+/// with it: completes the record of the request (scope, key, lease, status, headers, body:
+/// the parameters named, bound by [`bind_answer`]; scope `NULL` for
+/// none) for each row of `$from`, while the lease still owns it. Returns a row if it did.
+macro_rules! answer_cte {
+    ($from:literal, $scope:literal, $key:literal, $lease:literal, $status:literal,
+     $headers:literal, $body:literal) => {
+        concat!(
+            "answered AS ( \
+                 UPDATE idempotency_keys \
+                 SET lease_id = NULL, locked_until = NULL, response_status = ",
+            $status,
+            "::integer, response_headers = ",
+            $headers,
+            "::jsonb, response_body = ",
+            $body,
+            "::bytea FROM ",
+            $from,
+            " WHERE ",
+            $scope,
+            "::text IS NOT NULL AND scope = ",
+            $scope,
+            "::text AND key = ",
+            $key,
+            "::text AND lease_id = ",
+            $lease,
+            "::uuid RETURNING 1)"
+        )
+    };
+}
+pub(super) use answer_cte;
 
 /// `insert_booking`'s one statement (see [`PgStore::insert_booking_fast`]): `$1`..`$13`
 /// the booking's columns in the order of the `INSERT`, `$14` now, `$15` the outbox lock,
 /// `$16` event id, `$17` event kind, `$18` occurred at, `$19` payload; `$20`..`$25` the
 /// idempotent request's answer stored with the booking (scope, key, lease, status,
-/// headers, body; all `NULL` for none). Returns the request's earlier booking
+/// headers, body; all `NULL` for none); `$26`..`$32` the booking's payment columns
+/// ([`rows::bind_payment`]). Returns the request's earlier booking
 /// (`outcome = 'existing'`), the inserted one (`'inserted'`, with `answered` telling whether
 /// the lease still owned the key's record), or no row when holds that ran out must be
 /// released first.
@@ -78,8 +112,11 @@ pub(crate) const INSERT_FAST: &str = concat!(
      inserted AS ( \
          INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
              blocked_range, status, price_cents, currency, hold_expires_at, \
-             request_ref, created_at, updated_at) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+             request_ref, created_at, updated_at, ",
+    payment_columns!(),
+    ") \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             $26, $27, $28, $29, $30, $31, $32 \
          FROM professional_lock \
          WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM due) \
          RETURNING ",
@@ -91,14 +128,9 @@ pub(crate) const INSERT_FAST: &str = concat!(
              (id, kind, booking_id, professional_id, occurred_at, payload) \
          SELECT $16, $17, inserted.id, inserted.professional_id, $18, $19 \
          FROM inserted, outbox_lock), \
-     answered AS ( \
-         UPDATE idempotency_keys \
-         SET lease_id = NULL, locked_until = NULL, response_status = $23::integer, \
-             response_headers = $24::jsonb, response_body = $25::bytea \
-         FROM inserted \
-         WHERE $20::text IS NOT NULL AND scope = $20::text AND key = $21::text \
-           AND lease_id = $22::uuid \
-         RETURNING 1) \
+     ",
+    answer_cte!("inserted", "$20", "$21", "$22", "$23", "$24", "$25"),
+    " \
      SELECT 'existing' AS outcome, FALSE AS answered, ",
     booking_columns!(),
     " FROM existing \
@@ -109,7 +141,10 @@ pub(crate) const INSERT_FAST: &str = concat!(
 
 /// Binds an optional request answer as `$n..$n+5` (scope, key, lease, status, headers,
 /// body), all `NULL` for none.
-fn bind_answer<'q>(query: PgQuery<'q>, answer: Option<&'q RequestAnswer>) -> PgQuery<'q> {
+pub(super) fn bind_answer<'q>(
+    query: PgQuery<'q>,
+    answer: Option<&'q RequestAnswer>,
+) -> PgQuery<'q> {
     query
         .bind(answer.map(|a| a.scope.as_str()))
         .bind(answer.map(|a| a.key.as_str()))
@@ -209,7 +244,7 @@ pub(crate) const FIND_BY_REQUEST: &str = concat!(
 /// The rows are locked in id order, so two transactions releasing the same holds cannot
 /// deadlock on them; a hold another transaction changed meanwhile is re-checked and
 /// skipped.
-async fn release_expired_holds(
+pub(super) async fn release_expired_holds(
     conn: &mut PgConnection,
     professional_id: ProfessionalId,
     blocked: &TimeRange,
@@ -263,7 +298,10 @@ async fn find_by_request(
 }
 
 /// The booking, locked for the rest of the transaction.
-async fn lock_booking(conn: &mut PgConnection, id: BookingId) -> Result<Booking, PgError> {
+pub(super) async fn lock_booking(
+    conn: &mut PgConnection,
+    id: BookingId,
+) -> Result<Booking, PgError> {
     let row = sqlx::query(concat!(
         "SELECT ",
         booking_columns!(),
@@ -323,7 +361,7 @@ impl PgStore {
         // `booking` is microsecond exact (checked by the caller), so the row reads back
         // equal to it and the event can be built first.
         let event = DomainEvent::new(EventKind::BookingCreated, booking, None);
-        let result = bind_answer(
+        let query = bind_answer(
             bind_booking(sqlx::query(INSERT_FAST), booking)
                 .bind(now)
                 .bind(outbox::OUTBOX_LOCK)
@@ -332,9 +370,10 @@ impl PgStore {
                 .bind(event.occurred_at)
                 .bind(Json(&event)),
             answer,
-        )
-        .fetch_optional(&self.pool)
-        .await;
+        );
+        let result = rows::bind_payment(query, booking.payment.as_ref())
+            .fetch_optional(&self.pool)
+            .await;
         let row = match result {
             Ok(Some(row)) => row,
             Ok(None) => return Ok(FastInsert::HoldsToRelease),
@@ -402,16 +441,22 @@ impl PgStore {
             booking.id,
         )
         .await?;
-        let inserted = bind_booking(
-            sqlx::query(concat!(
-                "INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
-                     blocked_range, status, price_cents, currency, hold_expires_at, request_ref, \
-                     created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 RETURNING ",
-                booking_columns!()
-            )),
-            booking,
+        let inserted = rows::bind_payment(
+            bind_booking(
+                sqlx::query(concat!(
+                    "INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
+                         blocked_range, status, price_cents, currency, hold_expires_at, \
+                         request_ref, created_at, updated_at, ",
+                    payment_columns!(),
+                    ") \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                         $14, $15, $16, $17, $18, $19, $20) \
+                     RETURNING ",
+                    booking_columns!()
+                )),
+                booking,
+            ),
+            booking.payment.as_ref(),
         )
         .fetch_one(&mut *tx)
         .await;

@@ -77,7 +77,7 @@ const CLAIM_DUE: &str = concat!(
 );
 
 /// `mark_processed`: `$1` provider, `$2` event id, `$3` lease, `$4` now.
-const MARK_PROCESSED: &str = "UPDATE webhook_inbox \
+pub(super) const MARK_PROCESSED: &str = "UPDATE webhook_inbox \
      SET state = 'processed', processed_at = $4, lease_id = NULL \
      WHERE provider = $1 AND event_id = $2 AND lease_id = $3 AND state = 'pending'";
 

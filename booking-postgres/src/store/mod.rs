@@ -5,6 +5,7 @@ mod directory;
 mod idempotency;
 mod inbox;
 mod outbox;
+mod payments;
 mod requests;
 
 pub(crate) use outbox::OUTBOX_LOCK;
