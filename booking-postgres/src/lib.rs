@@ -27,6 +27,11 @@
 //!   (`INSERT .. ON CONFLICT DO NOTHING`); claims take due rows with `FOR UPDATE SKIP
 //!   LOCKED` and settling statements match the claim's lease, so several servers can run
 //!   the worker.
+//! * **Payments**: an intent pays for one booking (unique `(professional_id,
+//!   payment_intent_id)`, provider and intent set together); a provider event's effect on
+//!   its booking and the event's `processed` mark commit in one transaction
+//!   ([`PaymentStore::settle_payment`](booking_core::store::PaymentStore::settle_payment)),
+//!   only while the claim's lease still owns the event.
 //!
 //! Every unique or exclusion constraint on booking data includes `professional_id`, so the
 //! schema can be distributed by that column.

@@ -50,6 +50,8 @@ pub mod sql {
     pub const BEGIN_BOOKING: &str = crate::store::sql::CLAIM_WITH_CONTEXT;
     /// `RequestStore::availability_snapshot`.
     pub const AVAILABILITY_SNAPSHOT: &str = crate::store::sql::AVAILABILITY_SNAPSHOT;
+    /// `PaymentStore::payment_obligations` (`$1` now, `$2` limit), for index checks.
+    pub const PAYMENT_OBLIGATIONS: &str = crate::store::sql::OBLIGATIONS;
 }
 
 /// The server used when `DATABASE_URL` is not set.

@@ -335,6 +335,9 @@ fn is_microsecond_exact(booking: &Booking) -> bool {
 }
 
 /// What the one-statement insert did.
+// Returned once and matched at once, never stored: boxing the booking would only add an
+// allocation to every insert.
+#[allow(clippy::large_enum_variant)]
 enum FastInsert {
     /// Done (stored with its event, or the request's earlier booking found), and whether
     /// the request's answer was stored with it.

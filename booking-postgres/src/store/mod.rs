@@ -17,6 +17,7 @@ pub(crate) mod sql {
         SELECT_CLIENT, SELECT_PRINCIPAL, SELECT_PROFESSIONAL, SELECT_SCHEDULE,
     };
     pub(crate) use super::idempotency::{CLAIM_OR_READ, COMPLETE};
+    pub(crate) use super::payments::OBLIGATIONS;
     pub(crate) use super::requests::{AVAILABILITY_SNAPSHOT, CLAIM_WITH_CONTEXT};
 }
 

@@ -119,7 +119,7 @@ const BY_INTENT: &str = concat!(
 /// `payment_obligations`: `$1` now, `$2` limit. The predicate of
 /// `bookings_payment_obligation_idx` plus the clock test for holds that ran out; the
 /// index also delivers the order.
-const OBLIGATIONS: &str = concat!(
+pub(crate) const OBLIGATIONS: &str = concat!(
     "SELECT ",
     booking_columns!(),
     " FROM bookings \
