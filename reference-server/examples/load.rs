@@ -537,6 +537,7 @@ fn sample_payload() -> String {
             .unwrap(),
         hold_expires_at: None,
         request_ref: Some("0".repeat(64)),
+        payment: None,
         created_at: now,
         updated_at: now,
     };

@@ -59,10 +59,13 @@ pub struct Config {
     pub hold_ttl: Duration,
     /// How long idempotency keys are kept (`BOOKING_IDEMPOTENCY_TTL_SECONDS`, default 86400).
     pub idempotency_ttl: Duration,
-    /// Whether `STRIPE_SECRET_KEY` is set. Payments are not implemented by this build yet,
-    /// so start-up refuses such a configuration rather than confirming bookings unpaid.
+    /// Stripe, when `STRIPE_SECRET_KEY` is set: bookings are then `pending_payment` holds
+    /// paid through a PaymentIntent. `None`: bookings are confirmed at once.
     pub stripe: Option<StripeConfig>,
+    /// `STRIPE_WEBHOOK_SECRETS`: the secrets Stripe signs webhook deliveries with (several
+    /// while one is rotated). Empty: every delivery is refused (400 `invalid_signature`).
     pub webhook_secrets: Vec<String>,
+    /// How inbound webhook events are retried and kept.
     pub webhook: WebhookConfig,
     /// Requests taking longer are answered 408 (default 30 s).
     pub request_timeout: Duration,
@@ -176,6 +179,7 @@ impl WebhookConfig {
     }
 }
 
+/// A configuration value that cannot be used; the message names the variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
 

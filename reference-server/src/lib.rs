@@ -82,7 +82,8 @@ impl fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over `store`, with the engine settings from `config` and the admin token.
+    /// State over `store`, with the engine settings from `config`, the admin token and,
+    /// when payments are on, the payment gateway.
     pub fn new(
         store: Arc<dyn Store>,
         config: &Config,
@@ -145,6 +146,7 @@ impl AppState {
         self.inner.inbox_wakeup.notified().await;
     }
 
+    /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }

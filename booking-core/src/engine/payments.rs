@@ -101,14 +101,17 @@ impl<S: Store + ?Sized, C: Clock> BookingEngine<S, C> {
             }
         };
         let payment = Payment::new(gateway.provider(), intent.id, intent.client_secret);
+        // The answer shows the booking exactly as the attach stores it.
+        let now = self.now();
         let mut paid = hold.clone();
         paid.payment = Some(payment.clone());
+        paid.updated_at = now;
         let answer = answer.map(|(a, render)| RequestAnswer {
             response: render(&paid),
             ..a.clone()
         });
         self.store
-            .attach_payment(hold.id, &payment, answer.as_ref(), self.now())
+            .attach_payment(hold.id, &payment, answer.as_ref(), now)
             .await
     }
 
