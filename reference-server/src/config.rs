@@ -169,7 +169,9 @@ impl Default for WebhookConfig {
 impl WebhookConfig {
     /// The retry policy these settings describe.
     pub fn retry_policy(&self) -> booking_core::RetryPolicy {
-        let ms = |d: Duration| chrono::Duration::milliseconds(d.as_millis().try_into().unwrap_or(i64::MAX));
+        let ms = |d: Duration| {
+            chrono::Duration::milliseconds(d.as_millis().try_into().unwrap_or(i64::MAX))
+        };
         booking_core::RetryPolicy {
             base: ms(self.retry_base),
             max_attempts: self.max_attempts,

@@ -56,7 +56,9 @@ pub async fn discharge_obligations(state: &AppState) -> usize {
 /// Deletes processed webhook events older than the retention (in batches); returns how
 /// many.
 pub async fn prune_webhook_events(state: &AppState) -> u64 {
-    let cutoff = state.webhook_policy().retention_cutoff(state.engine().now());
+    let cutoff = state
+        .webhook_policy()
+        .retention_cutoff(state.engine().now());
     let mut total = 0;
     loop {
         match state
@@ -92,7 +94,11 @@ pub async fn process_inbox(state: &AppState) -> usize {
     let mut handled = 0;
     loop {
         let now = engine.now();
-        let claimed = match engine.store().claim_due(now, INBOX_BATCH, INBOX_LEASE).await {
+        let claimed = match engine
+            .store()
+            .claim_due(now, INBOX_BATCH, INBOX_LEASE)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming webhook events failed");

@@ -204,7 +204,10 @@ async fn book_then_pay_with_duplicates(on: On) {
         .find(|r| r.path == "/v1/payment_intents")
         .expect("an intent was created");
     let id = str_of(&b["id"]);
-    assert_eq!(create.idempotency_key.as_deref(), Some(format!("booking-{id}-intent").as_str()));
+    assert_eq!(
+        create.idempotency_key.as_deref(),
+        Some(format!("booking-{id}-intent").as_str())
+    );
     assert_eq!(create.param("metadata[booking_id]"), Some(id.as_str()));
     assert_eq!(create.param("amount"), Some("6000"));
     assert_eq!(create.param("currency"), Some("eur"));
@@ -214,7 +217,11 @@ async fn book_then_pay_with_duplicates(on: On) {
     assert_eq!(first.assert_status(200)["duplicate"], false);
     let again = p.deliver(&paid).await;
     assert_eq!(again.assert_status(200)["duplicate"], true);
-    assert_eq!(workers::process_inbox(p.state()).await, 1, "one event to process");
+    assert_eq!(
+        workers::process_inbox(p.state()).await,
+        1,
+        "one event to process"
+    );
     let now = p.booking(&id).await;
     assert_eq!(now["status"], "confirmed");
     assert!(now["payment"]["client_secret"].is_null());
@@ -251,13 +258,19 @@ async fn events_in_any_order_end_alike(on: On) {
         .await
         .assert_status(200);
     workers::process_inbox(p.state()).await;
-    assert_eq!(p.booking(&str_of(&other["id"])).await["status"], "pending_payment");
+    assert_eq!(
+        p.booking(&str_of(&other["id"])).await["status"],
+        "pending_payment"
+    );
     // payment_intent.canceled cancels it and frees the slot.
     p.deliver(&intent_event("payment_intent.canceled", &other))
         .await
         .assert_status(200);
     workers::process_inbox(p.state()).await;
-    assert_eq!(p.booking(&str_of(&other["id"])).await["status"], "cancelled");
+    assert_eq!(
+        p.booking(&str_of(&other["id"])).await["status"],
+        "cancelled"
+    );
     p.book(&client, &pro, 120).await.assert_status(201);
 }
 
@@ -265,7 +278,8 @@ async fn bad_signatures_and_bodies_are_refused(on: On) {
     let Some(p) = PayApp::default(on).await else {
         return;
     };
-    let event = json!({"id": "evt_sig", "object": "event", "type": "customer.created", "created": 1});
+    let event =
+        json!({"id": "evt_sig", "object": "event", "type": "customer.created", "created": 1});
     let body = serde_json::to_vec(&event).expect("json");
     p.deliver_raw(body.clone(), None)
         .await
@@ -304,7 +318,13 @@ async fn stripe_down_leaves_the_slot_free(on: On) {
     let key = uuid::Uuid::now_v7().to_string();
     let first = p
         .app
-        .call("POST", "/v1/bookings", Some(&client), Some(&key), Some(booking_body(&pro, 0, 60)))
+        .call(
+            "POST",
+            "/v1/bookings",
+            Some(&client),
+            Some(&key),
+            Some(booking_body(&pro, 0, 60)),
+        )
         .await;
     first.assert_problem(502, "payment_provider_unavailable");
     // The slot is free: nothing blocks it while Stripe is down or after.
@@ -320,12 +340,21 @@ async fn stripe_down_leaves_the_slot_free(on: On) {
         )
         .await;
     let slots = slots.assert_status(200).clone();
-    assert!(slots.to_string().contains(&common::ts(common::at(0))), "{slots}");
+    assert!(
+        slots.to_string().contains(&common::ts(common::at(0))),
+        "{slots}"
+    );
     p.fake.set_down(false);
     // The same request, retried with its key, tries again and books.
     let retry = p
         .app
-        .call("POST", "/v1/bookings", Some(&client), Some(&key), Some(booking_body(&pro, 0, 60)))
+        .call(
+            "POST",
+            "/v1/bookings",
+            Some(&client),
+            Some(&key),
+            Some(booking_body(&pro, 0, 60)),
+        )
         .await;
     let b = retry.assert_status(201).clone();
     assert_eq!(b["status"], "pending_payment");
@@ -333,8 +362,7 @@ async fn stripe_down_leaves_the_slot_free(on: On) {
 }
 
 async fn expired_hold_cancels_its_intent_and_late_payment_confirms_or_refunds(on: On) {
-    let Some(p) = PayApp::start(on, Duration::from_secs(1), WebhookConfig::default()).await
-    else {
+    let Some(p) = PayApp::start(on, Duration::from_secs(1), WebhookConfig::default()).await else {
         return;
     };
     let (pro, client) = p.parties().await;

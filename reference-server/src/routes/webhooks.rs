@@ -140,11 +140,7 @@ pub async fn replay_dead_letter(
     let key = InboxKey::new(STRIPE, event_id)
         .map_err(|_| Problem::from(Error::NotFound(Entity::InboxEvent)))?;
     let now = state.engine().now();
-    let event: InboxEvent = state
-        .engine()
-        .store()
-        .replay_dead_letter(&key, now)
-        .await?;
+    let event: InboxEvent = state.engine().store().replay_dead_letter(&key, now).await?;
     metrics::counter!("webhook_replays_total").increment(1);
     state.wake_inbox();
     Ok(json(StatusCode::OK, &DeadLetterView::from(&event)))

@@ -73,7 +73,12 @@ impl TestApp {
             admin_token: Some(ADMIN.into()),
             ..Config::default()
         };
-        let state = AppState::new(Arc::new(booking_memory::MemoryStore::new()), &config, ADMIN, None);
+        let state = AppState::new(
+            Arc::new(booking_memory::MemoryStore::new()),
+            &config,
+            ADMIN,
+            None,
+        );
         Self {
             router: reference_server::router(state.clone(), &config),
             state,
