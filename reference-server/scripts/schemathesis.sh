@@ -8,7 +8,8 @@
 # (with a schedule), then runs schemathesis with every check (`--checks all`, among them
 # `positive_data_acceptance` and `negative_data_rejection`) and every phase (examples,
 # coverage, fuzzing and the stateful phase, which follows the document's OpenAPI links) as
-# the admin, as the client and as the professional. Exits non-zero if any check fails.
+# the admin, as the client and as the professional. Payments are on, against the local fake
+# of Stripe (`cargo run --example fake_stripe`). Exits non-zero if any check fails.
 #
 # Configuration: scripts/schemathesis.toml (committed; the few documented refusals that no
 # schema can state). This script appends run-specific dictionaries to a copy of it: the
@@ -31,7 +32,8 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build --quiet -p reference-server --manifest-path "$root/Cargo.toml"
+cargo build --quiet -p reference-server --bin reference-server --example fake_stripe \
+    --manifest-path "$root/Cargo.toml"
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
@@ -53,7 +55,12 @@ else
 fi
 
 server_pid=""
+stripe_pid=""
 cleanup() {
+    if [[ -n "$stripe_pid" ]]; then
+        kill "$stripe_pid" 2>/dev/null || true
+        wait "$stripe_pid" 2>/dev/null || true
+    fi
     if [[ -n "$server_pid" ]]; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
@@ -63,6 +70,14 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+
+# Payments on, against the local fake of Stripe's API the tests use: bookings are
+# `pending_payment` holds with a PaymentIntent, so their schema is exercised in full.
+stripe_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"$target/debug/examples/fake_stripe" "127.0.0.1:$stripe_port" >"$target/schemathesis-stripe.log" 2>&1 &
+stripe_pid=$!
+export STRIPE_SECRET_KEY="sk_test_schemathesis" STRIPE_API_BASE="http://127.0.0.1:$stripe_port"
+export STRIPE_WEBHOOK_SECRETS="whsec_schemathesis_$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
 
 if [[ -n "$server_url" ]]; then
     DATABASE_URL="$server_url" BOOKING_LISTEN="127.0.0.1:$port" BOOKING_ADMIN_TOKEN="$admin" \
