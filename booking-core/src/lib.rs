@@ -15,6 +15,9 @@
 //!   step.
 //! * Idempotent requests run at most once at a time and replay their final answer; a
 //!   retry after a crash never creates a second booking.
+//! * With payments, a provider event's effect on its booking and the event's "processed"
+//!   mark commit together, and any order or duplication of a set of events ends in the same
+//!   states; a failed provider call never leaves a hold blocking a slot.
 //! * Slots are computed in the professional's time zone and are correct across daylight
 //!   saving transitions ([`schedule`]).
 //!
@@ -23,7 +26,8 @@
 //! | feature   | what it adds |
 //! |-----------|--------------|
 //! | `testing` | [`testing`]: the adapter conformance suite (`conformance_suite!`), proptest strategies and a reference model |
-//! | (always)  | [`webhook`]: Stripe's `t=`/`v1=` webhook signatures: header parser, constant-time [`webhook::verify`] with tolerance and secret rotation, [`webhook::sign`] for outbound deliveries |
+//! | (always)  | [`webhook`]: Stripe's `t=`/`v1=` webhook signatures: header parser, constant-time [`webhook::verify`] with tolerance and secret rotation, [`webhook::sign`] for outbound deliveries; the Stripe event envelope; the inbox and its retry policy |
+//! | (always)  | [`payment`]: the [`payment::PaymentGateway`] a provider implements, the payment kept on a booking, and the pure, order-independent effect of a provider event ([`payment::apply_change`]) |
 //!
 //! ## Example
 //!

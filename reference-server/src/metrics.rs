@@ -10,6 +10,11 @@
 //! | `holds_expired_total` | counter | |
 //! | `stripe_request_duration_seconds` | histogram | `op` |
 //! | `stripe_request_errors_total` | counter | `op`, `kind` |
+//! | `webhook_events_received_total`, `webhook_duplicates_total`, `webhook_signature_failures_total` | counter | |
+//! | `webhook_events_processed_total` | counter | `outcome` (`applied`, `unchanged`, `acknowledged`, `ignored`) |
+//! | `webhook_events_retried_total`, `webhook_events_dead_lettered_total`, `webhook_replays_total` | counter | |
+//! | `webhook_processing_lag_seconds` | histogram | (from receipt to processed) |
+//! | `payment_intents_cancelled_total`, `payment_refunds_issued_total`, `payment_obligation_failures_total` | counter | |
 //!
 //! The recorder is process-global (the `metrics` facade has one), so several
 //! [`crate::Application`]s in one process (tests) share it.
@@ -31,17 +36,29 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// Webhook processing lag: from milliseconds (the worker was idle) to the retry horizon.
+const LAG_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86_400.0,
+];
+
 /// The process-wide Prometheus handle, installing the recorder on first use.
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new();
-            let builder = match builder.set_buckets_for_metric(
-                // HTTP and Stripe latencies (`*_duration_seconds`) share the buckets.
-                Matcher::Suffix("_duration_seconds".into()),
-                LATENCY_BUCKETS,
-            ) {
+            let builder = match builder
+                .set_buckets_for_metric(
+                    // HTTP and Stripe latencies (`*_duration_seconds`) share the buckets.
+                    Matcher::Suffix("_duration_seconds".into()),
+                    LATENCY_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_lag_seconds".into()),
+                        LAG_BUCKETS,
+                    )
+                }) {
                 Ok(b) => b,
                 Err(_) => PrometheusBuilder::new(),
             };

@@ -230,6 +230,18 @@ async fn book_then_pay_with_duplicates(on: On) {
     assert_eq!(p.deliver(&paid).await.assert_status(200)["duplicate"], true);
     assert_eq!(workers::process_inbox(p.state()).await, 0);
     assert_eq!(p.booking(&id).await, now);
+    // The intake and the worker are visible in the metrics.
+    let metrics = p.app.call("GET", "/metrics", None, None, None).await;
+    let text = String::from_utf8_lossy(&metrics.bytes).into_owned();
+    for name in [
+        "webhook_events_received_total",
+        "webhook_duplicates_total",
+        "webhook_events_processed_total{outcome=\"applied\"}",
+        "webhook_processing_lag_seconds_bucket",
+        "stripe_request_duration_seconds_bucket{op=\"create_intent\"",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
 }
 
 async fn events_in_any_order_end_alike(on: On) {
