@@ -79,3 +79,37 @@ impl DomainEvent {
         }
     }
 }
+
+/// A reader of the outbox that delivers events somewhere. Each consumer keeps its own
+/// marks: an event is delivered to each consumer independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consumer {
+    /// The relay to NATS JetStream.
+    Nats,
+    /// The fan-out to outbound webhook subscriptions.
+    Webhooks,
+}
+
+impl Consumer {
+    /// Every consumer.
+    pub const ALL: [Consumer; 2] = [Consumer::Nats, Consumer::Webhooks];
+
+    /// The consumer's name, e.g. `nats`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Consumer::Nats => "nats",
+            Consumer::Webhooks => "webhooks",
+        }
+    }
+}
+
+/// Events handed to one claimer of a [`Consumer`] (see
+/// [`crate::store::OutboxStore::claim_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEvents {
+    /// The claim; only it may mark these events.
+    pub lease: crate::idempotency::LeaseId,
+    /// The events, in recording order, at most one per booking.
+    pub events: Vec<DomainEvent>,
+}

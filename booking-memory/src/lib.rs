@@ -94,7 +94,7 @@ use std::collections::HashMap;
 use std::ops::{Bound, RangeBounds};
 
 use async_trait::async_trait;
-use booking_core::events::DomainEvent;
+use booking_core::events::{ClaimedEvents, Consumer, DomainEvent};
 use booking_core::idempotency::{
     Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, LeaseId, Scope, StoredResponse,
 };
@@ -785,6 +785,35 @@ impl IdempotencyStore for MemoryStore {
 impl OutboxStore for MemoryStore {
     async fn events_after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>> {
         lock(&self.outbox).after(after, limit)
+    }
+
+    async fn claim_events(
+        &self,
+        consumer: Consumer,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: chrono::Duration,
+    ) -> Result<ClaimedEvents> {
+        lock(&self.outbox).claim(consumer, now, limit, lease)
+    }
+
+    async fn mark_events(
+        &self,
+        consumer: Consumer,
+        lease: LeaseId,
+        ids: &[EventId],
+        _now: DateTime<Utc>,
+    ) -> Result<usize> {
+        Ok(lock(&self.outbox).mark(consumer, lease, ids))
+    }
+
+    async fn prune_events(
+        &self,
+        older_than: DateTime<Utc>,
+        consumers: &[Consumer],
+        limit: usize,
+    ) -> Result<u64> {
+        Ok(lock(&self.outbox).prune(older_than, consumers, limit))
     }
 }
 

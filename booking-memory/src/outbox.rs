@@ -1,7 +1,10 @@
 //! The outbox: domain events in one global recording order.
 
-use booking_core::events::DomainEvent;
-use booking_core::{Error, EventId, Result};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use booking_core::events::{ClaimedEvents, Consumer, DomainEvent};
+use booking_core::idempotency::LeaseId;
+use booking_core::{BookingId, Error, EventId, Result};
 use chrono::{DateTime, Utc};
 use uuid::Builder;
 
@@ -26,9 +29,48 @@ const RAND_B_MASK: u128 = (1 << 62) - 1;
 /// everything it holds while writers wait on its lock.
 #[derive(Debug)]
 pub(crate) struct Outbox {
+    /// Stored chunks; chunk `i` holds positions `(dropped + i) * CHUNK ..`.
     chunks: Vec<Vec<DomainEvent>>,
+    /// Chunks pruned from the front.
+    dropped: usize,
     len: usize,
     salt: u128,
+    /// Per consumer (indexed like [`Consumer::ALL`]): what it marked and what is claimed.
+    marks: [Marks; 2],
+}
+
+/// One consumer's marks.
+#[derive(Debug, Default)]
+struct Marks {
+    /// Every position below this is marked.
+    marked_below: usize,
+    /// Marked positions at or above `marked_below`.
+    marked_above: BTreeSet<usize>,
+    /// Live or stale claims: position -> (lease, until).
+    claims: HashMap<usize, (LeaseId, DateTime<Utc>)>,
+}
+
+impl Marks {
+    fn is_marked(&self, position: usize) -> bool {
+        position < self.marked_below || self.marked_above.contains(&position)
+    }
+
+    fn mark(&mut self, position: usize) {
+        self.claims.remove(&position);
+        if position >= self.marked_below {
+            self.marked_above.insert(position);
+        }
+        while self.marked_above.remove(&self.marked_below) {
+            self.marked_below += 1;
+        }
+    }
+}
+
+fn slot(consumer: Consumer) -> usize {
+    match consumer {
+        Consumer::Nats => 0,
+        Consumer::Webhooks => 1,
+    }
 }
 
 /// Events per storage chunk.
@@ -39,8 +81,10 @@ impl Outbox {
     pub(crate) fn new(salt: u128) -> Self {
         Self {
             chunks: Vec::new(),
+            dropped: 0,
             len: 0,
             salt: salt & SALT_MASK,
+            marks: Default::default(),
         }
     }
 
@@ -84,20 +128,119 @@ impl Outbox {
     }
 
     fn get(&self, position: usize) -> Option<&DomainEvent> {
-        self.chunks
-            .get(position / CHUNK)
+        (position / CHUNK)
+            .checked_sub(self.dropped)
+            .and_then(|i| self.chunks.get(i))
             .and_then(|c| c.get(position % CHUNK))
     }
 
-    /// Every event from `position` on, in order.
-    fn from(&self, position: usize) -> impl Iterator<Item = &DomainEvent> + '_ {
+    /// The first stored position.
+    fn first(&self) -> usize {
+        self.dropped * CHUNK
+    }
+
+    /// Every stored event from `position` on (or from the first stored one), in order,
+    /// with its position.
+    fn from(&self, position: usize) -> impl Iterator<Item = (usize, &DomainEvent)> + '_ {
+        let position = position.max(self.first());
+        let chunk = position / CHUNK - self.dropped;
         let first = self
             .chunks
-            .get(position / CHUNK)
+            .get(chunk)
             .map(|c| c.get(position % CHUNK..).unwrap_or_default())
             .unwrap_or_default();
-        let rest = self.chunks.get(position / CHUNK + 1..).unwrap_or_default();
-        first.iter().chain(rest.iter().flatten())
+        let rest = self.chunks.get(chunk + 1..).unwrap_or_default();
+        first
+            .iter()
+            .chain(rest.iter().flatten())
+            .enumerate()
+            .map(move |(i, e)| (position + i, e))
+    }
+
+    /// See [`booking_core::store::OutboxStore::claim_events`].
+    pub(crate) fn claim(
+        &mut self,
+        consumer: Consumer,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: chrono::Duration,
+    ) -> Result<ClaimedEvents> {
+        let until = booking_core::webhook::inbox::lease_end(now, lease)?;
+        let id = LeaseId::new_at(now);
+        let marks = &self.marks[slot(consumer)];
+        let mut seen: HashSet<BookingId> = HashSet::new();
+        let mut picked = Vec::new();
+        for (position, event) in self.from(marks.marked_below) {
+            if picked.len() >= limit {
+                break;
+            }
+            if marks.is_marked(position) || !seen.insert(event.booking_id) {
+                // Marked, or not the earliest unmarked event of its booking.
+                continue;
+            }
+            let held = marks
+                .claims
+                .get(&position)
+                .is_some_and(|(_, until)| *until > now);
+            if !held {
+                picked.push((position, event.clone()));
+            }
+        }
+        let marks = &mut self.marks[slot(consumer)];
+        for (position, _) in &picked {
+            marks.claims.insert(*position, (id, until));
+        }
+        Ok(ClaimedEvents {
+            lease: id,
+            events: picked.into_iter().map(|(_, e)| e).collect(),
+        })
+    }
+
+    /// See [`booking_core::store::OutboxStore::mark_events`].
+    pub(crate) fn mark(&mut self, consumer: Consumer, lease: LeaseId, ids: &[EventId]) -> usize {
+        let positions: Vec<usize> = ids.iter().filter_map(|id| self.position(*id)).collect();
+        let marks = &mut self.marks[slot(consumer)];
+        let mut n = 0;
+        for p in positions {
+            if marks.claims.get(&p).is_some_and(|(l, _)| *l == lease) {
+                marks.mark(p);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// See [`booking_core::store::OutboxStore::prune_events`]. Prunes whole chunks (never
+    /// the one being written), so up to one chunk more than asked for is kept.
+    pub(crate) fn prune(
+        &mut self,
+        older_than: DateTime<Utc>,
+        consumers: &[Consumer],
+        limit: usize,
+    ) -> u64 {
+        let mut pruned = 0u64;
+        while self.chunks.len() > 1 && pruned + CHUNK as u64 <= limit as u64 {
+            let Some(chunk) = self.chunks.first() else {
+                break;
+            };
+            let end = self.first() + chunk.len();
+            let all_marked = consumers
+                .iter()
+                .all(|c| self.marks[slot(*c)].marked_below >= end);
+            let all_old = chunk.iter().all(|e| e.occurred_at < older_than);
+            if !(all_marked && all_old) {
+                break;
+            }
+            self.chunks.remove(0);
+            self.dropped += 1;
+            pruned += CHUNK as u64;
+            for m in &mut self.marks {
+                m.claims.retain(|p, _| *p >= end);
+                m.marked_above.retain(|p| *p >= end);
+                m.marked_below = m.marked_below.max(end);
+            }
+        }
+        pruned
     }
 
     /// Up to `limit` events after `after` (exclusive), in recording order.
@@ -118,7 +261,7 @@ impl Outbox {
                 }
             },
         };
-        Ok(self.from(from).take(limit).cloned().collect())
+        Ok(self.from(from).take(limit).map(|(_, e)| e.clone()).collect())
     }
 
     /// Number of recorded events.
@@ -126,9 +269,9 @@ impl Outbox {
         self.len
     }
 
-    /// Every event, in order (for invariant checks).
+    /// Every stored event, in order (for invariant checks).
     pub(crate) fn all(&self) -> impl Iterator<Item = &DomainEvent> + '_ {
-        self.from(0)
+        self.from(0).map(|(_, e)| e)
     }
 }
 
@@ -189,5 +332,46 @@ mod tests {
             tail.iter().map(|e| e.id).collect::<Vec<_>>(),
             all[CHUNK..CHUNK + 2]
         );
+    }
+
+    #[test]
+    fn pruning_drops_whole_marked_chunks_only() {
+        let mut outbox = Outbox::new(2);
+        let (b, now) = sample_booking(BookingStatus::Confirmed);
+        let total = 2 * CHUNK + 3;
+        outbox.append(
+            (0..total)
+                .map(|i| {
+                    let mut b = b.clone();
+                    b.id = BookingId::from_uuid(uuid::Uuid::from_u128(i as u128 + 1));
+                    DomainEvent::new(EventKind::BookingCreated, &b, None)
+                })
+                .collect(),
+        );
+        let all: Vec<EventId> = outbox.all().map(|e| e.id).collect();
+        let later = now + chrono::Duration::days(1);
+        // Nothing is marked yet: nothing goes.
+        assert_eq!(outbox.prune(later, &Consumer::ALL, usize::MAX), 0);
+        for consumer in Consumer::ALL {
+            let claim = outbox
+                .claim(consumer, now, usize::MAX, chrono::Duration::minutes(1))
+                .expect("claim");
+            assert_eq!(claim.events.len(), total, "one event per booking, all of them");
+            let ids: Vec<_> = claim.events.iter().map(|e| e.id).collect();
+            assert_eq!(outbox.mark(consumer, claim.lease, &ids), total);
+        }
+        assert_eq!(outbox.prune(later, &Consumer::ALL, CHUNK), CHUNK as u64);
+        assert_eq!(outbox.prune(later, &Consumer::ALL, usize::MAX), CHUNK as u64);
+        let left: Vec<EventId> = outbox.all().map(|e| e.id).collect();
+        assert_eq!(left, all[2 * CHUNK..], "the chunk being written stays");
+        assert!(outbox.after(Some(all[0]), 1).is_err(), "a pruned cursor is refused");
+        assert_eq!(
+            outbox.after(Some(all[2 * CHUNK]), 5).expect("page").len(),
+            2
+        );
+        // New events still get the right positions after pruning.
+        outbox.append(vec![DomainEvent::new(EventKind::BookingCreated, &b, None)]);
+        let last = outbox.all().last().map(|e| e.id).expect("appended");
+        assert_eq!(outbox.position(last), Some(total));
     }
 }

@@ -22,9 +22,11 @@ use crate::store::Registered;
 use crate::store::{Cursor, Inserted, ProfessionalQuery, Store};
 
 mod inbox;
+mod outbox;
 mod payments;
 mod requests;
 pub use inbox::*;
+pub use outbox::*;
 pub use payments::*;
 pub use requests::*;
 

@@ -146,6 +146,10 @@ macro_rules! conformance_suite {
             foreign_events_are_ignored,
             settle_needs_the_owning_lease,
             payment_events_commute,
+            outbox_claims_hand_out_each_booking_in_order,
+            outbox_claims_are_exclusive_until_they_run_out,
+            outbox_prune_keeps_unmarked_and_recent_events,
+            race_outbox_claimers_lose_and_repeat_nothing,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
