@@ -10,7 +10,9 @@
 
 use async_trait::async_trait;
 use booking_core::domain::EventId;
-use booking_core::events::DomainEvent;
+use booking_core::events::{ClaimedEvents, Consumer, DomainEvent};
+use booking_core::idempotency::LeaseId;
+use chrono::{DateTime, Utc};
 use booking_core::store::OutboxStore;
 use booking_core::{Error, Result};
 use sqlx::PgConnection;
@@ -129,6 +131,127 @@ impl PgStore {
     }
 }
 
+/// The claim of up to `$2` events for one consumer at `$1`, under lease `$3` until `$4`
+/// (see the migration `outbox_consumers`). `{c}` is the consumer's column prefix.
+macro_rules! claim_sql {
+    ($c:literal) => {
+        concat!(
+            "WITH picked AS ( \
+               SELECT d.professional_id, d.id FROM domain_events d \
+               WHERE d.", $c, "_marked_at IS NULL \
+                 AND (d.", $c, "_lease IS NULL OR d.", $c, "_lease_until <= $1) \
+                 AND NOT EXISTS ( \
+                   SELECT 1 FROM domain_events e \
+                   WHERE e.booking_id = d.booking_id AND e.", $c, "_marked_at IS NULL \
+                     AND e.seq < d.seq) \
+               ORDER BY d.seq LIMIT $2 \
+               FOR UPDATE OF d SKIP LOCKED) \
+             UPDATE domain_events d SET ", $c, "_lease = $3, ", $c, "_lease_until = $4 \
+             FROM picked WHERE d.professional_id = picked.professional_id AND d.id = picked.id \
+             RETURNING d.seq, d.payload"
+        )
+    };
+}
+
+/// Marks events `$2` (ids) at `$1` for the lease `$3` that holds them.
+macro_rules! mark_sql {
+    ($c:literal) => {
+        concat!(
+            "UPDATE domain_events SET ", $c, "_marked_at = $1, ", $c, "_lease = NULL, ",
+            $c, "_lease_until = NULL \
+             WHERE id = ANY($2) AND ", $c, "_lease = $3 AND ", $c, "_marked_at IS NULL"
+        )
+    };
+}
+
+/// The SQL of `consumer`'s claim and mark.
+fn consumer_sql(consumer: Consumer) -> (&'static str, &'static str) {
+    match consumer {
+        Consumer::Nats => (claim_sql!("nats"), mark_sql!("nats")),
+        Consumer::Webhooks => (claim_sql!("webhooks"), mark_sql!("webhooks")),
+    }
+}
+
+/// The condition "every consumer of `consumers` marked it".
+fn marked_by_all(consumers: &[Consumer]) -> &'static str {
+    let nats = consumers.contains(&Consumer::Nats);
+    let webhooks = consumers.contains(&Consumer::Webhooks);
+    match (nats, webhooks) {
+        (true, true) => "nats_marked_at IS NOT NULL AND webhooks_marked_at IS NOT NULL",
+        (true, false) => "nats_marked_at IS NOT NULL",
+        (false, true) => "webhooks_marked_at IS NOT NULL",
+        (false, false) => "TRUE",
+    }
+}
+
+impl PgStore {
+    async fn claim_events_once(
+        &self,
+        consumer: Consumer,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease: LeaseId,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<DomainEvent>, PgError> {
+        let (claim, _) = consumer_sql(consumer);
+        let rows = sqlx::query(claim)
+            .bind(now)
+            .bind(limit)
+            .bind(lease.0)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut events = rows
+            .iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq")?;
+                let Json(event): Json<DomainEvent> = row.try_get("payload")?;
+                Ok((seq, event))
+            })
+            .collect::<Result<Vec<_>, PgError>>()?;
+        events.sort_by_key(|(seq, _)| *seq);
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn mark_events_once(
+        &self,
+        consumer: Consumer,
+        lease: LeaseId,
+        ids: &[uuid::Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<usize, PgError> {
+        let (_, mark) = consumer_sql(consumer);
+        let done = sqlx::query(mark)
+            .bind(now)
+            .bind(ids)
+            .bind(lease.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    async fn prune_events_once(
+        &self,
+        older_than: DateTime<Utc>,
+        consumers: &[Consumer],
+        limit: i64,
+    ) -> Result<u64, PgError> {
+        let sql = format!(
+            "DELETE FROM domain_events d USING ( \
+               SELECT professional_id, id FROM domain_events \
+               WHERE occurred_at < $1 AND {} ORDER BY seq LIMIT $2) old \
+             WHERE d.professional_id = old.professional_id AND d.id = old.id",
+            marked_by_all(consumers)
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(older_than)
+            .bind(limit)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn events_after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>> {
@@ -136,5 +259,56 @@ impl OutboxStore for PgStore {
             return Ok(Vec::new());
         }
         retrying!(self.retry, self.events_after_tx(after, limit))
+    }
+
+    async fn claim_events(
+        &self,
+        consumer: Consumer,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: chrono::Duration,
+    ) -> Result<ClaimedEvents> {
+        let until = booking_core::webhook::inbox::lease_end(now, lease)?;
+        let id = LeaseId::new_at(now);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let events = if limit == 0 {
+            Vec::new()
+        } else {
+            retrying!(
+                self.retry,
+                self.claim_events_once(consumer, now, limit, id, until)
+            )?
+        };
+        Ok(ClaimedEvents { lease: id, events })
+    }
+
+    async fn mark_events(
+        &self,
+        consumer: Consumer,
+        lease: LeaseId,
+        ids: &[EventId],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
+        retrying!(self.retry, self.mark_events_once(consumer, lease, &ids, now))
+    }
+
+    async fn prune_events(
+        &self,
+        older_than: DateTime<Utc>,
+        consumers: &[Consumer],
+        limit: usize,
+    ) -> Result<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if limit == 0 {
+            return Ok(0);
+        }
+        retrying!(
+            self.retry,
+            self.prune_events_once(older_than, consumers, limit)
+        )
     }
 }
