@@ -261,7 +261,11 @@ impl Outbox {
                 }
             },
         };
-        Ok(self.from(from).take(limit).map(|(_, e)| e.clone()).collect())
+        Ok(self
+            .from(from)
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 
     /// Number of recorded events.
@@ -356,15 +360,25 @@ mod tests {
             let claim = outbox
                 .claim(consumer, now, usize::MAX, chrono::Duration::minutes(1))
                 .expect("claim");
-            assert_eq!(claim.events.len(), total, "one event per booking, all of them");
+            assert_eq!(
+                claim.events.len(),
+                total,
+                "one event per booking, all of them"
+            );
             let ids: Vec<_> = claim.events.iter().map(|e| e.id).collect();
             assert_eq!(outbox.mark(consumer, claim.lease, &ids), total);
         }
         assert_eq!(outbox.prune(later, &Consumer::ALL, CHUNK), CHUNK as u64);
-        assert_eq!(outbox.prune(later, &Consumer::ALL, usize::MAX), CHUNK as u64);
+        assert_eq!(
+            outbox.prune(later, &Consumer::ALL, usize::MAX),
+            CHUNK as u64
+        );
         let left: Vec<EventId> = outbox.all().map(|e| e.id).collect();
         assert_eq!(left, all[2 * CHUNK..], "the chunk being written stays");
-        assert!(outbox.after(Some(all[0]), 1).is_err(), "a pruned cursor is refused");
+        assert!(
+            outbox.after(Some(all[0]), 1).is_err(),
+            "a pruned cursor is refused"
+        );
         assert_eq!(
             outbox.after(Some(all[2 * CHUNK]), 5).expect("page").len(),
             2

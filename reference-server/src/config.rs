@@ -24,6 +24,8 @@
 //! | `BOOKING_WEBHOOK_RETRY_BASE_MS` | the first retry's backoff ceiling in milliseconds, doubled per attempt up to 15 minutes, with full jitter (default 2000) |
 //! | `BOOKING_WEBHOOK_RETENTION_DAYS` | how long processed event ids are kept for deduplication before they are pruned, 1 to 365 (default 30) |
 //!
+//! | `BOOKING_OUTBOX_RETENTION_DAYS` | how long domain events stay in the outbox once every enabled consumer (the NATS relay with `NATS_URL`) delivered them, 1 to 365 (default 7) |
+//!
 //! `STRIPE_SECRET_KEY` needs `STRIPE_WEBHOOK_SECRETS` (payments are confirmed by webhooks).
 //!
 //! Two tune the PostgreSQL pool (they are ignored with the in-memory store):
@@ -67,6 +69,10 @@ pub struct Config {
     pub webhook_secrets: Vec<String>,
     /// How inbound webhook events are retried and kept.
     pub webhook: WebhookConfig,
+    /// `NATS_URL`: the outbox relay publishes domain events to NATS JetStream.
+    pub nats_url: Option<String>,
+    /// `BOOKING_OUTBOX_RETENTION_DAYS`: how long delivered domain events stay in the outbox.
+    pub outbox_retention: Duration,
     /// Requests taking longer are answered 408 (default 30 s).
     pub request_timeout: Duration,
     /// How often the background workers run (default 5 s).
@@ -94,6 +100,8 @@ impl fmt::Debug for Config {
             .field("stripe", &self.stripe)
             .field("webhook_secrets", &self.webhook_secrets.len())
             .field("webhook", &self.webhook)
+            .field("nats_url", &self.nats_url)
+            .field("outbox_retention", &self.outbox_retention)
             .field("request_timeout", &self.request_timeout)
             .field("sweep_interval", &self.sweep_interval)
             .field("db_max_connections", &self.db_max_connections)
@@ -115,6 +123,8 @@ impl Default for Config {
             stripe: None,
             webhook_secrets: Vec::new(),
             webhook: WebhookConfig::default(),
+            nats_url: None,
+            outbox_retention: Duration::from_secs(7 * 86_400),
             request_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(5),
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
@@ -265,6 +275,17 @@ impl Config {
                 };
             }
             c.stripe = Some(stripe);
+        }
+        c.nats_url = get("NATS_URL").map(|u| u.trim().to_owned());
+        if let Some(v) = get("BOOKING_OUTBOX_RETENTION_DAYS") {
+            c.outbox_retention = match v.trim().parse::<u64>() {
+                Ok(d) if (1..=365).contains(&d) => Duration::from_secs(d * 86_400),
+                _ => {
+                    return Err(ConfigError(
+                        "BOOKING_OUTBOX_RETENTION_DAYS must be a whole number from 1 to 365".into(),
+                    ));
+                }
+            };
         }
         if let Some(v) = get("BOOKING_WEBHOOK_MAX_ATTEMPTS") {
             c.webhook.max_attempts = match v.trim().parse::<u32>() {

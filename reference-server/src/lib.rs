@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod problem;
+pub mod relay;
 pub mod routes;
 pub mod secrets;
 pub mod stripe;
@@ -68,6 +69,8 @@ struct Inner {
     webhook_secrets: Vec<booking_core::WebhookSecret>,
     webhook_policy: booking_core::RetryPolicy,
     inbox_wakeup: tokio::sync::Notify,
+    outbox_consumers: Vec<booking_core::events::Consumer>,
+    outbox_retention: chrono::Duration,
     admin_token_hash: TokenHash,
     principals: auth::PrincipalCache,
     token_secret: secrets::TokenSecret,
@@ -117,6 +120,13 @@ impl AppState {
                 webhook_secrets,
                 webhook_policy: config.webhook.retry_policy(),
                 inbox_wakeup: tokio::sync::Notify::new(),
+                outbox_consumers: if config.nats_url.is_some() {
+                    vec![booking_core::events::Consumer::Nats]
+                } else {
+                    Vec::new()
+                },
+                outbox_retention: chrono::Duration::from_std(config.outbox_retention)
+                    .unwrap_or_else(|_| chrono::Duration::days(7)),
                 admin_token_hash: TokenHash::of(admin_token),
                 principals: auth::PrincipalCache::default(),
                 token_secret: secrets::TokenSecret::from_setting(config.token_secret.as_deref()),
@@ -134,6 +144,17 @@ impl AppState {
     /// How failed inbound events are retried and how long processed ones are kept.
     pub fn webhook_policy(&self) -> &booking_core::RetryPolicy {
         &self.inner.webhook_policy
+    }
+
+    /// The outbox consumers this server runs: an event is pruned only once all of them
+    /// delivered it.
+    pub fn outbox_consumers(&self) -> &[booking_core::events::Consumer] {
+        &self.inner.outbox_consumers
+    }
+
+    /// How long delivered domain events stay in the outbox.
+    pub fn outbox_retention(&self) -> chrono::Duration {
+        self.inner.outbox_retention
     }
 
     /// Wakes the inbox worker (an event was recorded or replayed).
@@ -403,6 +424,13 @@ impl Application {
             self.config.sweep_interval,
             stop_rx.clone(),
         );
+        let relay = self.config.nats_url.as_ref().map(|url| {
+            relay::spawn(
+                self.state.clone(),
+                relay::NatsConfig::new(url),
+                stop_rx.clone(),
+            )
+        });
         let inbox = workers::spawn_inbox(self.state.clone(), stop_rx);
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(signal)
@@ -410,6 +438,9 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = workers.await;
         let _ = inbox.await;
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         tracing::info!("server stopped");
         served
     }

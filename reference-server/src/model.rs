@@ -692,3 +692,44 @@ pub struct DeadLetterList {
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
+
+/// A domain event as it leaves the system (NATS payload and outbound webhook body alike).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventView {
+    /// The event id (also `Nats-Msg-Id` and `Booking-Event-Id`).
+    pub id: Uuid,
+    /// `booking_created`, `booking_confirmed`, `booking_cancelled`, `booking_expired` or
+    /// `booking_rescheduled`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the change happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The booking concerned.
+    pub booking_id: Uuid,
+    /// Its professional.
+    pub professional_id: Uuid,
+    /// The booking right after the change.
+    pub data: EventData,
+}
+
+/// The data of an [`EventView`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventData {
+    /// The booking right after the change.
+    pub booking: BookingView,
+}
+
+impl From<&booking_core::events::DomainEvent> for EventView {
+    fn from(e: &booking_core::events::DomainEvent) -> Self {
+        Self {
+            id: e.id.as_uuid(),
+            event_type: e.kind.as_str().to_owned(),
+            occurred_at: e.occurred_at,
+            booking_id: e.booking_id.as_uuid(),
+            professional_id: e.professional_id.as_uuid(),
+            data: EventData {
+                booking: BookingView::from(&e.booking),
+            },
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! * the sweep: expires holds that ran out, makes the payment-provider calls owed (cancel
 //!   the intents of ended holds, issue owed refunds; retried every round until the
 //!   provider answers), purges expired idempotency keys, prunes processed webhook events
-//!   past their retention, and keeps the metrics up to date;
+//!   past their retention, prunes domain events every consumer delivered past theirs, and
+//!   keeps the metrics up to date;
 //! * the inbox worker: claims due webhook events (on PostgreSQL with `SKIP LOCKED`, so any
 //!   number of instances can run it), applies each one's effect and marks it processed in
 //!   one atomic step, and retries failures with exponential backoff and full jitter until
@@ -75,6 +76,32 @@ pub async fn prune_webhook_events(state: &AppState) -> u64 {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "webhook inbox prune failed");
+                return total;
+            }
+        }
+    }
+}
+
+/// Deletes domain events older than the outbox retention that every consumer of this
+/// server delivered (in batches); returns how many.
+pub async fn prune_outbox(state: &AppState) -> u64 {
+    let cutoff = state.engine().now() - state.outbox_retention();
+    let mut total = 0;
+    loop {
+        match state
+            .engine()
+            .store()
+            .prune_events(cutoff, state.outbox_consumers(), PRUNE_BATCH)
+            .await
+        {
+            Ok(n) => {
+                total += n;
+                if n < PRUNE_BATCH as u64 {
+                    return total;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox prune failed");
                 return total;
             }
         }
@@ -259,6 +286,10 @@ pub fn spawn(
                         let n = prune_webhook_events(&state).await;
                         if n > 0 {
                             tracing::debug!(pruned = n, "processed webhook events pruned");
+                        }
+                        let n = prune_outbox(&state).await;
+                        if n > 0 {
+                            tracing::debug!(pruned = n, "delivered domain events pruned");
                         }
                     }
                     round = round.wrapping_add(1);

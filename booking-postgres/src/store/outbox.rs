@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use booking_core::domain::EventId;
 use booking_core::events::{ClaimedEvents, Consumer, DomainEvent};
 use booking_core::idempotency::LeaseId;
-use chrono::{DateTime, Utc};
 use booking_core::store::OutboxStore;
 use booking_core::{Error, Result};
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use sqlx::Row;
 use sqlx::types::Json;
@@ -138,15 +138,27 @@ macro_rules! claim_sql {
         concat!(
             "WITH picked AS ( \
                SELECT d.professional_id, d.id FROM domain_events d \
-               WHERE d.", $c, "_marked_at IS NULL \
-                 AND (d.", $c, "_lease IS NULL OR d.", $c, "_lease_until <= $1) \
+               WHERE d.",
+            $c,
+            "_marked_at IS NULL \
+                 AND (d.",
+            $c,
+            "_lease IS NULL OR d.",
+            $c,
+            "_lease_until <= $1) \
                  AND NOT EXISTS ( \
                    SELECT 1 FROM domain_events e \
-                   WHERE e.booking_id = d.booking_id AND e.", $c, "_marked_at IS NULL \
+                   WHERE e.booking_id = d.booking_id AND e.",
+            $c,
+            "_marked_at IS NULL \
                      AND e.seq < d.seq) \
                ORDER BY d.seq LIMIT $2 \
                FOR UPDATE OF d SKIP LOCKED) \
-             UPDATE domain_events d SET ", $c, "_lease = $3, ", $c, "_lease_until = $4 \
+             UPDATE domain_events d SET ",
+            $c,
+            "_lease = $3, ",
+            $c,
+            "_lease_until = $4 \
              FROM picked WHERE d.professional_id = picked.professional_id AND d.id = picked.id \
              RETURNING d.seq, d.payload"
         )
@@ -157,9 +169,18 @@ macro_rules! claim_sql {
 macro_rules! mark_sql {
     ($c:literal) => {
         concat!(
-            "UPDATE domain_events SET ", $c, "_marked_at = $1, ", $c, "_lease = NULL, ",
-            $c, "_lease_until = NULL \
-             WHERE id = ANY($2) AND ", $c, "_lease = $3 AND ", $c, "_marked_at IS NULL"
+            "UPDATE domain_events SET ",
+            $c,
+            "_marked_at = $1, ",
+            $c,
+            "_lease = NULL, ",
+            $c,
+            "_lease_until = NULL \
+             WHERE id = ANY($2) AND ",
+            $c,
+            "_lease = $3 AND ",
+            $c,
+            "_marked_at IS NULL"
         )
     };
 }
@@ -293,7 +314,10 @@ impl OutboxStore for PgStore {
             return Ok(0);
         }
         let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.as_uuid()).collect();
-        retrying!(self.retry, self.mark_events_once(consumer, lease, &ids, now))
+        retrying!(
+            self.retry,
+            self.mark_events_once(consumer, lease, &ids, now)
+        )
     }
 
     async fn prune_events(

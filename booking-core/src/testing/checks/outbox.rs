@@ -65,8 +65,11 @@ pub async fn outbox_claims_hand_out_each_booking_in_order<S: Store + ?Sized>(sto
         .claim_events(Consumer::Nats, at(0), 10, LEASE)
         .await
         .expect("claim");
-    let got: Vec<(BookingId, EventKind)> =
-        first.events.iter().map(|e| (e.booking_id, e.kind)).collect();
+    let got: Vec<(BookingId, EventKind)> = first
+        .events
+        .iter()
+        .map(|e| (e.booking_id, e.kind))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -87,7 +90,11 @@ pub async fn outbox_claims_hand_out_each_booking_in_order<S: Store + ?Sized>(sto
         .claim_events(Consumer::Nats, at(0), 10, LEASE)
         .await
         .expect("claim");
-    let kinds: Vec<_> = second.events.iter().map(|e| (e.booking_id, e.kind)).collect();
+    let kinds: Vec<_> = second
+        .events
+        .iter()
+        .map(|e| (e.booking_id, e.kind))
+        .collect();
     assert_eq!(kinds, vec![(a.id, EventKind::BookingCancelled)]);
     let ids: Vec<_> = second.events.iter().map(|e| e.id).collect();
     store
@@ -104,9 +111,7 @@ pub async fn outbox_claims_hand_out_each_booking_in_order<S: Store + ?Sized>(sto
 /// `claim_events`/`mark_events`: a live claim keeps its events from other claimers; when
 /// it runs out they are handed out again, and the stale lease can no longer mark them.
 /// Consumers keep separate marks.
-pub async fn outbox_claims_are_exclusive_until_they_run_out<S: Store + ?Sized>(
-    store: Arc<S>,
-) {
+pub async fn outbox_claims_are_exclusive_until_they_run_out<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store.clone()).await;
     fx.book(60, 120).await.expect("book");
     let first = store
