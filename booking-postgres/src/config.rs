@@ -53,6 +53,11 @@ pub struct PgConfig {
 ///   `updated_at` are the database's time, and a new hold's `hold_expires_at` keeps the
 ///   length the engine gave it (`hold_expires_at - created_at`) from the database's time.
 ///   Returned bookings are read back as stored, so callers see the database's times.
+///   Exception: a write that stores an idempotent request's answer in the same statement
+///   (`insert_booking_answered`, `attach_payment` with an answer) keeps the engine's
+///   stamps, because the engine rendered that answer from them and a replay must show
+///   what the first response showed. Its hold deadline is then the engine's too, but it
+///   is still *compared* on the database's clock, so servers still agree on it.
 ///
 /// The database's time is `now()`: the start of the transaction, which for the
 /// one-statement operations is the start of that statement, and one fixed instant for

@@ -66,15 +66,15 @@ macro_rules! clock_now {
 pub(super) use clock_now;
 
 /// An instant the engine computed from its clock, moved onto the database's clock when
-/// `$clock` is `NULL`: `$at + (now() - $base)` (so `hold_expires_at` keeps its length from
+/// the SQL condition `$restamp` holds: `$at + (now() - $base)` (so `hold_expires_at` keeps its length from
 /// `created_at`); `$at` unchanged otherwise. Computed on UTC timestamps without zone, so
 /// the whole days of a long shift are 24 hours whatever the session's time zone.
 macro_rules! on_clock {
-    ($at:literal, $base:literal, $clock:literal) => {
+    ($at:literal, $base:literal, $restamp:literal) => {
         concat!(
             "CASE WHEN ",
-            $clock,
-            "::timestamptz IS NULL THEN ((",
+            $restamp,
+            " THEN ((",
             $at,
             "::timestamptz AT TIME ZONE 'UTC') + ((now() AT TIME ZONE 'UTC') - (",
             $base,
@@ -86,15 +86,15 @@ macro_rules! on_clock {
 }
 
 /// An event payload (`$payload`, built by the engine before the statement) whose instants
-/// are replaced by the stored row's (`$row`) when `$clock` is `NULL` (the database's
-/// clock): `occurred_at` and the booking's `created_at`, `updated_at`, `hold_expires_at`.
+/// are replaced by the stored row's (`$row`) when the SQL condition `$restamp` holds (the
+/// database's clock stamps the row): `occurred_at` and the booking's `created_at`, `updated_at`, `hold_expires_at`.
 /// Unchanged otherwise.
 macro_rules! payload_on_clock {
-    ($payload:literal, $row:literal, $clock:literal) => {
+    ($payload:literal, $row:literal, $restamp:literal) => {
         concat!(
             "CASE WHEN ",
-            $clock,
-            "::timestamptz IS NULL THEN \
+            $restamp,
+            " THEN \
                  jsonb_set(jsonb_set(jsonb_set(jsonb_set(",
             $payload,
             "::jsonb, \
@@ -115,14 +115,14 @@ macro_rules! payload_on_clock {
     };
 }
 
-/// When an event happened: the stored row's `updated_at` when `$clock` is `NULL` (the
-/// database's clock), `$at` otherwise.
+/// When an event happened: the stored row's `updated_at` when the SQL condition
+/// `$restamp` holds (the database's clock stamps the row), `$at` otherwise.
 macro_rules! occurred_on_clock {
-    ($at:literal, $row:literal, $clock:literal) => {
+    ($at:literal, $row:literal, $restamp:literal) => {
         concat!(
             "CASE WHEN ",
-            $clock,
-            "::timestamptz IS NULL THEN ",
+            $restamp,
+            " THEN ",
             $row,
             ".updated_at ELSE ",
             $at,
@@ -179,7 +179,9 @@ pub(super) use answer_cte;
 /// `insert_booking`'s one statement (see [`PgStore::insert_booking_fast`]): `$1`..`$13`
 /// the booking's columns in the order of the `INSERT`, `$14` now (`NULL`: the database's
 /// clock, which then also stamps `created_at`, `updated_at`, shifts `hold_expires_at` by
-/// the same amount, and patches the event to match), `$15` the outbox lock,
+/// the same amount and patches the event to match, unless an answer is stored with the
+/// booking: the engine rendered it from the booking as given, and a replay must show what
+/// the first response showed), `$15` the outbox lock,
 /// `$16` event id, `$17` event kind, `$18` occurred at, `$19` payload; `$20`..`$25` the
 /// idempotent request's answer stored with the booking (scope, key, lease, status,
 /// headers, body; all `NULL` for none); `$26`..`$32` the booking's payment columns
@@ -211,11 +213,23 @@ pub(crate) const INSERT_FAST: &str = concat!(
     payment_columns!(),
     ") \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, ",
-    on_clock!("$10", "$12", "$14"),
+    on_clock!(
+        "$10",
+        "$12",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
     ", $11, ",
-    on_clock!("$12", "$12", "$14"),
+    on_clock!(
+        "$12",
+        "$12",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
     ", ",
-    on_clock!("$13", "$12", "$14"),
+    on_clock!(
+        "$13",
+        "$12",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
     ", \
              $26, $27, $28, $29, $30, $31, $32 \
          FROM professional_lock \
@@ -228,9 +242,17 @@ pub(crate) const INSERT_FAST: &str = concat!(
          INSERT INTO domain_events \
              (id, kind, booking_id, professional_id, occurred_at, payload) \
          SELECT $16, $17, inserted.id, inserted.professional_id, ",
-    occurred_on_clock!("$18", "inserted", "$14"),
+    occurred_on_clock!(
+        "$18",
+        "inserted",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
     ", ",
-    payload_on_clock!("$19", "inserted", "$14"),
+    payload_on_clock!(
+        "$19",
+        "inserted",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
     " FROM inserted, outbox_lock), \
      ",
     answer_cte!("inserted", "$20", "$21", "$22", "$23", "$24", "$25"),
@@ -260,11 +282,12 @@ pub(super) fn bind_answer<'q>(
 
 /// The tail of a one-statement change whose CTE `updated` returns the changed booking:
 /// records its event (outbox lock, event id, kind, occurred at, payload: the parameters
-/// named; instants patched from the row when `$clock` is `NULL`, see [`payload_on_clock`])
+/// named; instants patched from the row when the SQL condition `$restamp` holds, see
+/// [`payload_on_clock`])
 /// and returns the booking's columns.
 macro_rules! record_updated {
     ($lock:literal, $id:literal, $kind:literal, $at:literal, $payload:literal,
-     $clock:literal) => {
+     $restamp:literal) => {
         concat!(
             "outbox_lock AS (SELECT pg_advisory_xact_lock_shared(",
             $lock,
@@ -277,9 +300,9 @@ macro_rules! record_updated {
             ", ",
             $kind,
             ", updated.id, updated.professional_id, ",
-            occurred_on_clock!($at, "updated", $clock),
+            occurred_on_clock!($at, "updated", $restamp),
             ", ",
-            payload_on_clock!($payload, "updated", $clock),
+            payload_on_clock!($payload, "updated", $restamp),
             " FROM updated, outbox_lock) \
              SELECT ",
             booking_columns!(),
@@ -309,7 +332,7 @@ pub(crate) const TRANSITION_FAST: &str = concat!(
          RETURNING ",
     booking_columns!(),
     "), ",
-    record_updated!("$11", "$12", "$13", "$14", "$15", "$5")
+    record_updated!("$11", "$12", "$13", "$14", "$15", "$5::timestamptz IS NULL")
 );
 
 /// A reschedule as one statement, if the row is still exactly as read, still active and no
@@ -341,7 +364,14 @@ pub(crate) const RESCHEDULE_FAST: &str = concat!(
          RETURNING ",
     booking_columns!(),
     "), ",
-    record_updated!("$13", "$14", "$15", "$16", "$17", "$12")
+    record_updated!(
+        "$13",
+        "$14",
+        "$15",
+        "$16",
+        "$17",
+        "$12::timestamptz IS NULL"
+    )
 );
 
 /// `get_booking`: `$1` the id. Also reads the database's time (`db_now`), for the
@@ -574,7 +604,9 @@ impl PgStore {
             booking.id,
         )
         .await?;
-        // `$21` is the store's clock (`NULL`: the database's, see `on_clock`).
+        // `$21` is `NULL` when the database's clock stamps the row (see `on_clock`): not
+        // when an answer rendered from `booking` as given is stored with it.
+        let restamp = if answer.is_some() { Some(now) } else { clock };
         let inserted = rows::bind_payment(
             bind_booking(
                 sqlx::query(concat!(
@@ -584,11 +616,11 @@ impl PgStore {
                     payment_columns!(),
                     ") \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ",
-                    on_clock!("$10", "$12", "$21"),
+                    on_clock!("$10", "$12", "$21::timestamptz IS NULL"),
                     ", $11, ",
-                    on_clock!("$12", "$12", "$21"),
+                    on_clock!("$12", "$12", "$21::timestamptz IS NULL"),
                     ", ",
-                    on_clock!("$13", "$12", "$21"),
+                    on_clock!("$13", "$12", "$21::timestamptz IS NULL"),
                     ", $14, $15, $16, $17, $18, $19, $20) \
                      RETURNING ",
                     booking_columns!()
@@ -597,7 +629,7 @@ impl PgStore {
             ),
             booking.payment.as_ref(),
         )
-        .bind(clock)
+        .bind(restamp)
         .fetch_one(&mut *tx)
         .await;
         let stored = match inserted {

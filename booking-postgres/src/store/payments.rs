@@ -38,7 +38,8 @@ use crate::rows::{self, bind_payment, booking_columns, payment_columns, pg_range
 
 /// `attach_payment`: `$1` booking id, `$2`..`$8` the payment's columns (provider, intent,
 /// client secret, refunded, refund owed, refund id, intent closed), `$9` now (`NULL`: the
-/// database's clock), `$10`..`$15`
+/// database's clock; the caller's when an answer is stored, since the engine rendered it
+/// with that `updated_at`), `$10`..`$15`
 /// the request's answer (scope `NULL` for none).
 ///
 /// `locked` takes the row lock first (the update depends on it, so it runs after), and
@@ -180,7 +181,13 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<(Booking, bool), PgError> {
         let query = bind_payment(sqlx::query(ATTACH).bind(id.as_uuid()), Some(payment));
-        let result = bind_answer(query.bind(self.clock.bind(now)), answer)
+        // An answer was rendered with `updated_at = now`: store what it shows.
+        let stamp = if answer.is_some() {
+            Some(now)
+        } else {
+            self.clock.bind(now)
+        };
+        let result = bind_answer(query.bind(stamp), answer)
             .fetch_optional(&self.pool)
             .await;
         let row = match result {
