@@ -9,6 +9,7 @@ use std::time::Duration;
 /// use booking_postgres::PgConfig;
 /// let config = PgConfig::from_url("postgres://app:secret@db:5432/booking");
 /// assert_eq!(config.max_connections, 10);
+/// assert_eq!(config.clock, booking_postgres::PgClock::Database);
 /// // The password never shows up in logs.
 /// assert!(!format!("{config:?}").contains("secret"));
 /// ```
@@ -27,11 +28,92 @@ pub struct PgConfig {
     /// Server-side `statement_timeout` of every connection (`None`: the server default).
     /// A statement cancelled by it fails with [`booking_core::Error::Unavailable`].
     pub statement_timeout: Option<Duration>,
+    /// Whose clock decides hold expiry and stamps the times the store writes
+    /// (default [`PgClock::Database`]).
+    pub clock: PgClock,
+}
+
+/// Whose clock a [`PgStore`](crate::PgStore) uses for the decisions that compare with a
+/// hold's deadline (`hold_expires_at`) and for the times it writes on bookings.
+///
+/// Every storage operation of booking-core receives `now` from the engine's
+/// [`Clock`](booking_core::Clock): the wall clock of the application server that handles the
+/// request. Several servers on one database can disagree about it (clock skew), and then
+/// about whether a hold has run out: one server could release a slot another still shows
+/// as held. With [`PgClock::Database`] there is one clock, the database server's, and the
+/// servers cannot disagree.
+///
+/// In `Database` mode the store ignores the `now` argument for:
+///
+/// * every comparison with `hold_expires_at`: the release of holds that ran out in the way
+///   of an insert, confirm, reschedule or payment; the expiry sweep; the effective status
+///   of a transition, a reschedule or a payment; the status filter of lists; blocked
+///   ranges and the availability snapshot; payment obligations;
+/// * the times it writes on bookings and their domain events: `created_at` and
+///   `updated_at` are the database's time, and a new hold's `hold_expires_at` keeps the
+///   length the engine gave it (`hold_expires_at - created_at`) from the database's time.
+///   Returned bookings are read back as stored, so callers see the database's times.
+///   Exception: a write that stores an idempotent request's answer in the same statement
+///   (`insert_booking_answered`, `attach_payment` with an answer) keeps the engine's
+///   stamps, because the engine rendered that answer from them and a replay must show
+///   what the first response showed. Its hold deadline is then the engine's too, but it
+///   is still *compared* on the database's clock, so servers still agree on it.
+///
+/// The database's time is `now()`: the start of the transaction, which for the
+/// one-statement operations is the start of that statement, and one fixed instant for
+/// every statement of a multi-statement transaction. Where Rust code decides after
+/// reading a row (the status machine, payment changes) it reads `now()` in the statement
+/// that reads the row, so no round trip is added.
+///
+/// `settle_payment` uses the database's time for its whole transaction, including the
+/// inbox event's `processed_at`. The rest stays on the caller's clock in both modes:
+/// idempotency records (`locked_until`, `expires_at`) and the webhook inbox's own
+/// operations (leases, due times, dead letters), whose decisions booking-core's pure
+/// functions make from a `now` given before any row is read and whose deadlines are
+/// written from that same clock; professionals' `updated_at`; and the ids of domain events
+/// (UUID v7 from the engine's time; the outbox's order is its sequence, not the ids).
+///
+/// [`PgClock::Caller`] uses the `now` argument everywhere, as the memory adapter does. It
+/// is what tests with a manual clock need (the conformance suite runs in it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PgClock {
+    /// The database server's clock decides hold expiry and stamps booking times.
+    #[default]
+    Database,
+    /// The `now` argument of each call (the engine's [`Clock`](booking_core::Clock)).
+    Caller,
+}
+
+impl PgClock {
+    /// The instant to bind where SQL reads `COALESCE($n, now())`: `None` (the database's
+    /// time) in `Database` mode, `now` in `Caller` mode.
+    pub(crate) fn bind(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            PgClock::Database => None,
+            PgClock::Caller => Some(now),
+        }
+    }
+
+    /// The instant to decide with in Rust: `db_now` (read in the statement that read the
+    /// row) in `Database` mode, `now` in `Caller` mode.
+    pub(crate) fn pick(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+        db_now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            PgClock::Database => db_now,
+            PgClock::Caller => now,
+        }
+    }
 }
 
 impl PgConfig {
     /// Defaults for `url`: at most 10 connections, none kept idle, 5 s to acquire one,
-    /// statements cancelled after 5 s.
+    /// statements cancelled after 5 s, the database's clock ([`PgClock::Database`]).
     pub fn from_url(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -39,6 +121,7 @@ impl PgConfig {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(5)),
+            clock: PgClock::Database,
         }
     }
 
@@ -56,6 +139,7 @@ impl fmt::Debug for PgConfig {
             .field("min_connections", &self.min_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("clock", &self.clock)
             .finish()
     }
 }

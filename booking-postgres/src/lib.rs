@@ -57,6 +57,22 @@
 //! transaction-scoped advisory lock on their professional first, so two overlapping
 //! inserts queue rather than deadlock in the exclusion check.
 //!
+//! ## Clock
+//!
+//! Hold expiry is decided on one clock. By default ([`PgClock::Database`], what
+//! [`PgConfig::from_url`] and [`PgStore::connect`] give) that is the database server's:
+//! every comparison with `hold_expires_at` (an insert's release of holds that ran out, the
+//! expiry sweep, transitions, reschedules, payments and their obligations, list filters,
+//! blocked ranges and availability) reads `now()` in SQL instead of the `now` argument,
+//! and bookings are stamped with it (`created_at`, `updated_at`; a new hold keeps the
+//! length the engine gave it). Several application servers with skewed clocks therefore
+//! cannot disagree about whether a hold has run out. One statement text serves both modes:
+//! the clock is bound as `COALESCE($n, now())`, `NULL` on the database's clock; where Rust
+//! code decides after reading a row, the read also returns `now()`, so no round trip is
+//! added. [`PgClock::Caller`] decides with the `now` argument, as the memory adapter does
+//! (the conformance suite runs on a manual clock in that mode). See [`PgClock`] for what
+//! stays on the caller's clock.
+//!
 //! ## Errors
 //!
 //! `23P01` (exclusion violation) is [`Error::SlotUnavailable`](booking_core::Error);
@@ -86,7 +102,7 @@ mod store;
 #[doc(hidden)]
 pub mod test_support;
 
-pub use config::PgConfig;
+pub use config::{PgClock, PgConfig};
 pub use store::PgStore;
 
 /// The embedded migrations (`booking-postgres/migrations`). [`PgStore::migrate`] runs them;

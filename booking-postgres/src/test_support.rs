@@ -293,7 +293,9 @@ impl TestDatabase {
     }
 
     /// A store on this database with a pool of at most `max_connections`; the database is
-    /// dropped when the last clone of the store is.
+    /// dropped when the last clone of the store is. The store decides with the `now` its
+    /// callers pass ([`PgClock::Caller`](crate::PgClock)), as tests on a manual clock need;
+    /// [`PgStore::with_clock`] switches it to the database's clock.
     pub async fn into_store(self, max_connections: u32) -> PgStore {
         let pool = crate::store::liveness_check(PgPoolOptions::new())
             .max_connections(max_connections)
@@ -304,7 +306,9 @@ impl TestDatabase {
             )
             .await
             .unwrap_or_else(|e| panic!("connect to test database {}: {e}", self.name));
-        PgStore::from_pool(pool).with_attachment(Arc::new(self))
+        PgStore::from_pool(pool)
+            .with_clock(crate::PgClock::Caller)
+            .with_attachment(Arc::new(self))
     }
 }
 

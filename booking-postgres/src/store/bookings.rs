@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::{PgStore, fetch_limit, outbox};
+use crate::config::PgClock;
 use crate::error::{PgError, retrying, sqlstate};
 use crate::rows::{self, booking_columns, payment_columns, pg_range};
 
@@ -53,6 +54,96 @@ macro_rules! professional_lock {
 }
 pub(super) use professional_lock;
 
+/// The store's clock in SQL: `COALESCE($n, now())`, with `$n` bound by
+/// [`PgClock::bind`](crate::PgClock): the caller's `now`, or `NULL` for the database's time
+/// (`now()`: the transaction's start, fixed for all its statements). One statement text
+/// serves both modes.
+macro_rules! clock_now {
+    ($param:literal) => {
+        concat!("COALESCE(", $param, "::timestamptz, now())")
+    };
+}
+pub(super) use clock_now;
+
+/// An instant the engine computed from its clock, moved onto the database's clock when
+/// the SQL condition `$restamp` holds: `$at + (now() - $base)` (so `hold_expires_at` keeps its length from
+/// `created_at`); `$at` unchanged otherwise. Computed on UTC timestamps without zone, so
+/// the whole days of a long shift are 24 hours whatever the session's time zone.
+macro_rules! on_clock {
+    ($at:literal, $base:literal, $restamp:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $restamp,
+            " THEN ((",
+            $at,
+            "::timestamptz AT TIME ZONE 'UTC') + ((now() AT TIME ZONE 'UTC') - (",
+            $base,
+            "::timestamptz AT TIME ZONE 'UTC'))) AT TIME ZONE 'UTC' ELSE ",
+            $at,
+            "::timestamptz END"
+        )
+    };
+}
+
+/// An event payload (`$payload`, built by the engine before the statement) whose instants
+/// are replaced by the stored row's (`$row`) when the SQL condition `$restamp` holds (the
+/// database's clock stamps the row): `occurred_at` and the booking's `created_at`, `updated_at`, `hold_expires_at`.
+/// Unchanged otherwise.
+macro_rules! payload_on_clock {
+    ($payload:literal, $row:literal, $restamp:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $restamp,
+            " THEN \
+                 jsonb_set(jsonb_set(jsonb_set(jsonb_set(",
+            $payload,
+            "::jsonb, \
+                 '{occurred_at}', to_jsonb(",
+            $row,
+            ".updated_at)), '{booking,created_at}', to_jsonb(",
+            $row,
+            ".created_at)), '{booking,updated_at}', to_jsonb(",
+            $row,
+            ".updated_at)), '{booking,hold_expires_at}', \
+                 COALESCE(to_jsonb(",
+            $row,
+            ".hold_expires_at), 'null'::jsonb)) \
+             ELSE ",
+            $payload,
+            "::jsonb END"
+        )
+    };
+}
+
+/// When an event happened: the stored row's `updated_at` when the SQL condition
+/// `$restamp` holds (the database's clock stamps the row), `$at` otherwise.
+macro_rules! occurred_on_clock {
+    ($at:literal, $row:literal, $restamp:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $restamp,
+            " THEN ",
+            $row,
+            ".updated_at ELSE ",
+            $at,
+            "::timestamptz END"
+        )
+    };
+}
+
+/// The effective status of a `bookings` row at `$at` (a hold that ran out is `expired`),
+/// as [`Booking::effective_status`] decides it.
+macro_rules! effective_status {
+    ($($at:tt)+) => {
+        concat!(
+            "CASE WHEN status = 'pending_payment' \
+                 AND (hold_expires_at IS NULL OR hold_expires_at <= ",
+            $($at)+,
+            ") THEN 'expired' ELSE status END"
+        )
+    };
+}
+
 /// The CTE `answered` of a one-statement change that stores an idempotent request's answer
 /// with it: completes the record of the request (scope, key, lease, status, headers, body:
 /// the parameters named, bound by [`bind_answer`]; scope `NULL` for
@@ -86,7 +177,11 @@ macro_rules! answer_cte {
 pub(super) use answer_cte;
 
 /// `insert_booking`'s one statement (see [`PgStore::insert_booking_fast`]): `$1`..`$13`
-/// the booking's columns in the order of the `INSERT`, `$14` now, `$15` the outbox lock,
+/// the booking's columns in the order of the `INSERT`, `$14` now (`NULL`: the database's
+/// clock, which then also stamps `created_at`, `updated_at`, shifts `hold_expires_at` by
+/// the same amount and patches the event to match, unless an answer is stored with the
+/// booking: the engine rendered it from the booking as given, and a replay must show what
+/// the first response showed), `$15` the outbox lock,
 /// `$16` event id, `$17` event kind, `$18` occurred at, `$19` payload; `$20`..`$25` the
 /// idempotent request's answer stored with the booking (scope, key, lease, status,
 /// headers, body; all `NULL` for none); `$26`..`$32` the booking's payment columns
@@ -103,7 +198,9 @@ pub(crate) const INSERT_FAST: &str = concat!(
      due AS ( \
          SELECT 1 FROM bookings \
          WHERE professional_id = $2 AND status = 'pending_payment' \
-           AND (hold_expires_at <= $14 OR hold_expires_at IS NULL) \
+           AND (hold_expires_at <= ",
+    clock_now!("$14"),
+    " OR hold_expires_at IS NULL) \
            AND blocked_range && $6 AND id <> $1 \
          LIMIT 1), \
      professional_lock AS (SELECT ",
@@ -115,7 +212,25 @@ pub(crate) const INSERT_FAST: &str = concat!(
              request_ref, created_at, updated_at, ",
     payment_columns!(),
     ") \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, ",
+    on_clock!(
+        "$10",
+        "$12",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
+    ", $11, ",
+    on_clock!(
+        "$12",
+        "$12",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
+    ", ",
+    on_clock!(
+        "$13",
+        "$12",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
+    ", \
              $26, $27, $28, $29, $30, $31, $32 \
          FROM professional_lock \
          WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM due) \
@@ -126,8 +241,19 @@ pub(crate) const INSERT_FAST: &str = concat!(
      recorded AS ( \
          INSERT INTO domain_events \
              (id, kind, booking_id, professional_id, occurred_at, payload) \
-         SELECT $16, $17, inserted.id, inserted.professional_id, $18, $19 \
-         FROM inserted, outbox_lock), \
+         SELECT $16, $17, inserted.id, inserted.professional_id, ",
+    occurred_on_clock!(
+        "$18",
+        "inserted",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
+    ", ",
+    payload_on_clock!(
+        "$19",
+        "inserted",
+        "$14::timestamptz IS NULL AND $20::text IS NULL"
+    ),
+    " FROM inserted, outbox_lock), \
      ",
     answer_cte!("inserted", "$20", "$21", "$22", "$23", "$24", "$25"),
     " \
@@ -156,9 +282,12 @@ pub(super) fn bind_answer<'q>(
 
 /// The tail of a one-statement change whose CTE `updated` returns the changed booking:
 /// records its event (outbox lock, event id, kind, occurred at, payload: the parameters
-/// named) and returns the booking's columns.
+/// named; instants patched from the row when the SQL condition `$restamp` holds, see
+/// [`payload_on_clock`])
+/// and returns the booking's columns.
 macro_rules! record_updated {
-    ($lock:literal, $id:literal, $kind:literal, $at:literal, $payload:literal) => {
+    ($lock:literal, $id:literal, $kind:literal, $at:literal, $payload:literal,
+     $restamp:literal) => {
         concat!(
             "outbox_lock AS (SELECT pg_advisory_xact_lock_shared(",
             $lock,
@@ -171,9 +300,9 @@ macro_rules! record_updated {
             ", ",
             $kind,
             ", updated.id, updated.professional_id, ",
-            $at,
+            occurred_on_clock!($at, "updated", $restamp),
             ", ",
-            $payload,
+            payload_on_clock!($payload, "updated", $restamp),
             " FROM updated, outbox_lock) \
              SELECT ",
             booking_columns!(),
@@ -182,26 +311,35 @@ macro_rules! record_updated {
     };
 }
 
-/// A status change as one statement, if the row is still exactly as read: `$1`
-/// professional, `$2` id, `$3` new status, `$4` new hold expiry, `$5` updated at; the row
-/// as read: `$6` status, `$7` updated at, `$8` start, `$9` end, `$10` hold expiry; `$11`
-/// the outbox lock, `$12` event id, `$13` kind, `$14` occurred at, `$15` payload. Returns
-/// the updated row, or none when the row changed since it was read.
+/// A status change as one statement, if the row is still exactly as read and its
+/// effective status is still the one planned from: `$1` professional, `$2` id, `$3` new
+/// status, `$4` new hold expiry, `$5` updated at (the store's clock: `NULL` for the
+/// database's); the row as read: `$6` status, `$7` updated at, `$8` start, `$9` end, `$10`
+/// hold expiry; `$11` the outbox lock, `$12` event id, `$13` kind, `$14` occurred at, `$15`
+/// payload; `$16` the effective status the plan was made from. Returns the updated row, or
+/// none when the row changed since it was read or the hold's expiry reads differently on
+/// the store's clock.
 pub(crate) const TRANSITION_FAST: &str = concat!(
     "WITH updated AS ( \
-         UPDATE bookings SET status = $3, hold_expires_at = $4, updated_at = $5 \
+         UPDATE bookings SET status = $3, hold_expires_at = $4, updated_at = ",
+    clock_now!("$5"),
+    " \
          WHERE professional_id = $1 AND id = $2 AND status = $6 AND updated_at = $7 \
            AND starts_at = $8 AND ends_at = $9 AND hold_expires_at IS NOT DISTINCT FROM $10 \
+           AND ",
+    effective_status!(clock_now!("$5")),
+    " = $16 \
          RETURNING ",
     booking_columns!(),
     "), ",
-    record_updated!("$11", "$12", "$13", "$14", "$15")
+    record_updated!("$11", "$12", "$13", "$14", "$15", "$5::timestamptz IS NULL")
 );
 
-/// A reschedule as one statement, if the row is still exactly as read and no hold that ran
-/// out is in the way: `$1` professional, `$2` id, `$3` new start, `$4` new end, `$5` new
-/// blocked range, `$6` updated at; the row as read: `$7` status, `$8` updated at, `$9`
-/// start, `$10` end, `$11` hold expiry; `$12` now; `$13` the outbox lock, `$14` event id,
+/// A reschedule as one statement, if the row is still exactly as read, still active and no
+/// hold that ran out is in the way: `$1` professional, `$2` id, `$3` new start, `$4` new
+/// end, `$5` new blocked range, `$6` updated at; the row as read: `$7` status, `$8` updated
+/// at, `$9` start, `$10` end, `$11` hold expiry; `$12` now (`$6` and `$12` are `NULL` on
+/// the database's clock); `$13` the outbox lock, `$14` event id,
 /// `$15` kind, `$16` occurred at, `$17` payload. Returns the updated row, or none when the
 /// row changed or holds that ran out must be released first. The exclusion constraint
 /// decides conflicts with other bookings (the row's own old version never counts).
@@ -209,25 +347,39 @@ pub(crate) const RESCHEDULE_FAST: &str = concat!(
     "WITH due AS ( \
          SELECT 1 FROM bookings \
          WHERE professional_id = $1 AND status = 'pending_payment' \
-           AND (hold_expires_at <= $12 OR hold_expires_at IS NULL) \
+           AND (hold_expires_at <= ",
+    clock_now!("$12"),
+    " OR hold_expires_at IS NULL) \
            AND blocked_range && $5 AND id <> $2 \
          LIMIT 1), \
      updated AS ( \
-         UPDATE bookings SET starts_at = $3, ends_at = $4, blocked_range = $5, updated_at = $6 \
+         UPDATE bookings SET starts_at = $3, ends_at = $4, blocked_range = $5, updated_at = ",
+    clock_now!("$6"),
+    " \
          WHERE professional_id = $1 AND id = $2 AND status = $7 AND updated_at = $8 \
            AND starts_at = $9 AND ends_at = $10 AND hold_expires_at IS NOT DISTINCT FROM $11 \
-           AND NOT EXISTS (SELECT 1 FROM due) \
+           AND (status = 'confirmed' OR hold_expires_at > ",
+    clock_now!("$12"),
+    ") AND NOT EXISTS (SELECT 1 FROM due) \
          RETURNING ",
     booking_columns!(),
     "), ",
-    record_updated!("$13", "$14", "$15", "$16", "$17")
+    record_updated!(
+        "$13",
+        "$14",
+        "$15",
+        "$16",
+        "$17",
+        "$12::timestamptz IS NULL"
+    )
 );
 
-/// `get_booking`: `$1` the id.
+/// `get_booking`: `$1` the id. Also reads the database's time (`db_now`), for the
+/// decisions made after the read.
 const SELECT_BOOKING: &str = concat!(
     "SELECT ",
     booking_columns!(),
-    " FROM bookings WHERE id = $1"
+    ", now() AS db_now FROM bookings WHERE id = $1"
 );
 
 /// `find_booking_by_request`: `$1` professional, `$2` request reference.
@@ -239,7 +391,8 @@ pub(crate) const FIND_BY_REQUEST: &str = concat!(
 
 /// Marks the professional's holds that ran out by `now` and whose blocked range overlaps
 /// `blocked` as `expired` (recording their events), so that the exclusion constraint lets
-/// the caller take that slot. `except` is the booking the caller is about to write.
+/// the caller take that slot. `except` is the booking the caller is about to write. `now`
+/// is `None` for the database's time (`now()`, the transaction's).
 ///
 /// The rows are locked in id order, so two transactions releasing the same holds cannot
 /// deadlock on them; a hold another transaction changed meanwhile is re-checked and
@@ -248,17 +401,21 @@ pub(super) async fn release_expired_holds(
     conn: &mut PgConnection,
     professional_id: ProfessionalId,
     blocked: &TimeRange,
-    now: DateTime<Utc>,
+    now: Option<DateTime<Utc>>,
     except: BookingId,
 ) -> Result<Vec<Booking>, PgError> {
     let released = sqlx::query(concat!(
         "WITH due AS ( \
              SELECT id AS due_id FROM bookings \
              WHERE professional_id = $1 AND status = 'pending_payment' \
-               AND (hold_expires_at <= $2 OR hold_expires_at IS NULL) \
+               AND (hold_expires_at <= ",
+        clock_now!("$2"),
+        " OR hold_expires_at IS NULL) \
                AND blocked_range && $3 AND id <> $4 \
              ORDER BY id FOR UPDATE) \
-         UPDATE bookings SET status = 'expired', updated_at = $2 \
+         UPDATE bookings SET status = 'expired', updated_at = ",
+        clock_now!("$2"),
+        " \
          FROM due WHERE professional_id = $1 AND id = due.due_id \
          RETURNING ",
         booking_columns!()
@@ -297,21 +454,22 @@ async fn find_by_request(
         .transpose()
 }
 
-/// The booking, locked for the rest of the transaction.
+/// The booking, locked for the rest of the transaction, and the database's time (`now()`:
+/// the transaction's start, the same for all its statements).
 pub(super) async fn lock_booking(
     conn: &mut PgConnection,
     id: BookingId,
-) -> Result<Booking, PgError> {
+) -> Result<(Booking, DateTime<Utc>), PgError> {
     let row = sqlx::query(concat!(
         "SELECT ",
         booking_columns!(),
-        " FROM bookings WHERE id = $1 FOR UPDATE"
+        ", now() AS db_now FROM bookings WHERE id = $1 FOR UPDATE"
     ))
     .bind(id.as_uuid())
     .fetch_optional(conn)
     .await?
     .ok_or(Error::NotFound(Entity::Booking))?;
-    rows::booking(&row)
+    Ok((rows::booking(&row)?, row.try_get("db_now")?))
 }
 
 /// Whether every instant of `booking` is a whole microsecond (what `timestamptz` stores), so
@@ -366,7 +524,7 @@ impl PgStore {
         let event = DomainEvent::new(EventKind::BookingCreated, booking, None);
         let query = bind_answer(
             bind_booking(sqlx::query(INSERT_FAST), booking)
-                .bind(now)
+                .bind(self.clock.bind(now))
                 .bind(outbox::OUTBOX_LOCK)
                 .bind(event.id.as_uuid())
                 .bind(event.kind.as_str())
@@ -393,7 +551,8 @@ impl PgStore {
         if outcome == "existing" {
             return Ok(FastInsert::Done(Inserted::Existing(stored), false));
         }
-        if stored != event.booking {
+        // On the database's clock the stored instants are the database's, by design.
+        if self.clock == PgClock::Caller && stored != event.booking {
             // Cannot happen for a microsecond-exact booking. The row and its event are
             // committed, so failing now would only make the caller retry; say it loudly.
             tracing::error!(
@@ -436,14 +595,18 @@ impl PgStore {
             tx.commit().await?;
             return Ok((Inserted::Existing(existing), false));
         }
+        let clock = self.clock.bind(now);
         release_expired_holds(
             &mut tx,
             booking.professional_id,
             &booking.blocked,
-            now,
+            clock,
             booking.id,
         )
         .await?;
+        // `$21` is `NULL` when the database's clock stamps the row (see `on_clock`): not
+        // when an answer rendered from `booking` as given is stored with it.
+        let restamp = if answer.is_some() { Some(now) } else { clock };
         let inserted = rows::bind_payment(
             bind_booking(
                 sqlx::query(concat!(
@@ -452,8 +615,13 @@ impl PgStore {
                          request_ref, created_at, updated_at, ",
                     payment_columns!(),
                     ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                         $14, $15, $16, $17, $18, $19, $20) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ",
+                    on_clock!("$10", "$12", "$21::timestamptz IS NULL"),
+                    ", $11, ",
+                    on_clock!("$12", "$12", "$21::timestamptz IS NULL"),
+                    ", ",
+                    on_clock!("$13", "$12", "$21::timestamptz IS NULL"),
+                    ", $14, $15, $16, $17, $18, $19, $20) \
                      RETURNING ",
                     booking_columns!()
                 )),
@@ -461,6 +629,7 @@ impl PgStore {
             ),
             booking.payment.as_ref(),
         )
+        .bind(restamp)
         .fetch_one(&mut *tx)
         .await;
         let stored = match inserted {
@@ -521,24 +690,27 @@ impl PgStore {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<Booking, PgError> {
-        let current = self.read_booking(id).await?;
-        self.transition_from(&current, transition, now).await
+        let (current, db_now) = self.read_booking(id).await?;
+        self.transition_from(&current, transition, self.clock.pick(now, db_now))
+            .await
     }
 
-    /// The booking as stored now ([`Error::NotFound`] if there is none).
-    async fn read_booking(&self, id: BookingId) -> Result<Booking, PgError> {
-        sqlx::query(SELECT_BOOKING)
+    /// The booking as stored now ([`Error::NotFound`] if there is none), and the database's
+    /// time read with it.
+    async fn read_booking(&self, id: BookingId) -> Result<(Booking, DateTime<Utc>), PgError> {
+        let row = sqlx::query(SELECT_BOOKING)
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await?
-            .as_ref()
-            .map(rows::booking)
-            .transpose()?
-            .ok_or_else(|| PgError::Domain(Error::NotFound(Entity::Booking)))
+            .ok_or_else(|| PgError::Domain(Error::NotFound(Entity::Booking)))?;
+        Ok((rows::booking(&row)?, row.try_get("db_now")?))
     }
 
     /// [`PgStore::transition_once`] from a booking already read: one statement when the row
-    /// is still as read.
+    /// is still as read. On the database's clock the plan is made at `now` (the caller's,
+    /// or the database's time read with `current`), and the statement applies only if the
+    /// booking's effective status at the database's time is the one planned from; otherwise
+    /// [`PgStore::transition_tx`] decides again on the database's time.
     async fn transition_from(
         &self,
         current: &Booking,
@@ -557,7 +729,7 @@ impl PgStore {
             .bind(id.as_uuid())
             .bind(next.status.as_str())
             .bind(next.hold_expires_at)
-            .bind(next.updated_at)
+            .bind(self.clock.bind(next.updated_at))
             .bind(current.status.as_str())
             .bind(current.updated_at)
             .bind(current.range.start())
@@ -568,6 +740,7 @@ impl PgStore {
             .bind(event.kind.as_str())
             .bind(event.occurred_at)
             .bind(Json(&event))
+            .bind(current.effective_status(now).as_str())
             .fetch_optional(&self.pool)
             .await?;
         match row {
@@ -584,14 +757,15 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Booking, PgError> {
         let mut tx = self.pool.begin().await?;
-        let current = lock_booking(&mut tx, id).await?;
+        let (current, db_now) = lock_booking(&mut tx, id).await?;
+        let now = self.clock.pick(now, db_now);
         let plan = current.plan(transition, now)?;
         if plan.requires_free_slot {
             release_expired_holds(
                 &mut tx,
                 current.professional_id,
                 &plan.booking.blocked,
-                now,
+                Some(now),
                 id,
             )
             .await?;
@@ -626,8 +800,9 @@ impl PgStore {
         blocked: TimeRange,
         now: DateTime<Utc>,
     ) -> Result<Booking, PgError> {
-        let current = self.read_booking(id).await?;
-        self.reschedule_from(&current, range, blocked, now).await
+        let (current, db_now) = self.read_booking(id).await?;
+        self.reschedule_from(&current, range, blocked, self.clock.pick(now, db_now))
+            .await
     }
 
     /// [`PgStore::reschedule_once`] from a booking already read.
@@ -651,13 +826,13 @@ impl PgStore {
             .bind(next.range.start())
             .bind(next.range.end())
             .bind(pg_range(&next.blocked))
-            .bind(next.updated_at)
+            .bind(self.clock.bind(next.updated_at))
             .bind(current.status.as_str())
             .bind(current.updated_at)
             .bind(current.range.start())
             .bind(current.range.end())
             .bind(current.hold_expires_at)
-            .bind(now)
+            .bind(self.clock.bind(now))
             .bind(outbox::OUTBOX_LOCK)
             .bind(event.id.as_uuid())
             .bind(event.kind.as_str())
@@ -679,13 +854,14 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Booking, PgError> {
         let mut tx = self.pool.begin().await?;
-        let current = lock_booking(&mut tx, id).await?;
+        let (current, db_now) = lock_booking(&mut tx, id).await?;
+        let now = self.clock.pick(now, db_now);
         let plan = current.plan_reschedule(range, blocked, now)?;
         release_expired_holds(
             &mut tx,
             current.professional_id,
             &plan.booking.blocked,
-            now,
+            Some(now),
             id,
         )
         .await?;
@@ -723,14 +899,18 @@ impl PgStore {
             "WITH due AS ( \
                  SELECT professional_id AS due_professional_id, id AS due_id FROM bookings \
                  WHERE status = 'pending_payment' \
-                   AND (hold_expires_at <= $1 OR hold_expires_at IS NULL) \
+                   AND (hold_expires_at <= ",
+            clock_now!("$1"),
+            " OR hold_expires_at IS NULL) \
                  LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             UPDATE bookings SET status = 'expired', updated_at = $1 \
+             UPDATE bookings SET status = 'expired', updated_at = ",
+            clock_now!("$1"),
+            " \
              FROM due WHERE professional_id = due.due_professional_id AND id = due.due_id \
              RETURNING ",
             booking_columns!()
         ))
-        .bind(now)
+        .bind(self.clock.bind(now))
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
@@ -767,20 +947,23 @@ impl PgStore {
         if let Some(p) = query.professional_id {
             qb.push(" AND professional_id = ").push_bind(p.as_uuid());
         }
-        // The effective status: a hold that ran out by `now` counts as expired.
+        // The effective status: a hold that ran out by `now` (the store's clock) counts as
+        // expired.
+        let now = self.clock.bind(query.now);
         match query.status {
             None => {}
             Some(BookingStatus::PendingPayment) => {
-                qb.push(" AND status = 'pending_payment' AND hold_expires_at > ")
-                    .push_bind(query.now);
+                qb.push(" AND status = 'pending_payment' AND hold_expires_at > COALESCE(")
+                    .push_bind(now)
+                    .push("::timestamptz, now())");
             }
             Some(BookingStatus::Expired) => {
                 qb.push(
                     " AND (status = 'expired' OR (status = 'pending_payment' \
-                     AND (hold_expires_at IS NULL OR hold_expires_at <= ",
+                     AND (hold_expires_at IS NULL OR hold_expires_at <= COALESCE(",
                 )
-                .push_bind(query.now)
-                .push(")))");
+                .push_bind(now)
+                .push("::timestamptz, now()))))");
             }
             Some(s @ (BookingStatus::Confirmed | BookingStatus::Cancelled)) => {
                 qb.push(" AND status = ").push_bind(s.as_str());
@@ -918,12 +1101,13 @@ impl BookingStore for PgStore {
                 "SELECT blocked_range FROM bookings \
                  WHERE professional_id = $1 AND blocked_range && $2 \
                    AND status IN ('pending_payment', 'confirmed') \
-                   AND (status = 'confirmed' OR hold_expires_at > $3) \
+                   AND (status = 'confirmed' \
+                        OR hold_expires_at > COALESCE($3::timestamptz, now())) \
                  ORDER BY lower(blocked_range)",
             )
             .bind(professional_id.as_uuid())
             .bind(pg_range(&window))
-            .bind(now)
+            .bind(self.clock.bind(now))
             .fetch_all(&self.pool)
             .await?;
             ranges

@@ -32,7 +32,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::MIGRATOR;
-use crate::config::PgConfig;
+use crate::config::{PgClock, PgConfig};
 use crate::error::{PgError, RetryPolicy};
 
 /// The PostgreSQL store: implements every storage trait of booking-core
@@ -41,6 +41,8 @@ use crate::error::{PgError, RetryPolicy};
 pub struct PgStore {
     pool: PgPool,
     retry: RetryPolicy,
+    /// Whose clock decides hold expiry (see [`PgClock`]).
+    clock: PgClock,
     /// Kept alive as long as any clone of the store (test harness: drops the database).
     attachment: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -50,6 +52,7 @@ impl fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("pool_size", &self.pool.size())
             .field("idle", &self.pool.num_idle())
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -68,23 +71,46 @@ impl PgStore {
                 tracing::warn!(url = %config.redacted_url(), error = %e, "postgres: cannot connect");
                 Error::from(PgError::from(e))
             })?;
-        Ok(Self::from_pool(pool))
+        Ok(Self::from_pool(pool).with_clock(config.clock))
     }
 
     /// Like [`PgStore::connect`] but opens no connection until the first call.
     pub fn connect_lazy(config: &PgConfig) -> Result<Self> {
-        Ok(Self::from_pool(
-            pool_options(config).connect_lazy_with(connect_options(config)?),
-        ))
+        Ok(
+            Self::from_pool(pool_options(config).connect_lazy_with(connect_options(config)?))
+                .with_clock(config.clock),
+        )
     }
 
-    /// A store over an existing pool (its settings are the caller's).
+    /// A store over an existing pool (its settings are the caller's), on the database's
+    /// clock ([`PgClock::Database`]; see [`PgStore::with_clock`]).
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
             retry: RetryPolicy::default(),
+            clock: PgClock::Database,
             attachment: None,
         }
+    }
+
+    /// The same store deciding hold expiry on `clock`'s time (see [`PgClock`]).
+    ///
+    /// ```no_run
+    /// # fn demo(pool: sqlx::PgPool) {
+    /// use booking_postgres::{PgClock, PgStore};
+    /// // Tests driven by a manual clock decide with the `now` they pass.
+    /// let store = PgStore::from_pool(pool).with_clock(PgClock::Caller);
+    /// assert_eq!(store.clock(), PgClock::Caller);
+    /// # }
+    /// ```
+    pub fn with_clock(mut self, clock: PgClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whose clock decides hold expiry.
+    pub fn clock(&self) -> PgClock {
+        self.clock
     }
 
     /// Applies the embedded [`MIGRATOR`] migrations that are not applied yet. Safe to run at

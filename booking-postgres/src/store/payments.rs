@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
 use super::bookings::{
-    answer_cte, bind_answer, lock_booking, professional_lock, release_expired_holds,
+    answer_cte, bind_answer, clock_now, lock_booking, professional_lock, release_expired_holds,
 };
 use super::inbox::MARK_PROCESSED;
 use super::{PgStore, outbox};
@@ -37,7 +37,9 @@ use crate::error::{PgError, retrying, sqlstate};
 use crate::rows::{self, bind_payment, booking_columns, payment_columns, pg_range};
 
 /// `attach_payment`: `$1` booking id, `$2`..`$8` the payment's columns (provider, intent,
-/// client secret, refunded, refund owed, refund id, intent closed), `$9` now, `$10`..`$15`
+/// client secret, refunded, refund owed, refund id, intent closed), `$9` now (`NULL`: the
+/// database's clock; the caller's when an answer is stored, since the engine rendered it
+/// with that `updated_at`), `$10`..`$15`
 /// the request's answer (scope `NULL` for none).
 ///
 /// `locked` takes the row lock first (the update depends on it, so it runs after), and
@@ -53,7 +55,9 @@ const ATTACH: &str = concat!(
      updated AS ( \
          UPDATE bookings SET (",
     payment_columns!(),
-    ", updated_at) = ($2, $3, $4, $5, $6, $7, $8, $9) \
+    ", updated_at) = ($2, $3, $4, $5, $6, $7, $8, ",
+    clock_now!("$9"),
+    ") \
          WHERE id = $1 AND payment_intent_id IS NULL AND EXISTS (SELECT 1 FROM locked) \
          RETURNING ",
     booking_columns!(),
@@ -116,7 +120,7 @@ const BY_INTENT: &str = concat!(
     " FROM bookings WHERE payment_intent_id = $1 LIMIT 2"
 );
 
-/// `payment_obligations`: `$1` now, `$2` limit. The predicate of
+/// `payment_obligations`: `$1` now (`NULL`: the database's clock), `$2` limit. The predicate of
 /// `bookings_payment_obligation_idx` plus the clock test for holds that ran out; the
 /// index also delivers the order.
 pub(crate) const OBLIGATIONS: &str = concat!(
@@ -128,7 +132,9 @@ pub(crate) const OBLIGATIONS: &str = concat!(
          OR (NOT payment_refund_owed AND NOT payment_intent_closed \
              AND status IN ('pending_payment', 'expired', 'cancelled') \
              AND (status <> 'pending_payment' OR hold_expires_at IS NULL \
-                  OR hold_expires_at <= $1))) \
+                  OR hold_expires_at <= ",
+    clock_now!("$1"),
+    "))) \
      ORDER BY updated_at, id LIMIT $2"
 );
 
@@ -175,7 +181,13 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<(Booking, bool), PgError> {
         let query = bind_payment(sqlx::query(ATTACH).bind(id.as_uuid()), Some(payment));
-        let result = bind_answer(query.bind(now), answer)
+        // An answer was rendered with `updated_at = now`: store what it shows.
+        let stamp = if answer.is_some() {
+            Some(now)
+        } else {
+            self.clock.bind(now)
+        };
+        let result = bind_answer(query.bind(stamp), answer)
             .fetch_optional(&self.pool)
             .await;
         let row = match result {
@@ -207,8 +219,8 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Booking>, PgError> {
         let mut tx = self.pool.begin().await?;
-        let current = match lock_booking(&mut tx, id).await {
-            Ok(b) => b,
+        let (current, now) = match lock_booking(&mut tx, id).await {
+            Ok((b, db_now)) => (b, self.clock.pick(now, db_now)),
             Err(PgError::Domain(Error::NotFound(_))) => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -255,10 +267,19 @@ impl PgStore {
         {
             return Err(Error::NotFound(Entity::Booking).into());
         }
-        let current = lock_booking(&mut tx, id).await?;
+        let (current, db_now) = lock_booking(&mut tx, id).await?;
+        // One clock for the whole transaction: the decision, the booking's stamps and the
+        // event's `processed_at`.
+        let now = self.clock.pick(now, db_now);
         let slot_free = if needs_free_slot(&current, change, now) {
-            release_expired_holds(&mut tx, current.professional_id, &current.blocked, now, id)
-                .await?;
+            release_expired_holds(
+                &mut tx,
+                current.professional_id,
+                &current.blocked,
+                Some(now),
+                id,
+            )
+            .await?;
             let taken: bool = sqlx::query_scalar(OTHER_ACTIVE_OVERLAPS)
                 .bind(current.professional_id.as_uuid())
                 .bind(id.as_uuid())
@@ -302,7 +323,8 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Booking, PgError> {
         let mut tx = self.pool.begin().await?;
-        let current = lock_booking(&mut tx, id).await?;
+        let (current, db_now) = lock_booking(&mut tx, id).await?;
+        let now = self.clock.pick(now, db_now);
         let booking = match meet_obligation(&current, met, now) {
             Some(next) => write(&mut tx, &next, None).await?,
             None => current,
@@ -366,7 +388,7 @@ impl PaymentStore for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         retrying!(self.retry, async {
             sqlx::query(OBLIGATIONS)
-                .bind(now)
+                .bind(self.clock.bind(now))
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?

@@ -48,7 +48,7 @@ pub(crate) const CLAIM_WITH_CONTEXT: &str = concat!(
 );
 
 /// `availability_snapshot`'s statement: professional `$1`, their schedule, and the blocked
-/// ranges of their bookings active at `$4` that overlap `[$2, $3)` widened by the
+/// ranges of their bookings active at `$4` (`NULL`: the database's clock) that overlap `[$2, $3)` widened by the
 /// schedule's buffers, in start order.
 pub(crate) const AVAILABILITY_SNAPSHOT: &str = concat!(
     "SELECT ",
@@ -58,7 +58,8 @@ pub(crate) const AVAILABILITY_SNAPSHOT: &str = concat!(
              SELECT b.blocked_range FROM bookings AS b \
              WHERE b.professional_id = $1 \
                AND b.status IN ('pending_payment', 'confirmed') \
-               AND (b.status = 'confirmed' OR b.hold_expires_at > $4) \
+               AND (b.status = 'confirmed' \
+                    OR b.hold_expires_at > COALESCE($4::timestamptz, now())) \
                AND b.blocked_range && tstzrange( \
                    $2 - make_interval(mins => COALESCE((s.body->>'buffer_before_minutes')::int, 0)), \
                    $3 + make_interval(mins => COALESCE((s.body->>'buffer_after_minutes')::int, 0)), \
@@ -126,7 +127,7 @@ impl PgStore {
             .bind(professional_id.as_uuid())
             .bind(window.start())
             .bind(window.end())
-            .bind(now)
+            .bind(self.clock.bind(now))
             .fetch_optional(&self.pool)
             .await?
         else {
