@@ -334,6 +334,10 @@ mod tests {
             let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") else {
                 continue;
             };
+            if path.starts_with("/v1/webhooks/") {
+                // A provider's event, whatever its fields: kept as signed, read by the worker.
+                continue;
+            }
             let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
             let component = &doc["components"]["schemas"][name];
             assert_eq!(
@@ -362,7 +366,11 @@ mod tests {
     fn every_idempotency_key_header_has_the_key_syntax() {
         let doc = doc();
         let mut seen = 0;
-        for (path, _, op) in operations(&doc) {
+        let mut posts = 0;
+        for (path, method, op) in operations(&doc) {
+            if method == "post" && path.starts_with("/v1/") && !path.starts_with("/v1/webhooks/") {
+                posts += 1;
+            }
             for p in op["parameters"].as_array().into_iter().flatten() {
                 if p["name"] == super::IDEMPOTENCY_KEY_HEADER {
                     assert_eq!(
@@ -375,7 +383,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, 5);
+        assert_eq!(seen, posts, "every POST under /v1 but the webhooks takes the key");
     }
 
     #[test]
