@@ -13,10 +13,16 @@
 //!
 //! Per booking both sides run, in one transaction: `BEGIN`; the look-up of the request's
 //! earlier booking; the release of overlapping holds that ran out; the insert (`RETURNING`
-//! the row); the outbox insert (with the outbox's shared advisory lock); `COMMIT`. Each of
+//! the row); the outbox insert; `COMMIT`. Each of
 //! the clients books consecutive one-hour slots of its own professional, so nothing
 //! conflicts. pgbench cannot bind typed values, so its parameters are computed server-side
 //! (`gen_random_uuid()`, `to_timestamp(..)`); that is the only difference.
+//!
+//! The outbox before and after: pgbench also runs, in the same run, the outbox as it was
+//! (every booking write took a shared advisory lock that a reader took exclusively to read
+//! a gap-free prefix) and as it is (no shared lock; the relay claims and marks with
+//! `FOR UPDATE SKIP LOCKED`), each with one reader transaction per 50 bookings beside the
+//! writers, as a relay polling under load would.
 
 #![allow(clippy::print_stdout)]
 
@@ -31,7 +37,7 @@ use booking_core::domain::{
 };
 use booking_core::events::{DomainEvent, EventKind};
 use booking_core::store::{BookingStore, Inserted};
-use booking_postgres::test_support::{OUTBOX_LOCK, TestDatabase};
+use booking_postgres::test_support::TestDatabase;
 use booking_postgres::{PgConfig, PgStore};
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -147,7 +153,53 @@ fn pgbench_binary() -> Result<PathBuf, BoxError> {
 }
 
 /// The pgbench script: the adapter's statements, parameters computed server-side.
-fn pgbench_script(payload_hex: &str) -> String {
+/// The outbox's old global advisory lock key ("bkoutbox"), for the "before" phase only.
+const LEGACY_OUTBOX_LOCK: i64 = 0x626b_6f75_7462_6f78;
+
+/// How a pgbench phase treats the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outbox {
+    /// As the adapter writes it now: no lock shared by every writer, no reader.
+    Current,
+    /// As it was: writers take the shared advisory lock; plus a reader taking it
+    /// exclusively and reading the next 256 events, one per 50 bookings.
+    LegacyWithReader,
+    /// As it is: no shared lock; plus a reader claiming and marking 256 events, one per 50
+    /// bookings.
+    CurrentWithReader,
+}
+
+fn reader_script(outbox: Outbox) -> Option<String> {
+    match outbox {
+        Outbox::Current => None,
+        Outbox::LegacyWithReader => Some(format!(
+            "BEGIN;\nSELECT pg_advisory_xact_lock({LEGACY_OUTBOX_LOCK});\n\
+             SELECT payload FROM domain_events WHERE seq > (SELECT coalesce(max(seq), 0) - 256 FROM domain_events) ORDER BY seq LIMIT 256;\n\
+             COMMIT;\n"
+        )),
+        Outbox::CurrentWithReader => Some(
+            "WITH picked AS (SELECT d.professional_id, d.id FROM domain_events d \
+               WHERE d.nats_marked_at IS NULL AND (d.nats_lease IS NULL OR d.nats_lease_until <= now()) \
+                 AND NOT EXISTS (SELECT 1 FROM domain_events e WHERE e.booking_id = d.booking_id \
+                   AND e.nats_marked_at IS NULL AND e.seq < d.seq) \
+               ORDER BY d.seq LIMIT 256 FOR UPDATE OF d SKIP LOCKED) \
+             UPDATE domain_events d SET nats_marked_at = now() FROM picked \
+             WHERE d.professional_id = picked.professional_id AND d.id = picked.id;\n"
+                .to_owned(),
+        ),
+    }
+}
+
+fn pgbench_script(payload_hex: &str, outbox: Outbox) -> String {
+    let (lock_cte, from_lock) = match outbox {
+        Outbox::LegacyWithReader => (
+            format!(
+                "WITH outbox_lock AS (SELECT pg_advisory_xact_lock_shared({LEGACY_OUTBOX_LOCK}))\n"
+            ),
+            " FROM outbox_lock",
+        ),
+        Outbox::Current | Outbox::CurrentWithReader => (String::new(), ""),
+    };
     let cols = "id, professional_id, client_id, starts_at, ends_at, blocked_range, status, \
                 price_cents, currency, hold_expires_at, request_ref, created_at, updated_at";
     format!(
@@ -176,9 +228,8 @@ VALUES (gen_random_uuid(), :pro, :client, to_timestamp(:start), to_timestamp(:st
     tstzrange(to_timestamp(:start), to_timestamp(:start + 3600), '[)'), 'confirmed', 6000, 'eur',
     NULL, 'bench-' || :client_id || '-' || :n, now(), now())
 RETURNING {cols} \gset b_
-WITH outbox_lock AS (SELECT pg_advisory_xact_lock_shared({OUTBOX_LOCK}))
-INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload)
-SELECT gen_random_uuid(), 'booking_created', :b_id, :pro, now(), :payload::jsonb FROM outbox_lock;
+{lock_cte}INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload)
+SELECT gen_random_uuid(), 'booking_created', :b_id, :pro, now(), :payload::jsonb{from_lock};
 COMMIT;
 "#
     )
@@ -189,9 +240,15 @@ fn pgbench_phase(
     clients: usize,
     duration: Duration,
     payload_hex: &str,
+    outbox: Outbox,
 ) -> Result<(f64, u64), BoxError> {
     let script = std::env::temp_dir().join(format!("booking-bench-{}.sql", std::process::id()));
-    std::fs::write(&script, pgbench_script(payload_hex))?;
+    std::fs::write(&script, pgbench_script(payload_hex, outbox))?;
+    let reader = std::env::temp_dir().join(format!("booking-bench-{}-r.sql", std::process::id()));
+    let reader_text = reader_script(outbox);
+    if let Some(text) = &reader_text {
+        std::fs::write(&reader, text)?;
+    }
     let threads = clients.min(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let output = Command::new(pgbench_binary()?)
         .args(["-n", "-M", "prepared", "-D", "n=0"])
@@ -201,11 +258,22 @@ fn pgbench_phase(
         .arg(threads.to_string())
         .arg("-T")
         .arg(duration.as_secs().max(1).to_string())
-        .arg("-f")
-        .arg(&script)
+        .args(
+            if reader_text.is_some() {
+                vec![
+                    format!("{}@50", script.display()),
+                    format!("{}@1", reader.display()),
+                ]
+            } else {
+                vec![script.display().to_string()]
+            }
+            .iter()
+            .flat_map(|f| ["-f".to_owned(), f.clone()]),
+        )
         .arg(db.url())
         .output()?;
     let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&reader);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
@@ -279,21 +347,40 @@ async fn main() -> Result<(), BoxError> {
     store.close().await;
     drop(db);
 
-    // Phase 2: pgbench, same statements, on a fresh database.
-    let db = TestDatabase::create()
-        .await
-        .ok_or("postgres unreachable: set DATABASE_URL")?;
-    let (pgbench_tps, pgbench_total) = pgbench_phase(&db, clients, duration, &payload_hex)?;
-    let check = PgStore::connect(&PgConfig::from_url(db.url())).await?;
-    let stored = count_bookings(&check).await?;
-    if u64::try_from(stored)? != pgbench_total {
-        return Err(format!("pgbench processed {pgbench_total}, table has {stored}").into());
+    // Phase 2: pgbench, same statements, on a fresh database; then the outbox before and
+    // after the global lock was removed, each with a reader beside the writers.
+    let mut rates = Vec::new();
+    for outbox in [
+        Outbox::Current,
+        Outbox::LegacyWithReader,
+        Outbox::CurrentWithReader,
+    ] {
+        let db = TestDatabase::create()
+            .await
+            .ok_or("postgres unreachable: set DATABASE_URL")?;
+        let (tps, total) = pgbench_phase(&db, clients, duration, &payload_hex, outbox)?;
+        let check = PgStore::connect(&PgConfig::from_url(db.url())).await?;
+        let stored = u64::try_from(count_bookings(&check).await?)?;
+        if outbox == Outbox::Current && stored != total {
+            return Err(format!("pgbench processed {total}, table has {stored}").into());
+        }
+        check.close().await;
+        drop(db);
+        // With a reader, pgbench's tps counts its transactions too: count bookings.
+        let bookings_per_s = if outbox == Outbox::Current {
+            tps
+        } else {
+            stored as f64 / duration.as_secs_f64()
+        };
+        rates.push((outbox, bookings_per_s));
     }
-    check.close().await;
-    drop(db);
+    let pgbench_tps = rates[0].1;
 
     println!("adapter  (booking-postgres, {clients} tasks):   {adapter_tps:>9.1} bookings/s");
     println!("pgbench  (same SQL, {clients} clients):          {pgbench_tps:>9.1} bookings/s");
+    for (outbox, rate) in &rates[1..] {
+        println!("pgbench  {outbox:?}: {rate:>9.1} bookings/s");
+    }
     let ratio = adapter_tps / pgbench_tps;
     println!(
         "ratio adapter/pgbench: {ratio:.3} (target >= 0.8: {})",

@@ -23,9 +23,6 @@ use tokio::sync::OnceCell;
 
 use crate::{MIGRATOR, PgStore};
 
-/// The advisory lock key the outbox uses (for tests of its gap-free reads).
-pub const OUTBOX_LOCK: i64 = crate::store::OUTBOX_LOCK;
-
 /// The statements a `POST /v1/bookings` of the reference server sends, in order, verbatim
 /// (with `$n` parameters), so that a benchmark can run the same SQL without the adapter
 /// (`reference-server/examples/load.rs` feeds them to pgbench).

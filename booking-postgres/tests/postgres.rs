@@ -16,14 +16,14 @@ use booking_core::domain::{
     Booking, BookingId, BookingStatus, Client, ClientId, Currency, GeoPoint, Money,
     NewProfessional, Professional, ProfessionalId, TimeRange, Transition,
 };
-use booking_core::events::{DomainEvent, EventKind};
+use booking_core::events::{Consumer, DomainEvent, EventKind};
 use booking_core::idempotency::{Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, Scope};
 use booking_core::store::{
     BookingStore, DirectoryStore, HealthCheck, IdempotencyStore, Inserted, OutboxStore,
     ScheduleStore,
 };
 use booking_core::{Entity, Error, Schedule};
-use booking_postgres::test_support::{self, OUTBOX_LOCK, TestDatabase};
+use booking_postgres::test_support::{self, TestDatabase};
 use booking_postgres::{MIGRATOR, PgConfig, PgStore};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::{Connection, Row};
@@ -692,7 +692,7 @@ async fn concurrent_retries_of_one_request_create_one_booking() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_outbox_reader_never_skips_an_event_still_in_flight() {
+async fn an_event_still_in_flight_is_claimed_later_not_skipped() {
     let Some(store) = common::store().await else {
         return;
     };
@@ -700,16 +700,14 @@ async fn the_outbox_reader_never_skips_an_event_still_in_flight() {
     let a = booking(pro, 0, 30, BookingStatus::Confirmed);
     store.insert_booking(&a, t(0)).await.expect("a");
 
-    // A writer takes seq 2 and stays open.
+    // A writer takes seq 2 and stays open (no lock is shared with other writers).
     let b = booking(pro, 60, 90, BookingStatus::Confirmed);
     let slow_event = DomainEvent::new(EventKind::BookingCreated, &b, None);
     let mut slow = store.pool().begin().await.expect("begin");
     sqlx::query(
-        "WITH l AS (SELECT pg_advisory_xact_lock_shared($1)) \
-         INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
-         SELECT $2, 'booking_created', $3, $4, $5, $6 FROM l",
+        "INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
+         VALUES ($1, 'booking_created', $2, $3, $4, $5)",
     )
-    .bind(OUTBOX_LOCK)
     .bind(slow_event.id.as_uuid())
     .bind(b.id.as_uuid())
     .bind(pro.as_uuid())
@@ -719,28 +717,28 @@ async fn the_outbox_reader_never_skips_an_event_still_in_flight() {
     .await
     .expect("slow insert");
 
-    // A later writer commits seq 3 meanwhile.
+    // A later writer commits seq 3 meanwhile, without waiting for the open one.
     let c = booking(pro, 120, 150, BookingStatus::Confirmed);
-    store.insert_booking(&c, t(0)).await.expect("c");
+    tokio::time::timeout(StdDuration::from_secs(5), store.insert_booking(&c, t(0)))
+        .await
+        .expect("a booking write does not wait for another professional's or booking's")
+        .expect("c");
 
-    // A reader now must not return [1, 3]: it waits for seq 2 to be decided.
-    let reader = {
-        let store = store.clone();
-        tokio::spawn(async move { store.events_after(None, 100).await })
-    };
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
-    assert!(
-        !reader.is_finished(),
-        "the reader waits for the in-flight writer"
-    );
+    // A claim takes what is committed (1 and 3) and does not wait for 2.
+    let claim = |now| store.claim_events(Consumer::Nats, now, 100, Duration::minutes(1));
+    let first = claim(t(0)).await.expect("claim");
+    let got: Vec<BookingId> = first.events.iter().map(|e| e.booking_id).collect();
+    assert_eq!(got, vec![a.id, c.id]);
+    let ids: Vec<_> = first.events.iter().map(|e| e.id).collect();
+    store
+        .mark_events(Consumer::Nats, first.lease, &ids, t(0))
+        .await
+        .expect("mark");
     slow.commit().await.expect("commit");
-    let events = reader.await.expect("task").expect("events");
-    let order: Vec<BookingId> = events.iter().map(|e| e.booking_id).collect();
-    assert_eq!(order, vec![a.id, b.id, c.id]);
-    // Cursor paging continues after the last one seen.
-    let first = events.first().expect("first").id;
-    let rest = store.events_after(Some(first), 100).await.expect("rest");
-    assert_eq!(rest.len(), 2);
+    // Seq 2 committed after 3 was delivered: the next claim has it.
+    let second = claim(t(0)).await.expect("claim");
+    let got: Vec<BookingId> = second.events.iter().map(|e| e.booking_id).collect();
+    assert_eq!(got, vec![b.id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

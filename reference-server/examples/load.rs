@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use booking_core::events::{DomainEvent, EventKind};
-use booking_postgres::test_support::{OUTBOX_LOCK, TestDatabase, sql};
+use booking_postgres::test_support::{TestDatabase, sql};
 use bytes::Bytes;
 use chrono::{Timelike, Utc};
 use http_body_util::{BodyExt, Full};
@@ -330,7 +330,6 @@ fn pgbench_script(payload: &str) -> String {
     let start = "to_timestamp(:start)";
     let end = "to_timestamp(:stop)";
     let blocked = format!("tstzrange({start}, {end}, '[)')");
-    let outbox_lock = OUTBOX_LOCK.to_string();
     // The token look-up is not here: the server caches principals, so a steady stream of
     // bookings by known clients sends none.
     let statements = [
@@ -365,7 +364,6 @@ fn pgbench_script(payload: &str) -> String {
                 "now()",
                 "now()",
                 "now()",
-                &outbox_lock,
                 &event_id,
                 "'booking_created'::text",
                 "now()",

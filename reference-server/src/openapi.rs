@@ -383,7 +383,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, posts, "every POST under /v1 but the webhooks takes the key");
+        assert_eq!(
+            seen, posts,
+            "every POST under /v1 but the webhooks takes the key"
+        );
     }
 
     #[test]

@@ -181,10 +181,10 @@ pub(super) use answer_cte;
 /// clock, which then also stamps `created_at`, `updated_at`, shifts `hold_expires_at` by
 /// the same amount and patches the event to match, unless an answer is stored with the
 /// booking: the engine rendered it from the booking as given, and a replay must show what
-/// the first response showed), `$15` the outbox lock,
-/// `$16` event id, `$17` event kind, `$18` occurred at, `$19` payload; `$20`..`$25` the
-/// idempotent request's answer stored with the booking (scope, key, lease, status,
-/// headers, body; all `NULL` for none); `$26`..`$32` the booking's payment columns
+/// the first response showed), `$15` event id, `$16` event kind, `$17` occurred at, `$18`
+/// payload; `$19`..`$24` the idempotent request's answer stored with the booking (scope,
+/// key, lease, status, headers, body; all `NULL` for none); `$25`..`$31` the booking's
+/// payment columns
 /// ([`rows::bind_payment`]). Returns the request's earlier booking
 /// (`outcome = 'existing'`), the inserted one (`'inserted'`, with `answered` telling whether
 /// the lease still owned the key's record), or no row when holds that ran out must be
@@ -216,46 +216,45 @@ pub(crate) const INSERT_FAST: &str = concat!(
     on_clock!(
         "$10",
         "$12",
-        "$14::timestamptz IS NULL AND $20::text IS NULL"
+        "$14::timestamptz IS NULL AND $19::text IS NULL"
     ),
     ", $11, ",
     on_clock!(
         "$12",
         "$12",
-        "$14::timestamptz IS NULL AND $20::text IS NULL"
+        "$14::timestamptz IS NULL AND $19::text IS NULL"
     ),
     ", ",
     on_clock!(
         "$13",
         "$12",
-        "$14::timestamptz IS NULL AND $20::text IS NULL"
+        "$14::timestamptz IS NULL AND $19::text IS NULL"
     ),
     ", \
-             $26, $27, $28, $29, $30, $31, $32 \
+             $25, $26, $27, $28, $29, $30, $31 \
          FROM professional_lock \
          WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM due) \
          RETURNING ",
     booking_columns!(),
     "), \
-     outbox_lock AS (SELECT pg_advisory_xact_lock_shared($15) FROM inserted), \
      recorded AS ( \
          INSERT INTO domain_events \
              (id, kind, booking_id, professional_id, occurred_at, payload) \
-         SELECT $16, $17, inserted.id, inserted.professional_id, ",
+         SELECT $15, $16, inserted.id, inserted.professional_id, ",
     occurred_on_clock!(
-        "$18",
+        "$17",
         "inserted",
-        "$14::timestamptz IS NULL AND $20::text IS NULL"
+        "$14::timestamptz IS NULL AND $19::text IS NULL"
     ),
     ", ",
     payload_on_clock!(
-        "$19",
+        "$18",
         "inserted",
-        "$14::timestamptz IS NULL AND $20::text IS NULL"
+        "$14::timestamptz IS NULL AND $19::text IS NULL"
     ),
-    " FROM inserted, outbox_lock), \
+    " FROM inserted), \
      ",
-    answer_cte!("inserted", "$20", "$21", "$22", "$23", "$24", "$25"),
+    answer_cte!("inserted", "$19", "$20", "$21", "$22", "$23", "$24"),
     " \
      SELECT 'existing' AS outcome, FALSE AS answered, ",
     booking_columns!(),
@@ -281,18 +280,14 @@ pub(super) fn bind_answer<'q>(
 }
 
 /// The tail of a one-statement change whose CTE `updated` returns the changed booking:
-/// records its event (outbox lock, event id, kind, occurred at, payload: the parameters
+/// records its event (event id, kind, occurred at, payload: the parameters
 /// named; instants patched from the row when the SQL condition `$restamp` holds, see
 /// [`payload_on_clock`])
 /// and returns the booking's columns.
 macro_rules! record_updated {
-    ($lock:literal, $id:literal, $kind:literal, $at:literal, $payload:literal,
-     $restamp:literal) => {
+    ($id:literal, $kind:literal, $at:literal, $payload:literal, $restamp:literal) => {
         concat!(
-            "outbox_lock AS (SELECT pg_advisory_xact_lock_shared(",
-            $lock,
-            ") FROM updated), \
-             recorded AS ( \
+            "recorded AS ( \
                  INSERT INTO domain_events \
                      (id, kind, booking_id, professional_id, occurred_at, payload) \
                  SELECT ",
@@ -303,7 +298,7 @@ macro_rules! record_updated {
             occurred_on_clock!($at, "updated", $restamp),
             ", ",
             payload_on_clock!($payload, "updated", $restamp),
-            " FROM updated, outbox_lock) \
+            " FROM updated) \
              SELECT ",
             booking_columns!(),
             " FROM updated"
@@ -315,8 +310,8 @@ macro_rules! record_updated {
 /// effective status is still the one planned from: `$1` professional, `$2` id, `$3` new
 /// status, `$4` new hold expiry, `$5` updated at (the store's clock: `NULL` for the
 /// database's); the row as read: `$6` status, `$7` updated at, `$8` start, `$9` end, `$10`
-/// hold expiry; `$11` the outbox lock, `$12` event id, `$13` kind, `$14` occurred at, `$15`
-/// payload; `$16` the effective status the plan was made from. Returns the updated row, or
+/// hold expiry; `$11` event id, `$12` kind, `$13` occurred at, `$14` payload; `$15` the
+/// effective status the plan was made from. Returns the updated row, or
 /// none when the row changed since it was read or the hold's expiry reads differently on
 /// the store's clock.
 pub(crate) const TRANSITION_FAST: &str = concat!(
@@ -328,19 +323,18 @@ pub(crate) const TRANSITION_FAST: &str = concat!(
            AND starts_at = $8 AND ends_at = $9 AND hold_expires_at IS NOT DISTINCT FROM $10 \
            AND ",
     effective_status!(clock_now!("$5")),
-    " = $16 \
+    " = $15 \
          RETURNING ",
     booking_columns!(),
     "), ",
-    record_updated!("$11", "$12", "$13", "$14", "$15", "$5::timestamptz IS NULL")
+    record_updated!("$11", "$12", "$13", "$14", "$5::timestamptz IS NULL")
 );
 
 /// A reschedule as one statement, if the row is still exactly as read, still active and no
 /// hold that ran out is in the way: `$1` professional, `$2` id, `$3` new start, `$4` new
 /// end, `$5` new blocked range, `$6` updated at; the row as read: `$7` status, `$8` updated
 /// at, `$9` start, `$10` end, `$11` hold expiry; `$12` now (`$6` and `$12` are `NULL` on
-/// the database's clock); `$13` the outbox lock, `$14` event id,
-/// `$15` kind, `$16` occurred at, `$17` payload. Returns the updated row, or none when the
+/// the database's clock); `$13` event id, `$14` kind, `$15` occurred at, `$16` payload. Returns the updated row, or none when the
 /// row changed or holds that ran out must be released first. The exclusion constraint
 /// decides conflicts with other bookings (the row's own old version never counts).
 pub(crate) const RESCHEDULE_FAST: &str = concat!(
@@ -364,14 +358,7 @@ pub(crate) const RESCHEDULE_FAST: &str = concat!(
          RETURNING ",
     booking_columns!(),
     "), ",
-    record_updated!(
-        "$13",
-        "$14",
-        "$15",
-        "$16",
-        "$17",
-        "$12::timestamptz IS NULL"
-    )
+    record_updated!("$13", "$14", "$15", "$16", "$12::timestamptz IS NULL")
 );
 
 /// `get_booking`: `$1` the id. Also reads the database's time (`db_now`), for the
@@ -525,7 +512,6 @@ impl PgStore {
         let query = bind_answer(
             bind_booking(sqlx::query(INSERT_FAST), booking)
                 .bind(self.clock.bind(now))
-                .bind(outbox::OUTBOX_LOCK)
                 .bind(event.id.as_uuid())
                 .bind(event.kind.as_str())
                 .bind(event.occurred_at)
@@ -735,7 +721,6 @@ impl PgStore {
             .bind(current.range.start())
             .bind(current.range.end())
             .bind(current.hold_expires_at)
-            .bind(outbox::OUTBOX_LOCK)
             .bind(event.id.as_uuid())
             .bind(event.kind.as_str())
             .bind(event.occurred_at)
@@ -833,7 +818,6 @@ impl PgStore {
             .bind(current.range.end())
             .bind(current.hold_expires_at)
             .bind(self.clock.bind(now))
-            .bind(outbox::OUTBOX_LOCK)
             .bind(event.id.as_uuid())
             .bind(event.kind.as_str())
             .bind(event.occurred_at)

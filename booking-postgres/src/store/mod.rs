@@ -8,8 +8,6 @@ mod outbox;
 mod payments;
 mod requests;
 
-pub(crate) use outbox::OUTBOX_LOCK;
-
 /// Statement texts shared with benchmarks (through `test_support::sql`).
 pub(crate) mod sql {
     pub(crate) use super::bookings::{FIND_BY_REQUEST, INSERT_FAST};

@@ -1,12 +1,13 @@
-//! The outbox: domain events written in the transaction of their change, read in
-//! recording order.
+//! The outbox: domain events written in the transaction of their change.
 //!
-//! Gap-free reading: `seq` values are handed out at insert time but become visible at
-//! commit, so a reader could see seq 7 committed while seq 6 is still in flight and skip 6
-//! for good. Writers therefore take a *shared* transaction-scoped advisory lock before they
-//! take a seq (in the same statement), and a reader takes it *exclusively* before it reads:
-//! at that point every writer that holds a seq has committed or rolled back. Writers never
-//! wait for each other; only a reader briefly waits for (and holds back) writers.
+//! Writers take no lock beyond the rows they change (there used to be a global advisory
+//! lock every booking write shared, so that readers saw a gap-free prefix in `seq` order).
+//! Consumers read through claims instead (see the migration `outbox_consumers`): a claim
+//! takes unmarked events whatever their `seq`, so an event whose transaction commits after
+//! a later `seq` was delivered is simply claimed in a later round, never skipped; and a
+//! booking's next event is claimable only once its previous one is marked, which keeps
+//! each booking's order. `events_after` is a plain read in `seq` order (for inspection and
+//! tests): an event of a transaction still in flight may appear later below the cursor.
 
 use async_trait::async_trait;
 use booking_core::domain::EventId;
@@ -22,20 +23,15 @@ use sqlx::types::Json;
 use super::PgStore;
 use crate::error::{PgError, retrying};
 
-/// The advisory lock key of the outbox ("bkoutbox").
-pub(crate) const OUTBOX_LOCK: i64 = 0x626b_6f75_7462_6f78;
-
 /// Records `events` in order, in the caller's transaction.
 pub(super) async fn record(conn: &mut PgConnection, events: &[DomainEvent]) -> Result<(), PgError> {
     match events {
         [] => Ok(()),
         [event] => {
             sqlx::query(
-                "WITH outbox_lock AS (SELECT pg_advisory_xact_lock_shared($1)) \
-                 INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
-                 SELECT $2, $3, $4, $5, $6, $7 FROM outbox_lock",
+                "INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(OUTBOX_LOCK)
             .bind(event.id.as_uuid())
             .bind(event.kind.as_str())
             .bind(event.booking_id.as_uuid())
@@ -62,15 +58,12 @@ pub(super) async fn record(conn: &mut PgConnection, events: &[DomainEvent]) -> R
                 payloads.push(serde_json::to_string(e).map_err(PgError::corrupt)?);
             }
             sqlx::query(
-                "WITH outbox_lock AS (SELECT pg_advisory_xact_lock_shared($1)) \
-                 INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
+                "INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
                  SELECT e.id, e.kind, e.booking_id, e.professional_id, e.occurred_at, e.payload::jsonb \
-                 FROM outbox_lock, \
-                      UNNEST($2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::timestamptz[], $7::text[]) \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[], $6::text[]) \
                       WITH ORDINALITY AS e(id, kind, booking_id, professional_id, occurred_at, payload, n) \
                  ORDER BY e.n",
             )
-            .bind(OUTBOX_LOCK)
             .bind(ids)
             .bind(kinds)
             .bind(bookings)
@@ -92,10 +85,6 @@ impl PgStore {
     ) -> Result<Vec<DomainEvent>, PgError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(OUTBOX_LOCK)
-            .execute(&mut *tx)
-            .await?;
         let rows = match after {
             None => {
                 sqlx::query("SELECT payload FROM domain_events ORDER BY seq LIMIT $1")
