@@ -224,7 +224,7 @@ pub(crate) const RESCHEDULE_FAST: &str = concat!(
 );
 
 /// `get_booking`: `$1` the id.
-const SELECT_BOOKING: &str = concat!(
+pub(crate) const SELECT_BOOKING: &str = concat!(
     "SELECT ",
     booking_columns!(),
     " FROM bookings WHERE id = $1"
@@ -297,20 +297,23 @@ async fn find_by_request(
         .transpose()
 }
 
+/// [`lock_booking`]: `$1` the booking's id.
+pub(crate) const LOCK_BOOKING: &str = concat!(
+    "SELECT ",
+    booking_columns!(),
+    " FROM bookings WHERE id = $1 FOR UPDATE"
+);
+
 /// The booking, locked for the rest of the transaction.
 pub(super) async fn lock_booking(
     conn: &mut PgConnection,
     id: BookingId,
 ) -> Result<Booking, PgError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        booking_columns!(),
-        " FROM bookings WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id.as_uuid())
-    .fetch_optional(conn)
-    .await?
-    .ok_or(Error::NotFound(Entity::Booking))?;
+    let row = sqlx::query(LOCK_BOOKING)
+        .bind(id.as_uuid())
+        .fetch_optional(conn)
+        .await?
+        .ok_or(Error::NotFound(Entity::Booking))?;
     rows::booking(&row)
 }
 

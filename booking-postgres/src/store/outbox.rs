@@ -23,25 +23,27 @@ use crate::error::{PgError, retrying};
 /// The advisory lock key of the outbox ("bkoutbox").
 pub(crate) const OUTBOX_LOCK: i64 = 0x626b_6f75_7462_6f78;
 
+/// [`record`] of one event: `$1` [`OUTBOX_LOCK`], `$2` id, `$3` kind, `$4` booking,
+/// `$5` professional, `$6` occurred at, `$7` the event as JSON.
+pub(crate) const RECORD_ONE: &str = "WITH outbox_lock AS (SELECT pg_advisory_xact_lock_shared($1)) \
+     INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
+     SELECT $2, $3, $4, $5, $6, $7 FROM outbox_lock";
+
 /// Records `events` in order, in the caller's transaction.
 pub(super) async fn record(conn: &mut PgConnection, events: &[DomainEvent]) -> Result<(), PgError> {
     match events {
         [] => Ok(()),
         [event] => {
-            sqlx::query(
-                "WITH outbox_lock AS (SELECT pg_advisory_xact_lock_shared($1)) \
-                 INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
-                 SELECT $2, $3, $4, $5, $6, $7 FROM outbox_lock",
-            )
-            .bind(OUTBOX_LOCK)
-            .bind(event.id.as_uuid())
-            .bind(event.kind.as_str())
-            .bind(event.booking_id.as_uuid())
-            .bind(event.professional_id.as_uuid())
-            .bind(event.occurred_at)
-            .bind(Json(event))
-            .execute(conn)
-            .await?;
+            sqlx::query(RECORD_ONE)
+                .bind(OUTBOX_LOCK)
+                .bind(event.id.as_uuid())
+                .bind(event.kind.as_str())
+                .bind(event.booking_id.as_uuid())
+                .bind(event.professional_id.as_uuid())
+                .bind(event.occurred_at)
+                .bind(Json(event))
+                .execute(conn)
+                .await?;
             Ok(())
         }
         many => {
