@@ -49,6 +49,35 @@ pub mod sql {
     pub const AVAILABILITY_SNAPSHOT: &str = crate::store::sql::AVAILABILITY_SNAPSHOT;
     /// `PaymentStore::payment_obligations` (`$1` now, `$2` limit), for index checks.
     pub const PAYMENT_OBLIGATIONS: &str = crate::store::sql::OBLIGATIONS;
+
+    // The webhook path (`reference-server/examples/webhook_load.rs` feeds these to
+    // pgbench): intake records an event, the inbox worker claims a batch and settles each
+    // event in one transaction.
+
+    /// `InboxStore::record` (`$1` provider, `$2` event id, `$3` list id, `$4` type,
+    /// `$5` payload, `$6` now).
+    pub const INBOX_RECORD: &str = crate::store::sql::RECORD;
+    /// `InboxStore::claim_due` (`$1` now, `$2` limit, `$3` lease, `$4` lease end).
+    pub const INBOX_CLAIM: &str = crate::store::sql::CLAIM_DUE;
+    /// `get_booking` (`$1` id): the engine reads the booking an event names before it
+    /// settles.
+    pub const SELECT_BOOKING: &str = crate::store::sql::SELECT_BOOKING;
+    /// `settle_payment`, first in its transaction: locks the inbox event the lease owns
+    /// (`$1` provider, `$2` event id, `$3` lease).
+    pub const SETTLE_LOCK_EVENT: &str = crate::store::sql::LOCK_OWNED_EVENT;
+    /// `settle_payment`: takes the insert lock of the booking's professional (`$1` id).
+    pub const SETTLE_LOCK_PROFESSIONAL: &str = crate::store::sql::LOCK_PROFESSIONAL_OF;
+    /// `settle_payment`: locks and reads the booking (`$1` id).
+    pub const SETTLE_LOCK_BOOKING: &str = crate::store::sql::LOCK_BOOKING;
+    /// `settle_payment`: writes the booking back (`$1` professional, `$2` id, `$3` status,
+    /// `$4` hold expiry, `$5` request reference, `$6` updated at, `$7`..`$13` the payment).
+    pub const SETTLE_WRITE: &str = crate::store::sql::WRITE;
+    /// `settle_payment`: records the booking's domain event in the outbox (`$1` id, `$2`
+    /// kind, `$3` booking, `$4` professional, `$5` occurred at, `$6` payload).
+    pub const SETTLE_OUTBOX: &str = crate::store::sql::RECORD_ONE;
+    /// `settle_payment`, last in its transaction: marks the event processed (`$1`
+    /// provider, `$2` event id, `$3` lease, `$4` now).
+    pub const SETTLE_MARK_PROCESSED: &str = crate::store::sql::MARK_PROCESSED;
 }
 
 /// The server used when `DATABASE_URL` is not set.

@@ -363,7 +363,7 @@ pub(crate) const RESCHEDULE_FAST: &str = concat!(
 
 /// `get_booking`: `$1` the id. Also reads the database's time (`db_now`), for the
 /// decisions made after the read.
-const SELECT_BOOKING: &str = concat!(
+pub(crate) const SELECT_BOOKING: &str = concat!(
     "SELECT ",
     booking_columns!(),
     ", now() AS db_now FROM bookings WHERE id = $1"
@@ -441,21 +441,24 @@ async fn find_by_request(
         .transpose()
 }
 
-/// The booking, locked for the rest of the transaction, and the database's time (`now()`:
-/// the transaction's start, the same for all its statements).
+/// [`lock_booking`]: `$1` the booking's id. Also reads the database's time (`now()`: the
+/// transaction's start, the same for all its statements).
+pub(crate) const LOCK_BOOKING: &str = concat!(
+    "SELECT ",
+    booking_columns!(),
+    ", now() AS db_now FROM bookings WHERE id = $1 FOR UPDATE"
+);
+
+/// The booking, locked for the rest of the transaction, and the database's time.
 pub(super) async fn lock_booking(
     conn: &mut PgConnection,
     id: BookingId,
 ) -> Result<(Booking, DateTime<Utc>), PgError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        booking_columns!(),
-        ", now() AS db_now FROM bookings WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id.as_uuid())
-    .fetch_optional(conn)
-    .await?
-    .ok_or(Error::NotFound(Entity::Booking))?;
+    let row = sqlx::query(LOCK_BOOKING)
+        .bind(id.as_uuid())
+        .fetch_optional(conn)
+        .await?
+        .ok_or(Error::NotFound(Entity::Booking))?;
     Ok((rows::booking(&row)?, row.try_get("db_now")?))
 }
 

@@ -56,7 +56,7 @@ fn inbox_event(row: &PgRow) -> Result<InboxEvent, PgError> {
 }
 
 /// `record`: `$1` provider, `$2` event id, `$3` list id, `$4` type, `$5` payload, `$6` now.
-const RECORD: &str = "INSERT INTO webhook_inbox \
+pub(crate) const RECORD: &str = "INSERT INTO webhook_inbox \
          (provider, event_id, list_id, event_type, payload, received_at, state, attempts, \
           next_attempt_at) \
      VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6) \
@@ -64,7 +64,7 @@ const RECORD: &str = "INSERT INTO webhook_inbox \
 
 /// `claim_due`: `$1` now, `$2` limit, `$3` lease, `$4` lease end. Returns the claimed rows and
 /// when each was due (`due_at`), for the order of the result.
-const CLAIM_DUE: &str = concat!(
+pub(crate) const CLAIM_DUE: &str = concat!(
     "UPDATE webhook_inbox AS i \
      SET lease_id = $3, next_attempt_at = $4, attempts = LEAST(i.attempts, 2147483646) + 1 \
      FROM (SELECT provider, event_id, next_attempt_at FROM webhook_inbox \
@@ -77,7 +77,7 @@ const CLAIM_DUE: &str = concat!(
 );
 
 /// `mark_processed`: `$1` provider, `$2` event id, `$3` lease, `$4` now.
-pub(super) const MARK_PROCESSED: &str = "UPDATE webhook_inbox \
+pub(crate) const MARK_PROCESSED: &str = "UPDATE webhook_inbox \
      SET state = 'processed', processed_at = $4, lease_id = NULL \
      WHERE provider = $1 AND event_id = $2 AND lease_id = $3 AND state = 'pending'";
 

@@ -10,12 +10,14 @@ mod requests;
 
 /// Statement texts shared with benchmarks (through `test_support::sql`).
 pub(crate) mod sql {
-    pub(crate) use super::bookings::{FIND_BY_REQUEST, INSERT_FAST};
+    pub(crate) use super::bookings::{FIND_BY_REQUEST, INSERT_FAST, LOCK_BOOKING, SELECT_BOOKING};
     pub(crate) use super::directory::{
         SELECT_CLIENT, SELECT_PRINCIPAL, SELECT_PROFESSIONAL, SELECT_SCHEDULE,
     };
     pub(crate) use super::idempotency::{CLAIM_OR_READ, COMPLETE};
-    pub(crate) use super::payments::OBLIGATIONS;
+    pub(crate) use super::inbox::{CLAIM_DUE, MARK_PROCESSED, RECORD};
+    pub(crate) use super::outbox::RECORD_ONE;
+    pub(crate) use super::payments::{LOCK_OWNED_EVENT, LOCK_PROFESSIONAL_OF, OBLIGATIONS, WRITE};
     pub(crate) use super::requests::{AVAILABILITY_SNAPSHOT, CLAIM_WITH_CONTEXT};
 }
 

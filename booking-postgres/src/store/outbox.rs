@@ -23,23 +23,25 @@ use sqlx::types::Json;
 use super::PgStore;
 use crate::error::{PgError, retrying};
 
+/// [`record`] of one event: `$1` id, `$2` kind, `$3` booking, `$4` professional, `$5`
+/// occurred at, `$6` the event as JSON.
+pub(crate) const RECORD_ONE: &str = "INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
 /// Records `events` in order, in the caller's transaction.
 pub(super) async fn record(conn: &mut PgConnection, events: &[DomainEvent]) -> Result<(), PgError> {
     match events {
         [] => Ok(()),
         [event] => {
-            sqlx::query(
-                "INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(event.id.as_uuid())
-            .bind(event.kind.as_str())
-            .bind(event.booking_id.as_uuid())
-            .bind(event.professional_id.as_uuid())
-            .bind(event.occurred_at)
-            .bind(Json(event))
-            .execute(conn)
-            .await?;
+            sqlx::query(RECORD_ONE)
+                .bind(event.id.as_uuid())
+                .bind(event.kind.as_str())
+                .bind(event.booking_id.as_uuid())
+                .bind(event.professional_id.as_uuid())
+                .bind(event.occurred_at)
+                .bind(Json(event))
+                .execute(conn)
+                .await?;
             Ok(())
         }
         many => {

@@ -79,7 +79,7 @@ const ATTACH: &str = concat!(
 /// Writes a locked booking back whole (what can change: status, hold expiry, request
 /// reference, updated at, the payment): `$1` professional, `$2` id, `$3` status, `$4` hold
 /// expiry, `$5` request reference, `$6` updated at, `$7`..`$13` the payment's columns.
-const WRITE: &str = concat!(
+pub(crate) const WRITE: &str = concat!(
     "UPDATE bookings SET status = $3, hold_expires_at = $4, request_ref = $5, \
          updated_at = $6, (",
     payment_columns!(),
@@ -90,13 +90,13 @@ const WRITE: &str = concat!(
 
 /// `settle_payment`'s first step: locks inbox event (`$1` provider, `$2` event id) if it is
 /// pending under lease `$3`.
-const LOCK_OWNED_EVENT: &str = "SELECT 1 FROM webhook_inbox \
+pub(crate) const LOCK_OWNED_EVENT: &str = "SELECT 1 FROM webhook_inbox \
      WHERE provider = $1 AND event_id = $2 AND state = 'pending' AND lease_id = $3 \
      FOR UPDATE";
 
 /// Takes the insert lock of the professional of booking `$1`; a row if the booking exists.
 /// (The lateral subquery is volatile, so it runs only for the booking found.)
-const LOCK_PROFESSIONAL_OF: &str = concat!(
+pub(crate) const LOCK_PROFESSIONAL_OF: &str = concat!(
     "SELECT b.professional_id FROM bookings AS b, \
          LATERAL (SELECT ",
     professional_lock!("b.professional_id"),
