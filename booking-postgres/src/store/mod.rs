@@ -7,6 +7,7 @@ mod inbox;
 mod outbox;
 mod payments;
 mod requests;
+mod webhooks;
 
 pub(crate) use outbox::OUTBOX_LOCK;
 
