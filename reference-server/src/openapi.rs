@@ -363,7 +363,12 @@ mod tests {
             let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") else {
                 continue;
             };
-            let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            // The Stripe webhook takes any Stripe event (an inline object), as signed.
+            let Some(reference) = schema["$ref"].as_str() else {
+                assert_eq!(path, "/v1/webhooks/stripe");
+                continue;
+            };
+            let name = reference.rsplit('/').next().unwrap();
             let component = &doc["components"]["schemas"][name];
             assert_eq!(
                 component["additionalProperties"],
@@ -372,7 +377,7 @@ mod tests {
             );
             seen += 1;
         }
-        assert_eq!(seen, 6);
+        assert_eq!(seen, 7);
         for nested in [
             "LocationInput",
             "WeeklyInterval",
@@ -404,7 +409,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, 5);
+        assert_eq!(seen, 8);
     }
 
     #[test]
