@@ -459,6 +459,13 @@ mod tests {
         );
         let off = from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "0")]).unwrap();
         assert_eq!(off.db_statement_timeout, None);
+        assert!(!c.outbound.allow_private);
+        let open = from(&[("BOOKING_WEBHOOK_ALLOW_PRIVATE", "true")]).unwrap();
+        assert!(open.outbound.allow_private);
+        assert_eq!(
+            open.outbound.retry_policy().give_up_after,
+            Some(chrono::Duration::hours(24))
+        );
     }
 
     #[test]
@@ -471,5 +478,6 @@ mod tests {
         assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "0")]).is_err());
         assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "many")]).is_err());
         assert!(from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "-5")]).is_err());
+        assert!(from(&[("BOOKING_WEBHOOK_ALLOW_PRIVATE", "yes please")]).is_err());
     }
 }

@@ -491,4 +491,27 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[tokio::test]
+    async fn the_connector_resolver_refuses_private_names() {
+        use std::str::FromStr;
+        use tower::Service;
+        let name = Name::from_str("localhost").expect("name");
+        let refused = GuardedResolver {
+            allow_private: false,
+        }
+        .call(name.clone())
+        .await;
+        assert!(
+            matches!(refused, Err(TargetError::Private(_))),
+            "{refused:?}"
+        );
+        let allowed = GuardedResolver {
+            allow_private: true,
+        }
+        .call(name)
+        .await
+        .expect("resolves");
+        assert!(allowed.into_iter().all(|a| a.ip().is_loopback()));
+    }
 }
