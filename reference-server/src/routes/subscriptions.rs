@@ -1,12 +1,14 @@
 //! Outbound webhooks, admin side: subscriptions and their delivery logs. Sending happens
 //! in [`crate::outbound`].
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
 use booking_core::webhook::outbound::{NewSubscription, Subscription};
-use booking_core::{DeliveryId, FieldError, ProfessionalId, SubscriptionId};
+use booking_core::{DeliveryId, Entity, Error, FieldError, ProfessionalId, SubscriptionId};
+use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::{json, require_admin};
@@ -14,6 +16,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::cursor::{self, QueryDigest};
 use crate::extract::{IdPath, JsonBody, QueryParams};
+use crate::idempotency::IdempotentRequest;
 use crate::model::{
     CreatedSubscription, DeliveryList, DeliveryView, NewSubscriptionBody, SubscriptionList,
     SubscriptionView,
@@ -32,6 +35,18 @@ pub fn new_secret() -> Result<String, Problem> {
     ))
 }
 
+/// The id of the subscription created by `request`: a UUID v7 stamped with the key's first
+/// use, its random bits taken from the request's reference. Every attempt of one request
+/// gets the same id, so a retry after a crash (whose first attempt created the subscription
+/// but stored no answer) finds that subscription instead of making a second one.
+pub fn subscription_id_for(request: &IdempotentRequest) -> SubscriptionId {
+    let digest = Sha256::digest(format!("webhook-subscription:{}", request.request_ref()));
+    let mut bits = [0u8; 10];
+    bits.copy_from_slice(&digest[..10]);
+    let millis = u64::try_from(request.first_seen.timestamp_millis()).unwrap_or(0);
+    SubscriptionId::from_uuid(uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid())
+}
+
 /// Subscribes a URL to domain events (admin). The URL must be `http` or `https` and its
 /// host must resolve to public addresses only (422 otherwise, unless the server allows
 /// private targets). The answer carries the signing secret, shown only this once.
@@ -47,6 +62,7 @@ pub fn new_secret() -> Result<String, Problem> {
 pub async fn create_subscription(
     State(state): State<AppState>,
     Caller(actor): Caller,
+    Extension(idempotent): Extension<IdempotentRequest>,
     JsonBody(input): JsonBody<NewSubscriptionBody>,
 ) -> Result<Response, Problem> {
     require_admin(actor)?;
@@ -65,12 +81,20 @@ pub async fn create_subscription(
         };
         return Err(Problem::validation(vec![FieldError::new("url", message)]));
     }
-    let subscription = Subscription::new(request, new_secret()?, state.engine().now());
-    state
-        .engine()
-        .store()
-        .create_subscription(&subscription)
-        .await?;
+    let mut subscription = Subscription::new(request, new_secret()?, state.engine().now());
+    subscription.id = subscription_id_for(&idempotent);
+    let store = state.engine().store();
+    match store.create_subscription(&subscription).await {
+        Ok(()) => {}
+        // An earlier attempt of this very request created it: answer with that one.
+        Err(Error::AlreadyExists(Entity::WebhookSubscription)) => {
+            subscription = store
+                .get_subscription(subscription.id)
+                .await?
+                .ok_or(Error::AlreadyExists(Entity::WebhookSubscription))?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(json(
         StatusCode::CREATED,
         &CreatedSubscription::from(&subscription),
@@ -206,4 +230,46 @@ pub async fn redeliver(
     let delivery = state.engine().store().redeliver(id, now).await?;
     metrics::counter!("webhook_redeliveries_total").increment(1);
     Ok(json(StatusCode::ACCEPTED, &DeliveryView::from(&delivery)))
+}
+
+#[cfg(test)]
+mod tests {
+    use booking_core::idempotency::{Fingerprint, IdempotencyKey, LeaseId, Scope};
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn request(key: &str, fingerprint: u8) -> IdempotentRequest {
+        let first_seen = Utc
+            .with_ymd_and_hms(2027, 3, 1, 9, 0, 0)
+            .single()
+            .expect("instant");
+        IdempotentRequest {
+            scope: Scope::new("admin"),
+            key: IdempotencyKey::parse(key).expect("key"),
+            fingerprint: Fingerprint([fingerprint; 32]),
+            first_seen,
+            lease: LeaseId::new_at(first_seen),
+        }
+    }
+
+    #[test]
+    fn every_attempt_of_one_request_gets_one_subscription_id() {
+        let a = request("k1", 1);
+        let mut retry = a.clone();
+        retry.lease = LeaseId::new_at(a.first_seen + chrono::Duration::seconds(5));
+        let id = subscription_id_for(&a);
+        assert_eq!(id, subscription_id_for(&retry), "a retry finds the same id");
+        assert_eq!(id.as_uuid().get_version_num(), 7);
+        assert_ne!(id, subscription_id_for(&request("k2", 1)));
+        assert_ne!(id, subscription_id_for(&request("k1", 2)));
+    }
+
+    #[test]
+    fn secrets_are_fresh_and_well_formed() {
+        let a = new_secret().expect("secret");
+        let b = new_secret().expect("secret");
+        assert_ne!(a, b);
+        assert!(a.starts_with("whsec_") && a.len() == 6 + 43);
+    }
 }
