@@ -486,3 +486,98 @@ async fn subscriptions_list_without_secrets_and_paginate() {
         .await
         .assert_problem(400, "malformed_request");
 }
+
+/// The running server's own worker (spawned by `Application::run_until`) fans out and
+/// delivers, and stops with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_server_delivers_on_its_own() {
+    use common::{http, http_client, open_schedule};
+    let mut config = test_config(true);
+    config.listen = "127.0.0.1:0".into();
+    let app = reference_server::Application::build(config)
+        .await
+        .expect("server starts");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let client = http_client();
+    let receiver = Receiver::start().await;
+    let key = |k: &str| Some(format!("{k}-{}", uuid::Uuid::now_v7()));
+    let (status, sub) = http(
+        &client,
+        &base,
+        "POST",
+        "/v1/admin/webhook-subscriptions",
+        Some(ADMIN),
+        key("sub").as_deref(),
+        Some(json!({"url": receiver.url, "event_types": ["booking_created"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{sub}");
+    receiver.set_secret(&str_of(&sub["secret"]));
+    let (status, pro) = http(
+        &client,
+        &base,
+        "POST",
+        "/v1/professionals",
+        Some(ADMIN),
+        key("pro").as_deref(),
+        Some(common::professional_body("massage", 5000)),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (pro_id, pro_token) = (str_of(&pro["id"]), str_of(&pro["api_token"]));
+    let (status, _) = http(
+        &client,
+        &base,
+        "PUT",
+        &format!("/v1/professionals/{pro_id}/schedule"),
+        Some(&pro_token),
+        None,
+        Some(open_schedule(0)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, c) = http(
+        &client,
+        &base,
+        "POST",
+        "/v1/clients",
+        Some(ADMIN),
+        key("client").as_deref(),
+        Some(json!({"name": "Webhook", "email": "webhook@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, booking) = http(
+        &client,
+        &base,
+        "POST",
+        "/v1/bookings",
+        Some(&str_of(&c["api_token"])),
+        key("booking").as_deref(),
+        Some(booking_body(&pro_id, 0, 30)),
+    )
+    .await;
+    assert_eq!(status, 201, "{booking}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while receiver.received().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delivery arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = receiver.received();
+    assert!(got[0].verified);
+    assert_eq!(got[0].body["type"], "booking_created");
+    assert_eq!(got[0].body["booking_id"], booking["id"]);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops within 10 s")
+        .expect("server task")
+        .expect("server exits cleanly");
+}
