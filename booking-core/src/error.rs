@@ -54,6 +54,10 @@ pub enum Entity {
     IdempotencyKey,
     /// An event in the webhook inbox.
     InboxEvent,
+    /// An outbound webhook subscription.
+    WebhookSubscription,
+    /// An outbound webhook delivery.
+    WebhookDelivery,
 }
 
 impl fmt::Display for Entity {
@@ -65,6 +69,8 @@ impl fmt::Display for Entity {
             Entity::Schedule => "schedule",
             Entity::IdempotencyKey => "idempotency key",
             Entity::InboxEvent => "inbox event",
+            Entity::WebhookSubscription => "webhook subscription",
+            Entity::WebhookDelivery => "webhook delivery",
         })
     }
 }

@@ -68,9 +68,9 @@ pub mod testing_doc;
 pub use auth::{Actor, Principal, TokenHash};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use domain::{
-    Booking, BookingId, BookingStatus, Category, Client, ClientId, Currency, EventId, GeoPoint,
-    Money, NewBooking, NewClient, NewProfessional, Professional, ProfessionalId, ProfessionalPatch,
-    TimeRange, Transition, price_for,
+    Booking, BookingId, BookingStatus, Category, Client, ClientId, Currency, DeliveryId, EventId,
+    GeoPoint, Money, NewBooking, NewClient, NewProfessional, Professional, ProfessionalId,
+    ProfessionalPatch, SubscriptionId, TimeRange, Transition, price_for,
 };
 pub use engine::{AnsweredRequest, BookingEngine, BookingFilter, BookingRequest, EngineConfig};
 pub use error::{Entity, Error, FieldError, Result};

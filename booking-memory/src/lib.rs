@@ -89,6 +89,7 @@ mod payments;
 mod shard;
 mod striped;
 mod sync;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::ops::{Bound, RangeBounds};
@@ -100,16 +101,18 @@ use booking_core::idempotency::{
 };
 use booking_core::store::Registered;
 use booking_core::store::{
-    BookingOwner, BookingQuery, BookingStore, Cursor, DirectoryStore, HealthCheck,
+    BookingOwner, BookingQuery, BookingStore, Cursor, DirectoryStore, FanOut, HealthCheck,
     IdempotencyStore, InboxStore, OutboxStore, Page, ProfessionalQuery, RequestAnswer,
-    RequestStore, ScheduleStore,
+    RequestStore, ScheduleStore, SubscriptionStore,
 };
 use booking_core::webhook::inbox::{Claimed, InboxEvent, InboxKey, NewInboxEvent, Recorded};
+use booking_core::webhook::outbound::{AttemptOutcome, Delivery, DueDelivery, Subscription};
 use booking_core::{
     Booking, BookingId, Client, ClientId, Entity, Error, EventId, Inserted, Principal,
     Professional, ProfessionalId, ProfessionalPatch, Result, Schedule, TimeRange, TokenHash,
     Transition,
 };
+use booking_core::{DeliveryId, SubscriptionId};
 use chrono::{DateTime, Utc};
 
 use crate::directory::Directory;
@@ -120,6 +123,7 @@ use crate::outbox::Outbox;
 use crate::shard::{DueKey, Effects, ListKey, ProShard, due_key, in_index, list_key};
 use crate::striped::Striped;
 use crate::sync::{Arc, Mutex, RwLock, lock, read, write};
+use crate::webhooks::Webhooks;
 
 type Shard = Arc<Mutex<ProShard>>;
 
@@ -161,6 +165,9 @@ pub struct MemoryStore {
     /// `booking_core::payment::obligation`); a superset, pruned as calls are answered.
     /// Leaf.
     unsettled: Mutex<IdMap<BookingId, ProfessionalId>>,
+    /// Outbound webhook subscriptions and deliveries. Leaf: taken alone (the fan-out marks
+    /// the outbox first, releases it, then records the deliveries).
+    webhooks: Mutex<Webhooks>,
 }
 
 impl Default for MemoryStore {
@@ -203,6 +210,7 @@ impl MemoryStore {
             inbox: Mutex::new(Inbox::default()),
             intents: Mutex::new(HashMap::new()),
             unsettled: Mutex::new(IdMap::default()),
+            webhooks: Mutex::new(Webhooks::default()),
         }
     }
 
@@ -879,6 +887,82 @@ impl InboxStore for MemoryStore {
 
     async fn prune_processed(&self, older_than: DateTime<Utc>, limit: usize) -> Result<u64> {
         Ok(lock(&self.inbox).prune_processed(older_than, limit))
+    }
+}
+
+/// The fan-out marks the events in the outbox (its leaf lock alone) and then, for the ids
+/// it marked, records the deliveries (the webhooks lock alone). Nothing between the two
+/// steps can fail, and only the caller whose lease marked an event fans it out, so each
+/// event is fanned out once; a reader in between sees the event marked and its deliveries
+/// a moment later, which no promise excludes.
+#[async_trait]
+impl SubscriptionStore for MemoryStore {
+    async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
+        lock(&self.webhooks).create(subscription)
+    }
+
+    async fn get_subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>> {
+        Ok(lock(&self.webhooks).get(id))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<Page<Subscription>> {
+        lock(&self.webhooks).list(limit, after)
+    }
+
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<()> {
+        lock(&self.webhooks).delete(id)
+    }
+
+    async fn record_deliveries(
+        &self,
+        lease: LeaseId,
+        events: &[DomainEvent],
+        now: DateTime<Utc>,
+    ) -> Result<FanOut> {
+        let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+        let marked = lock(&self.outbox).mark_ids(Consumer::Webhooks, lease, &ids);
+        let marked: Vec<&DomainEvent> = events.iter().filter(|e| marked.contains(&e.id)).collect();
+        let deliveries_created = lock(&self.webhooks).fan_out(&marked, now);
+        Ok(FanOut {
+            events_marked: marked.len(),
+            deliveries_created,
+        })
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: chrono::Duration,
+    ) -> Result<Vec<DueDelivery>> {
+        lock(&self.webhooks).claim(now, limit, lease)
+    }
+
+    async fn settle_delivery(
+        &self,
+        id: DeliveryId,
+        lease: LeaseId,
+        outcome: &AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(lock(&self.webhooks).settle(id, lease, outcome, now))
+    }
+
+    async fn list_deliveries(
+        &self,
+        subscription: SubscriptionId,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<Page<Delivery>> {
+        lock(&self.webhooks).list_deliveries(subscription, limit, after)
+    }
+
+    async fn redeliver(&self, id: DeliveryId, now: DateTime<Utc>) -> Result<Delivery> {
+        lock(&self.webhooks).redeliver(id, now)
     }
 }
 

@@ -198,16 +198,29 @@ impl Outbox {
 
     /// See [`booking_core::store::OutboxStore::mark_events`].
     pub(crate) fn mark(&mut self, consumer: Consumer, lease: LeaseId, ids: &[EventId]) -> usize {
-        let positions: Vec<usize> = ids.iter().filter_map(|id| self.position(*id)).collect();
+        self.mark_ids(consumer, lease, ids).len()
+    }
+
+    /// Like [`Outbox::mark`], returning the ids it marked (in the order given).
+    pub(crate) fn mark_ids(
+        &mut self,
+        consumer: Consumer,
+        lease: LeaseId,
+        ids: &[EventId],
+    ) -> Vec<EventId> {
+        let positions: Vec<(usize, EventId)> = ids
+            .iter()
+            .filter_map(|id| self.position(*id).map(|p| (p, *id)))
+            .collect();
         let marks = &mut self.marks[slot(consumer)];
-        let mut n = 0;
-        for p in positions {
+        let mut marked = Vec::new();
+        for (p, id) in positions {
             if marks.claims.get(&p).is_some_and(|(l, _)| *l == lease) {
                 marks.mark(p);
-                n += 1;
+                marked.push(id);
             }
         }
-        n
+        marked
     }
 
     /// See [`booking_core::store::OutboxStore::prune_events`]. Prunes whole chunks (never

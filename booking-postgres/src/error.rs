@@ -90,6 +90,7 @@ fn entity_of_unique(constraint: &str) -> Option<Entity> {
         "bookings_pkey" | "bookings_request_ref_key" => Entity::Booking,
         "schedules_pkey" => Entity::Schedule,
         "idempotency_keys_pkey" => Entity::IdempotencyKey,
+        "webhook_subscriptions_pkey" => Entity::WebhookSubscription,
         _ => return None,
     })
 }

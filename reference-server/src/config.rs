@@ -24,6 +24,7 @@
 //! | `BOOKING_WEBHOOK_RETRY_BASE_MS` | the first retry's backoff ceiling in milliseconds, doubled per attempt up to 15 minutes, with full jitter (default 2000) |
 //! | `BOOKING_WEBHOOK_RETENTION_DAYS` | how long processed event ids are kept for deduplication before they are pruned, 1 to 365 (default 30) |
 //!
+//! | `BOOKING_WEBHOOK_ALLOW_PRIVATE` | `true`: outbound webhook subscriptions may target loopback and private addresses (tests, local development); anything else refuses them (422) |
 //! | `BOOKING_OUTBOX_RETENTION_DAYS` | how long domain events stay in the outbox once every enabled consumer (the NATS relay with `NATS_URL`) delivered them, 1 to 365 (default 7) |
 //!
 //! `STRIPE_SECRET_KEY` needs `STRIPE_WEBHOOK_SECRETS` (payments are confirmed by webhooks).
@@ -73,6 +74,8 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// `BOOKING_OUTBOX_RETENTION_DAYS`: how long delivered domain events stay in the outbox.
     pub outbox_retention: Duration,
+    /// Outbound webhook deliveries.
+    pub outbound: OutboundConfig,
     /// Requests taking longer are answered 408 (default 30 s).
     pub request_timeout: Duration,
     /// How often the background workers run (default 5 s).
@@ -102,6 +105,7 @@ impl fmt::Debug for Config {
             .field("webhook", &self.webhook)
             .field("nats_url", &self.nats_url)
             .field("outbox_retention", &self.outbox_retention)
+            .field("outbound", &self.outbound)
             .field("request_timeout", &self.request_timeout)
             .field("sweep_interval", &self.sweep_interval)
             .field("db_max_connections", &self.db_max_connections)
@@ -125,6 +129,7 @@ impl Default for Config {
             webhook: WebhookConfig::default(),
             nats_url: None,
             outbox_retention: Duration::from_secs(7 * 86_400),
+            outbound: OutboundConfig::default(),
             request_timeout: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(5),
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
@@ -187,6 +192,52 @@ impl WebhookConfig {
             max_attempts: self.max_attempts,
             retention: ms(self.retention),
             ..booking_core::RetryPolicy::default()
+        }
+    }
+}
+
+/// Outbound webhook deliveries (see [`crate::outbound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundConfig {
+    /// `BOOKING_WEBHOOK_ALLOW_PRIVATE=true`: loopback and private targets are allowed.
+    pub allow_private: bool,
+    /// How long one attempt may take before it counts as failed (10 s).
+    pub timeout: Duration,
+    /// The first retry's backoff ceiling, doubled per failure (10 s).
+    pub retry_base: Duration,
+    /// The largest backoff ceiling (1 h).
+    pub retry_cap: Duration,
+    /// How long a delivery is retried after its first attempt (24 h).
+    pub give_up_after: Duration,
+    /// How often idle workers look for new events and due deliveries (200 ms).
+    pub poll: Duration,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            timeout: Duration::from_secs(10),
+            retry_base: Duration::from_secs(10),
+            retry_cap: Duration::from_secs(3600),
+            give_up_after: Duration::from_secs(86_400),
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+impl OutboundConfig {
+    /// The retry policy of deliveries: [`booking_core::webhook::outbound::delivery_policy`]
+    /// with these backoff settings.
+    pub fn retry_policy(&self) -> booking_core::RetryPolicy {
+        let ms = |d: Duration| {
+            chrono::Duration::milliseconds(d.as_millis().try_into().unwrap_or(i64::MAX))
+        };
+        booking_core::RetryPolicy {
+            base: ms(self.retry_base),
+            cap: ms(self.retry_cap),
+            give_up_after: Some(ms(self.give_up_after)),
+            ..booking_core::webhook::outbound::delivery_policy()
         }
     }
 }
@@ -277,6 +328,17 @@ impl Config {
             c.stripe = Some(stripe);
         }
         c.nats_url = get("NATS_URL").map(|u| u.trim().to_owned());
+        if let Some(v) = get("BOOKING_WEBHOOK_ALLOW_PRIVATE") {
+            c.outbound.allow_private = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError(
+                        "BOOKING_WEBHOOK_ALLOW_PRIVATE must be `true` or `false`".into(),
+                    ));
+                }
+            };
+        }
         if let Some(v) = get("BOOKING_OUTBOX_RETENTION_DAYS") {
             c.outbox_retention = match v.trim().parse::<u64>() {
                 Ok(d) if (1..=365).contains(&d) => Duration::from_secs(d * 86_400),
@@ -397,6 +459,13 @@ mod tests {
         );
         let off = from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "0")]).unwrap();
         assert_eq!(off.db_statement_timeout, None);
+        assert!(!c.outbound.allow_private);
+        let open = from(&[("BOOKING_WEBHOOK_ALLOW_PRIVATE", "true")]).unwrap();
+        assert!(open.outbound.allow_private);
+        assert_eq!(
+            open.outbound.retry_policy().give_up_after,
+            Some(chrono::Duration::hours(24))
+        );
     }
 
     #[test]
@@ -409,5 +478,6 @@ mod tests {
         assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "0")]).is_err());
         assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "many")]).is_err());
         assert!(from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "-5")]).is_err());
+        assert!(from(&[("BOOKING_WEBHOOK_ALLOW_PRIVATE", "yes please")]).is_err());
     }
 }

@@ -25,6 +25,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod outbound;
 pub mod problem;
 pub mod relay;
 pub mod routes;
@@ -71,6 +72,8 @@ struct Inner {
     inbox_wakeup: tokio::sync::Notify,
     outbox_consumers: Vec<booking_core::events::Consumer>,
     outbox_retention: chrono::Duration,
+    outbound: config::OutboundConfig,
+    outbound_policy: booking_core::RetryPolicy,
     admin_token_hash: TokenHash,
     principals: auth::PrincipalCache,
     token_secret: secrets::TokenSecret,
@@ -120,13 +123,19 @@ impl AppState {
                 webhook_secrets,
                 webhook_policy: config.webhook.retry_policy(),
                 inbox_wakeup: tokio::sync::Notify::new(),
+                // The webhook fan-out always runs (see `Application::run_until`).
                 outbox_consumers: if config.nats_url.is_some() {
-                    vec![booking_core::events::Consumer::Nats]
+                    vec![
+                        booking_core::events::Consumer::Nats,
+                        booking_core::events::Consumer::Webhooks,
+                    ]
                 } else {
-                    Vec::new()
+                    vec![booking_core::events::Consumer::Webhooks]
                 },
                 outbox_retention: chrono::Duration::from_std(config.outbox_retention)
                     .unwrap_or_else(|_| chrono::Duration::days(7)),
+                outbound: config.outbound,
+                outbound_policy: config.outbound.retry_policy(),
                 admin_token_hash: TokenHash::of(admin_token),
                 principals: auth::PrincipalCache::default(),
                 token_secret: secrets::TokenSecret::from_setting(config.token_secret.as_deref()),
@@ -155,6 +164,16 @@ impl AppState {
     /// How long delivered domain events stay in the outbox.
     pub fn outbox_retention(&self) -> chrono::Duration {
         self.inner.outbox_retention
+    }
+
+    /// Outbound webhook settings.
+    pub fn outbound_config(&self) -> &config::OutboundConfig {
+        &self.inner.outbound
+    }
+
+    /// How failed outbound deliveries are retried (24 h window).
+    pub fn outbound_policy(&self) -> &booking_core::RetryPolicy {
+        &self.inner.outbound_policy
     }
 
     /// Wakes the inbox worker (an event was recorded or replayed).
@@ -200,7 +219,7 @@ impl AppState {
 
 /// The complete application: routes and layers over `state`.
 pub fn router(state: AppState, config: &Config) -> Router {
-    use routes::{bookings, clients, ops, professionals, webhooks};
+    use routes::{bookings, clients, ops, professionals, subscriptions, webhooks};
     let idem = || from_fn_with_state(state.clone(), idempotency::idempotent);
     let v1 = Router::new()
         .route(
@@ -251,6 +270,26 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route(
             "/v1/admin/webhooks/dead-letters/{event_id}/replay",
             post(webhooks::replay_dead_letter).route_layer(idem()),
+        )
+        .route(
+            "/v1/admin/webhook-subscriptions",
+            post(subscriptions::create_subscription)
+                .route_layer(idem())
+                .get(subscriptions::list_subscriptions),
+        )
+        .route(
+            "/v1/admin/webhook-subscriptions/{id}",
+            axum::routing::delete(subscriptions::delete_subscription),
+        )
+        .route(
+            "/v1/admin/webhook-subscriptions/{id}/deliveries",
+            get(subscriptions::list_deliveries),
+        )
+        .route(
+            "/v1/admin/webhook-deliveries/{id}/redeliver",
+            post(subscriptions::redeliver)
+                .route_layer(idem())
+                .route_layer(from_fn(extract::require_uuid_id)),
         )
         .route_layer(from_fn_with_state(state.clone(), auth::require_caller));
     let public = Router::new()
@@ -326,6 +365,7 @@ pub struct Application {
     config: Config,
     admin_token: String,
     admin_token_generated: bool,
+    sender: outbound::Sender,
 }
 
 impl fmt::Debug for Application {
@@ -366,7 +406,10 @@ impl Application {
             .map_err(StartupError::Bind)?;
         let local_addr = listener.local_addr().map_err(StartupError::Bind)?;
         let state = AppState::new(store, &config, &admin_token, payments);
+        let sender = outbound::Sender::new(config.outbound.allow_private, config.outbound.timeout)
+            .map_err(StartupError::Config)?;
         Ok(Self {
+            sender,
             listener,
             local_addr,
             state,
@@ -431,6 +474,7 @@ impl Application {
                 stop_rx.clone(),
             )
         });
+        let webhooks = outbound::spawn(self.state.clone(), self.sender.clone(), stop_rx.clone());
         let inbox = workers::spawn_inbox(self.state.clone(), stop_rx);
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(signal)
@@ -438,6 +482,7 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = workers.await;
         let _ = inbox.await;
+        let _ = webhooks.await;
         if let Some(relay) = relay {
             let _ = relay.await;
         }

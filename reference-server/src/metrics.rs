@@ -15,6 +15,8 @@
 //! | `webhook_events_retried_total`, `webhook_events_dead_lettered_total`, `webhook_replays_total` | counter | |
 //! | `webhook_processing_lag_seconds` | histogram | (from receipt to processed) |
 //! | `payment_intents_cancelled_total`, `payment_refunds_issued_total`, `payment_obligation_failures_total` | counter | |
+//! | `webhook_deliveries_total` | counter | `result` (`delivered`, `retry`, `failed`): outbound attempts |
+//! | `webhook_fan_out_events_total`, `webhook_deliveries_created_total`, `webhook_redeliveries_total` | counter | (outbound) |
 //!
 //! The recorder is process-global (the `metrics` facade has one), so several
 //! [`crate::Application`]s in one process (tests) share it.
@@ -95,6 +97,22 @@ fn describe() {
         "Requests refused because their key was in flight"
     );
     metrics::describe_counter!("holds_expired_total", "Holds marked expired by the sweep");
+    metrics::describe_counter!(
+        "webhook_deliveries_total",
+        "Outbound webhook attempts by result (delivered, retry, failed)"
+    );
+    metrics::describe_counter!(
+        "webhook_fan_out_events_total",
+        "Domain events fanned out to outbound webhook subscriptions"
+    );
+    metrics::describe_counter!(
+        "webhook_deliveries_created_total",
+        "Outbound webhook deliveries created by the fan-out"
+    );
+    metrics::describe_counter!(
+        "webhook_redeliveries_total",
+        "Outbound webhook deliveries sent again by the admin"
+    );
 }
 
 /// Route layer: remembers the matched route template on the response.

@@ -733,3 +733,158 @@ impl From<&booking_core::events::DomainEvent> for EventView {
         }
     }
 }
+
+/// The kinds of domain events a webhook subscription can ask for.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum EventTypeDoc {
+    /// A booking (confirmed or held) was created.
+    BookingCreated,
+    /// A booking was confirmed.
+    BookingConfirmed,
+    /// A booking was cancelled.
+    BookingCancelled,
+    /// A hold ran out.
+    BookingExpired,
+    /// A booking moved to another range.
+    BookingRescheduled,
+}
+
+/// A new outbound webhook subscription.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewWebhookSubscription)]
+pub struct NewSubscriptionBody {
+    /// Where deliveries are POSTed: an absolute `http` or `https` URL whose host resolves
+    /// to public addresses only (loopback and private targets are refused with 422 unless
+    /// the server runs with `BOOKING_WEBHOOK_ALLOW_PRIVATE=true`).
+    #[schema(
+        pattern = r"^[hH][tT][tT][pP][sS]?://[^\s/?#@:\[\]]+(:[0-9]{1,5})?([/?#][^\s]*)?$",
+        max_length = 2048
+    )]
+    pub url: String,
+    /// The event types delivered (duplicates are ignored).
+    #[schema(value_type = Vec<EventTypeDoc>, min_items = 1)]
+    pub event_types: Vec<String>,
+    /// Only this professional's events, if set.
+    pub professional_id: Option<Uuid>,
+}
+
+/// An outbound webhook subscription (its secret is shown only when it is created).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    /// The subscription id.
+    pub id: Uuid,
+    /// Where deliveries go.
+    pub url: String,
+    /// The event types delivered.
+    #[schema(value_type = Vec<EventTypeDoc>)]
+    pub event_types: Vec<String>,
+    /// Only this professional's events, if set.
+    pub professional_id: Option<Uuid>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&booking_core::webhook::outbound::Subscription> for SubscriptionView {
+    fn from(s: &booking_core::webhook::outbound::Subscription) -> Self {
+        Self {
+            id: s.id.as_uuid(),
+            url: s.url.clone(),
+            event_types: s
+                .event_types
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+            professional_id: s.professional_id.map(|p| p.as_uuid()),
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// A subscription just created, with its signing secret (shown only this once).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedSubscription {
+    /// The subscription id.
+    pub id: Uuid,
+    /// Where deliveries go.
+    pub url: String,
+    /// The event types delivered.
+    #[schema(value_type = Vec<EventTypeDoc>)]
+    pub event_types: Vec<String>,
+    /// Only this professional's events, if set.
+    pub professional_id: Option<Uuid>,
+    /// The key of `Booking-Signature` (HMAC-SHA256 of `"{t}.{body}"`): `whsec_` and 43
+    /// base64url characters. Store it; it is never shown again.
+    pub secret: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&booking_core::webhook::outbound::Subscription> for CreatedSubscription {
+    fn from(s: &booking_core::webhook::outbound::Subscription) -> Self {
+        let v = SubscriptionView::from(s);
+        Self {
+            id: v.id,
+            url: v.url,
+            event_types: v.event_types,
+            professional_id: v.professional_id,
+            secret: s.secret.clone(),
+            created_at: v.created_at,
+        }
+    }
+}
+
+/// A page of subscriptions, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubscriptionList {
+    /// The subscriptions.
+    pub data: Vec<SubscriptionView>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One event for one subscription, and how its delivery went.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// The delivery id (`Booking-Delivery-Id`, the same on every retry and redelivery).
+    pub id: Uuid,
+    /// The event (`Booking-Event-Id`).
+    pub event_id: Uuid,
+    /// Attempts made so far.
+    #[schema(minimum = 0)]
+    pub attempt: u32,
+    /// `pending`, `delivered` or `failed` (retried for 24 h without a 2xx).
+    #[schema(pattern = "^(pending|delivered|failed)$")]
+    pub status: String,
+    /// The HTTP status of the last answer, if there was one.
+    pub response_status: Option<u16>,
+    /// When the next attempt is due (while pending).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When a 2xx answer arrived.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<&booking_core::webhook::outbound::Delivery> for DeliveryView {
+    fn from(d: &booking_core::webhook::outbound::Delivery) -> Self {
+        Self {
+            id: d.id.as_uuid(),
+            event_id: d.event_id.as_uuid(),
+            attempt: d.attempt,
+            status: d.status.as_str().to_owned(),
+            response_status: d.response_status,
+            next_attempt_at: d.next_attempt_at,
+            delivered_at: d.delivered_at,
+        }
+    }
+}
+
+/// A page of a subscription's deliveries, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryList {
+    /// The deliveries.
+    pub data: Vec<DeliveryView>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -75,6 +75,15 @@ typed_id!(
     /// Identifies a domain event in the outbox.
     EventId
 );
+typed_id!(
+    /// Identifies an outbound webhook subscription.
+    SubscriptionId
+);
+typed_id!(
+    /// Identifies one outbound webhook delivery (an event for a subscription); the same on
+    /// every retry and redelivery.
+    DeliveryId
+);
 
 #[cfg(test)]
 mod tests {

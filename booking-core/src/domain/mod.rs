@@ -9,7 +9,7 @@ mod time_range;
 
 pub use booking::{Booking, BookingStatus, NewBooking, Transition};
 pub use client::{Client, NewClient};
-pub use ids::{BookingId, ClientId, EventId, ProfessionalId};
+pub use ids::{BookingId, ClientId, DeliveryId, EventId, ProfessionalId, SubscriptionId};
 pub use money::{Currency, Money, price_for};
 pub use professional::{
     Category, GeoPoint, NewProfessional, Professional, ProfessionalPatch, parse_timezone,

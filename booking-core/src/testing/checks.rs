@@ -22,10 +22,12 @@ use crate::store::Registered;
 use crate::store::{Cursor, Inserted, ProfessionalQuery, Store};
 
 mod inbox;
+mod outbound;
 mod outbox;
 mod payments;
 mod requests;
 pub use inbox::*;
+pub use outbound::*;
 pub use outbox::*;
 pub use payments::*;
 pub use requests::*;

@@ -150,6 +150,13 @@ macro_rules! conformance_suite {
             outbox_claims_are_exclusive_until_they_run_out,
             outbox_prune_keeps_unmarked_and_recent_events,
             race_outbox_claimers_lose_and_repeat_nothing,
+            webhook_subscriptions_roundtrip_and_paginate,
+            webhook_fan_out_filters_by_type_and_professional,
+            webhook_fan_out_is_exactly_once_under_a_stale_lease,
+            webhook_delivery_claims_are_exclusive,
+            webhook_retry_is_scheduled_and_failure_is_final,
+            webhook_redeliver_keeps_the_id,
+            webhook_delete_stops_new_deliveries,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

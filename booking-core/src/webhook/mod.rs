@@ -7,6 +7,8 @@
 //! * [`event`]: [`StripeEvent::parse`] reads the fields the engine needs from a Stripe event
 //!   body: payments succeeded, failed or canceled, charges refunded; other types are
 //!   [`StripeEventKind::Other`].
+//! * [`outbound`]: outbound subscriptions and deliveries, and the retry decision after an
+//!   attempt ([`outbound::after_attempt`]).
 //! * [`policy`]: [`RetryPolicy`], exponential backoff with full jitter, dead-lettering and the
 //!   retention of processed events.
 //!
@@ -15,6 +17,7 @@
 
 pub mod event;
 pub mod inbox;
+pub mod outbound;
 pub mod policy;
 pub mod signature;
 

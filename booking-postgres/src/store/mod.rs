@@ -7,6 +7,7 @@ mod inbox;
 mod outbox;
 mod payments;
 mod requests;
+mod webhooks;
 
 /// Statement texts shared with benchmarks (through `test_support::sql`).
 pub(crate) mod sql {

@@ -5,6 +5,7 @@ pub mod bookings;
 pub mod clients;
 pub mod ops;
 pub mod professionals;
+pub mod subscriptions;
 pub mod webhooks;
 
 use axum::body::Body;
