@@ -1,12 +1,13 @@
 //! Professionals, clients and API tokens.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::ops::Bound;
 
+use booking_core::search::{EARTH_RADIUS_KM, GeoFilter};
 use booking_core::store::{Cursor, Page, ProfessionalQuery, Registered};
 use booking_core::{
-    Client, ClientId, Entity, Error, Principal, Professional, ProfessionalId, ProfessionalPatch,
-    Result, TokenHash,
+    Client, ClientId, Entity, Error, GeoPoint, Principal, Professional, ProfessionalId,
+    ProfessionalPatch, Result, TokenHash,
 };
 use chrono::{DateTime, Utc};
 
@@ -16,6 +17,8 @@ pub(crate) struct Directory {
     professionals: HashMap<ProfessionalId, Professional>,
     /// Search order `(hourly_rate_cents, id)`.
     by_rate: BTreeSet<(i64, ProfessionalId)>,
+    /// Latitude in whole microdegrees (rounded down): the band a radius search scans.
+    by_lat: BTreeSet<(i64, ProfessionalId)>,
     clients: HashMap<ClientId, Client>,
     tokens: HashMap<TokenHash, Principal>,
     /// The subject each idempotent create request stored (see `request_ref`).
@@ -53,6 +56,7 @@ impl Directory {
             self.requests.insert(r.to_owned(), principal);
         }
         self.by_rate.insert((p.hourly_rate_cents, p.id));
+        self.by_lat.insert((micro_degrees(p.location), p.id));
         self.professionals.insert(p.id, p.clone());
         Ok(Registered::Created(p.clone()))
     }
@@ -76,14 +80,22 @@ impl Directory {
             self.by_rate.remove(&(current.hourly_rate_cents, id));
             self.by_rate.insert((next.hourly_rate_cents, id));
         }
+        if next.location != current.location {
+            self.by_lat.remove(&(micro_degrees(current.location), id));
+            self.by_lat.insert((micro_degrees(next.location), id));
+        }
         self.professionals.insert(id, next.clone());
         Ok(next)
     }
 
-    /// `O(log n + scanned)`: walks the `(rate, id)` order from the cursor or the minimum
-    /// rate and stops past the maximum rate.
+    /// Without a geo filter `O(log n + scanned)`: walks the `(rate, id)` order from the
+    /// cursor or the minimum rate and stops past the maximum rate. With one, scans the
+    /// latitude band the radius spans, `O(log n + band · log limit)`.
     pub(crate) fn search(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
         let limit = booking_core::store::check_limit(query.limit)? as usize;
+        if let Some(near) = &query.near {
+            return Ok(self.search_near(query, near, limit));
+        }
         let from_cursor = query
             .after
             .map(|c| Bound::Excluded((c.primary, ProfessionalId::from_uuid(c.id))));
@@ -113,6 +125,52 @@ impl Directory {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// The `limit + 1` smallest `(distance_mm, id)` keys after the cursor among the
+    /// matching professionals of the latitude band, kept in a bounded max-heap.
+    fn search_near(
+        &self,
+        query: &ProfessionalQuery,
+        near: &GeoFilter,
+        limit: usize,
+    ) -> Page<Professional> {
+        // A point within the radius is at most `radius / R` radians of latitude away (the
+        // meridian arc is never longer than the great circle); widen by a hair for rounding.
+        let band = (near.radius_km() / EARTH_RADIUS_KM).to_degrees() * (1.0 + 1e-9) + 2e-6;
+        let lat = near.center().lat;
+        let lo = ((lat - band) * 1e6).floor() as i64 - 1;
+        let hi = ((lat + band) * 1e6).ceil() as i64 + 1;
+        let lower = (lo, ProfessionalId::from_uuid(uuid::Uuid::nil()));
+        let upper = (hi, ProfessionalId::from_uuid(uuid::Uuid::max()));
+        let mut best: BinaryHeap<(Cursor, ProfessionalId)> = BinaryHeap::with_capacity(limit + 2);
+        for (_, id) in self.by_lat.range(lower..=upper) {
+            let Some(p) = self.professionals.get(id) else {
+                continue;
+            };
+            if !query.matches(p) || !query.is_after_cursor(p) {
+                continue;
+            }
+            let key = query.sort_key(p);
+            if best.len() <= limit {
+                best.push((key, p.id));
+            } else if best.peek().is_some_and(|(top, _)| key < *top) {
+                best.pop();
+                best.push((key, p.id));
+            }
+        }
+        let mut items: Vec<Professional> = best
+            .into_sorted_vec()
+            .into_iter()
+            .filter_map(|(_, id)| self.professionals.get(&id).cloned())
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|p| query.sort_key(p))
+        } else {
+            None
+        };
+        Page { items, next_cursor }
     }
 
     pub(crate) fn insert_client(
@@ -155,10 +213,11 @@ impl Directory {
     /// reference names a stored subject.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let ok = self.by_rate.len() == self.professionals.len()
-            && self
-                .professionals
-                .values()
-                .all(|p| self.by_rate.contains(&(p.hourly_rate_cents, p.id)));
+            && self.by_lat.len() == self.professionals.len()
+            && self.professionals.values().all(|p| {
+                self.by_rate.contains(&(p.hourly_rate_cents, p.id))
+                    && self.by_lat.contains(&(micro_degrees(p.location), p.id))
+            });
         if !ok {
             return Err("professional search order out of step".into());
         }
@@ -172,4 +231,9 @@ impl Directory {
             Err("a request reference names a missing subject".into())
         }
     }
+}
+
+/// Latitude in whole microdegrees, rounded down (the `by_lat` key).
+fn micro_degrees(p: GeoPoint) -> i64 {
+    (p.lat * 1e6).floor() as i64
 }

@@ -54,10 +54,7 @@ pub fn handle() -> PrometheusHandle {
                     LATENCY_BUCKETS,
                 )
                 .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Suffix("_lag_seconds".into()),
-                        LAG_BUCKETS,
-                    )
+                    b.set_buckets_for_metric(Matcher::Suffix("_lag_seconds".into()), LAG_BUCKETS)
                 }) {
                 Ok(b) => b,
                 Err(_) => PrometheusBuilder::new(),

@@ -146,6 +146,9 @@ macro_rules! conformance_suite {
             foreign_events_are_ignored,
             settle_needs_the_owning_lease,
             payment_events_commute,
+            search_by_radius_orders_by_distance,
+            search_text_matches_every_term,
+            search_matches_brute_force_and_pages_cleanly,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use booking_core::schedule::ScheduleInput;
+use booking_core::search::{GeoFilter, TextQuery};
 use booking_core::store::ProfessionalQuery;
 use booking_core::store::Registered;
 use booking_core::{
@@ -119,6 +120,24 @@ pub struct SearchParams {
     /// Maximum hourly rate in cents, inclusive; not less than `min_rate_cents`.
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     max_rate_cents: Option<i64>,
+    /// Latitude of the search centre in degrees. `lat`, `lng` and `radius_km` come together
+    /// or not at all (422 otherwise); with them, only professionals within `radius_km`
+    /// (great-circle distance on a sphere of 6371.0088 km) are returned, nearest first, each
+    /// with `distance_km`.
+    #[param(minimum = -90, maximum = 90)]
+    lat: Option<f64>,
+    /// Longitude of the search centre in degrees.
+    #[param(minimum = -180, maximum = 180)]
+    lng: Option<f64>,
+    /// Search radius in kilometres, greater than 0 and at most 20000.
+    #[param(exclusive_minimum = 0, maximum = 20000)]
+    radius_km: Option<f64>,
+    /// Text: trimmed, 1 to 100 characters, no control characters. Split at whitespace into
+    /// terms; a professional matches when every term is a substring of their name or of
+    /// their category, ignoring the case of ASCII letters (`ann` finds "Anna" and "JOANNE";
+    /// `é` does not find "É").
+    #[param(min_length = 1, max_length = 100)]
+    q: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
@@ -127,10 +146,10 @@ pub struct SearchParams {
     cursor: Option<String>,
 }
 
-/// Active professionals, ordered by `(hourly_rate_cents, id)`.
+/// Active professionals matching every filter given.
 ///
-/// The geo filters (`lat`, `lng`, `radius_km`) and the text filter `q` are not supported
-/// yet: a request that sends any of them is refused with 422 `validation_failed`.
+/// Ordered by `(hourly_rate_cents, id)`; with a geo filter (`lat`, `lng`, `radius_km`) by
+/// distance, then id, and each result carries `distance_km`.
 #[utoipa::path(
     get,
     path = "/v1/professionals",
@@ -144,11 +163,6 @@ pub async fn search_professionals(
     _caller: Caller,
     mut q: QueryParams,
 ) -> Result<Response, Problem> {
-    for unsupported in ["lat", "lng", "radius_km", "q"] {
-        if q.raw(unsupported).is_some() {
-            q.error(unsupported, "not supported yet");
-        }
-    }
     let category = q.get_with(
         "category",
         "must be a lower-case slug of 1-64 characters (a-z, 0-9, -)",
@@ -162,35 +176,78 @@ pub async fn search_professionals(
     {
         q.error("max_rate_cents", "must not be less than min_rate_cents");
     }
+    let near = geo_filter(&mut q);
+    let text = match q.raw("q").map(str::to_owned) {
+        Some(raw) => q.take(TextQuery::parse(&raw)),
+        None => None,
+    };
     let limit = q.limit();
-    let digest = QueryDigest::of(
-        "professionals",
-        &[
-            ("category", category.as_ref().map(ToString::to_string)),
-            ("min_rate_cents", min_rate_cents.map(|n| n.to_string())),
-            ("max_rate_cents", max_rate_cents.map(|n| n.to_string())),
-        ],
-    );
+    let mut filters = vec![
+        ("category", category.as_ref().map(ToString::to_string)),
+        ("min_rate_cents", min_rate_cents.map(|n| n.to_string())),
+        ("max_rate_cents", max_rate_cents.map(|n| n.to_string())),
+    ];
+    // Appended only when present, so that cursors of rate-ordered queries stay valid.
+    if let Some(g) = &near {
+        let c = g.center();
+        filters.push((
+            "near",
+            Some(format!("{:?},{:?},{:?}", c.lat, c.lng, g.radius_km())),
+        ));
+    }
+    if let Some(t) = &text {
+        filters.push(("q", Some(t.terms().join(" "))));
+    }
+    let digest = QueryDigest::of("professionals", &filters);
     let raw_cursor = q.raw("cursor").map(str::to_owned);
     q.finish()?;
     let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
-    let page = state
-        .engine()
-        .search_professionals(&ProfessionalQuery {
-            category,
-            min_rate_cents,
-            max_rate_cents,
-            limit,
-            after,
-        })
-        .await?;
+    let query = ProfessionalQuery {
+        category,
+        min_rate_cents,
+        max_rate_cents,
+        near,
+        text,
+        limit,
+        after,
+    };
+    let page = state.engine().search_professionals(&query).await?;
     Ok(json(
         StatusCode::OK,
         &ProfessionalList {
-            data: page.items.iter().map(ProfessionalView::from).collect(),
+            data: page
+                .items
+                .iter()
+                .map(|p| ProfessionalView {
+                    distance_km: query.distance_km(p),
+                    ..ProfessionalView::from(p)
+                })
+                .collect(),
             next_cursor: page.next_cursor.map(|c| cursor::encode(&c, digest)),
         },
     ))
+}
+
+/// `lat`, `lng` and `radius_km`: all three or none; each a finite number in range.
+fn geo_filter(q: &mut QueryParams) -> Option<GeoFilter> {
+    const NAMES: [&str; 3] = ["lat", "lng", "radius_km"];
+    let given = NAMES.map(|n| q.raw(n).is_some());
+    if given.iter().all(|g| !g) {
+        return None;
+    }
+    let number = |s: &str| s.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+    let mut values = [None; 3];
+    for (i, name) in NAMES.into_iter().enumerate() {
+        if given[i] {
+            values[i] = q.get_with(name, "must be a number", number);
+        } else {
+            q.error(name, "is required with lat, lng and radius_km");
+        }
+    }
+    match values {
+        [Some(lat), Some(lng), Some(radius)] => q.take(GeoFilter::new(lat, lng, radius)),
+        _ => None,
+    }
 }
 
 /// Replaces a professional's schedule (admin or the professional).
