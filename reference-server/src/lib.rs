@@ -27,6 +27,7 @@ pub mod model;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod search_cache;
 pub mod secrets;
 pub mod stripe;
 pub mod workers;
@@ -73,12 +74,26 @@ struct Inner {
     token_secret: secrets::TokenSecret,
     metrics: PrometheusHandle,
     openapi_json: Bytes,
+    search_cache: search_cache::SearchCache,
 }
 
 impl fmt::Debug for AppState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppState").finish_non_exhaustive()
     }
+}
+
+/// The search cache `config` asks for: Redis with `REDIS_URL`, in-process otherwise.
+fn search_cache_for(config: &Config) -> search_cache::SearchCache {
+    let ttl = config.search_cache_ttl;
+    if let Some(url) = &config.redis_url {
+        match search_cache::SearchCache::redis(url, &config.redis_prefix, ttl) {
+            Ok(cache) => return cache,
+            // The configuration checked the URL; this is only a belt for hand-built configs.
+            Err(e) => tracing::warn!(error = %e, "search cache: using the in-process cache"),
+        }
+    }
+    search_cache::SearchCache::in_process(ttl)
 }
 
 impl AppState {
@@ -122,8 +137,14 @@ impl AppState {
                 token_secret: secrets::TokenSecret::from_setting(config.token_secret.as_deref()),
                 metrics: metrics::handle(),
                 openapi_json: Bytes::from(openapi::json()),
+                search_cache: search_cache_for(config),
             }),
         }
+    }
+
+    /// The cache of search pages (in-process, or Redis with `REDIS_URL`).
+    pub fn search_cache(&self) -> &search_cache::SearchCache {
+        &self.inner.search_cache
     }
 
     /// The secrets Stripe signs webhook deliveries with (several while one is rotated).

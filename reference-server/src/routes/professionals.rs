@@ -1,8 +1,9 @@
 //! Professionals: create, read, update, search; schedules; availability.
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use booking_core::schedule::ScheduleInput;
 use booking_core::search::{GeoFilter, TextQuery};
@@ -25,6 +26,8 @@ use crate::model::{
     ProfessionalView, ScheduleDoc, ScheduleInputDoc, SlotView,
 };
 use crate::problem::Problem;
+use crate::search_cache::page_key;
+use sha2::{Digest, Sha256};
 
 /// Creates a professional (admin only) and returns their API token once.
 #[utoipa::path(
@@ -55,6 +58,8 @@ pub async fn create_professional(
         let owner = Principal::Professional(existing.id);
         crate::secrets::ensure_owner(&state, &token, owner).await?;
     }
+    // After the commit: the next search misses the cache and sees this professional.
+    state.search_cache().bump().await;
     Ok(json(
         StatusCode::CREATED,
         &CreatedProfessional {
@@ -103,6 +108,7 @@ pub async fn update_professional(
     engine.may_manage_professional(actor, id).await?;
     let patch: ProfessionalPatch = body.parse()?;
     let p = engine.update_professional(actor, id, &patch).await?;
+    state.search_cache().bump().await;
     Ok(json(StatusCode::OK, &ProfessionalView::from(&p)))
 }
 
@@ -154,13 +160,23 @@ pub struct SearchParams {
     get,
     path = "/v1/professionals",
     tag = "professionals",
-    params(SearchParams),
-    responses((status = 200, description = "A page of professionals", body = ProfessionalList)),
+    params(
+        SearchParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 if the page is unchanged")
+    ),
+    responses(
+        (status = 200, description = "A page of professionals", body = ProfessionalList,
+         headers(("ETag" = String, description = "Digest of this page"),
+                 ("Cache-Control" = String, description = "`private, no-cache`: revalidate with If-None-Match"))),
+        (status = 304, description = "Not modified: the page named by If-None-Match is still current",
+         headers(("ETag" = String, description = "Digest of the page")))
+    ),
     security(("bearer" = []))
 )]
 pub async fn search_professionals(
     State(state): State<AppState>,
     _caller: Caller,
+    headers: HeaderMap,
     mut q: QueryParams,
 ) -> Result<Response, Problem> {
     let category = q.get_with(
@@ -202,6 +218,16 @@ pub async fn search_professionals(
     let raw_cursor = q.raw("cursor").map(str::to_owned);
     q.finish()?;
     let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
+    filters.push(("limit", Some(limit.to_string())));
+    filters.push(("cursor", after.map(|c| cursor::encode(&c, digest))));
+    let key = page_key(&filters);
+    let cache = state.search_cache();
+    let generation = cache.generation().await;
+    if let Some(g) = generation
+        && let Some(page) = cache.get(g, &key).await
+    {
+        return Ok(cached_page(page, &headers));
+    }
     let query = ProfessionalQuery {
         category,
         min_rate_cents,
@@ -212,20 +238,64 @@ pub async fn search_professionals(
         after,
     };
     let page = state.engine().search_professionals(&query).await?;
-    Ok(json(
-        StatusCode::OK,
-        &ProfessionalList {
-            data: page
-                .items
-                .iter()
-                .map(|p| ProfessionalView {
-                    distance_km: query.distance_km(p),
-                    ..ProfessionalView::from(p)
-                })
-                .collect(),
-            next_cursor: page.next_cursor.map(|c| cursor::encode(&c, digest)),
-        },
-    ))
+    let list = ProfessionalList {
+        data: page
+            .items
+            .iter()
+            .map(|p| ProfessionalView {
+                distance_km: query.distance_km(p),
+                ..ProfessionalView::from(p)
+            })
+            .collect(),
+        next_cursor: page.next_cursor.map(|c| cursor::encode(&c, digest)),
+    };
+    let body = Bytes::from(
+        serde_json::to_vec(&list)
+            .map_err(|e| Problem::internal(&format!("serialising a search page: {e}")))?,
+    );
+    if let Some(g) = generation {
+        cache.put(g, &key, body.clone()).await;
+    }
+    Ok(cached_page(body, &headers))
+}
+
+/// `Cache-Control` of search answers: any cache may keep them but must revalidate (a
+/// change of a professional is visible at once), which `ETag`/`If-None-Match` makes cheap.
+const SEARCH_CACHE_CONTROL: &str = "private, no-cache";
+
+/// A search page with its `ETag` (a digest of the body), or 304 when `If-None-Match`
+/// names it.
+fn cached_page(body: Bytes, request: &HeaderMap) -> Response {
+    let digest = Sha256::digest(&body);
+    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let matches = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str()));
+    let mut res = if matches {
+        let mut r = Response::new(axum::body::Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(axum::body::Body::from(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    let h = res.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(SEARCH_CACHE_CONTROL),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    res
 }
 
 /// `lat`, `lng` and `radius_km`: all three or none; each a finite number in range.
