@@ -463,9 +463,24 @@ async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> 
                 max_connections = pg.max_connections,
                 "connecting to PostgreSQL"
             );
-            let store = booking_postgres::PgStore::connect(&pg)
+            let mut store = booking_postgres::PgStore::connect(&pg)
                 .await
                 .map_err(|e| StartupError::Store(e.to_string()))?;
+            if let Some(read_url) = &config.database_read_url {
+                let read = booking_postgres::PgConfig {
+                    // A replica that is down costs a search at most this before the
+                    // primary answers it.
+                    acquire_timeout: std::time::Duration::from_secs(1),
+                    ..booking_postgres::PgConfig {
+                        url: read_url.clone(),
+                        ..pg.clone()
+                    }
+                };
+                tracing::info!(url = %read.redacted_url(), "searches read from a replica");
+                store = store
+                    .with_read_replica(&read)
+                    .map_err(|e| StartupError::Store(format!("DATABASE_READ_URL: {e}")))?;
+            }
             store
                 .migrate()
                 .await

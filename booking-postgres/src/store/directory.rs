@@ -10,7 +10,7 @@ use booking_core::store::{
 use booking_core::{Entity, Error, Result, Schedule};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row as _};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row as _};
 
 use super::{PgStore, fetch_limit};
 use crate::error::{PgError, retrying, sqlstate};
@@ -208,10 +208,14 @@ impl PgStore {
         Ok(stored)
     }
 
-    async fn search_once(&self, query: &ProfessionalQuery) -> Result<Page<Professional>, PgError> {
+    async fn search_once(
+        &self,
+        query: &ProfessionalQuery,
+        pool: &PgPool,
+    ) -> Result<Page<Professional>, PgError> {
         let limit = check_limit(query.limit)?;
         let mut qb = search_sql(query, limit);
-        let fetched = qb.build().fetch_all(&self.pool).await?;
+        let fetched = qb.build().fetch_all(pool).await?;
         let mut items = Vec::with_capacity(fetched.len());
         let mut keys = Vec::with_capacity(fetched.len());
         for row in &fetched {
@@ -341,7 +345,16 @@ impl DirectoryStore for PgStore {
     }
 
     async fn search_professionals(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
-        retrying!(self.retry, self.search_once(query))
+        check_limit(query.limit)?;
+        if let Some(read) = &self.read_pool {
+            match self.search_once(query, read).await {
+                Ok(page) => return Ok(page),
+                Err(e) => {
+                    tracing::warn!(error = %e, "postgres: search on the read replica failed; using the primary");
+                }
+            }
+        }
+        retrying!(self.retry, self.search_once(query, &self.pool))
     }
 
     async fn insert_client(
