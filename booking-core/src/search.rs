@@ -202,9 +202,13 @@ impl TextQuery {
     }
 
     /// Whether every term is a substring of [`search_document`]`(name, category)`.
+    ///
+    /// Computed without building the document: a term holds no whitespace, so it never
+    /// spans the line feed, and it lies in the ASCII-lower-cased name or in the category.
     pub fn matches(&self, name: &str, category: &str) -> bool {
-        let doc = search_document(name, category);
-        self.terms.iter().all(|t| doc.contains(t.as_str()))
+        self.terms
+            .iter()
+            .all(|t| category.contains(t.as_str()) || contains_ascii_folded(name, t))
     }
 }
 
@@ -219,6 +223,13 @@ impl From<TextQuery> for String {
     fn from(q: TextQuery) -> Self {
         q.text
     }
+}
+
+/// Whether `needle` (ASCII-lower-case already) is a substring of `haystack` with its ASCII
+/// letters lower-cased. Byte windows of UTF-8 match exactly where characters do.
+fn contains_ascii_folded(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// What a text query searches: the name with ASCII letters lower-cased, `'\n'`, the category.
@@ -316,6 +327,32 @@ mod tests {
         // ASCII-only folding: non-ASCII letters match in their own case only.
         assert!(TextQuery::parse("zoë").expect("valid").matches("ZOë", "x"));
         assert!(!TextQuery::parse("zoë").expect("valid").matches("ZOË", "x"));
+    }
+
+    #[test]
+    fn matches_equals_substring_of_the_document() {
+        let names = [
+            "Anna Smith",
+            "ZOË zoë",
+            "50% Off_Joe\\",
+            "ÄB ab",
+            "x",
+            "Lee-Ann",
+        ];
+        let cats = ["yoga", "tax-advice", "a"];
+        let terms = [
+            "ann", "zoë", "ë", "_", "%", "ab", "äb", "ga", "x", "lee-", "\\", "h y",
+        ];
+        for name in names {
+            for cat in cats {
+                for term in terms {
+                    let q = TextQuery::parse(term).expect("valid");
+                    let doc = search_document(name, cat);
+                    let spec = q.terms().iter().all(|t| doc.contains(t.as_str()));
+                    assert_eq!(q.matches(name, cat), spec, "{term:?} in {name:?}/{cat:?}");
+                }
+            }
+        }
     }
 
     #[test]

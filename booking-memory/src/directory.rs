@@ -10,6 +10,8 @@ use booking_core::{
     ProfessionalPatch, Result, TokenHash,
 };
 use chrono::{DateTime, Utc};
+use rstar::RTree;
+use rstar::primitives::GeomWithData;
 
 /// The directory; one read-write lock guards all of it (writes are rare and short).
 #[derive(Debug, Default)]
@@ -17,8 +19,9 @@ pub(crate) struct Directory {
     professionals: HashMap<ProfessionalId, Professional>,
     /// Search order `(hourly_rate_cents, id)`.
     by_rate: BTreeSet<(i64, ProfessionalId)>,
-    /// Latitude in whole microdegrees (rounded down): the band a radius search scans.
-    by_lat: BTreeSet<(i64, ProfessionalId)>,
+    /// Every professional as a point on the unit sphere: a radius search visits them
+    /// nearest first (chord order is great-circle order) and stops early.
+    spatial: RTree<GeomWithData<[f64; 3], ProfessionalId>>,
     clients: HashMap<ClientId, Client>,
     tokens: HashMap<TokenHash, Principal>,
     /// The subject each idempotent create request stored (see `request_ref`).
@@ -56,7 +59,7 @@ impl Directory {
             self.requests.insert(r.to_owned(), principal);
         }
         self.by_rate.insert((p.hourly_rate_cents, p.id));
-        self.by_lat.insert((micro_degrees(p.location), p.id));
+        self.spatial.insert(spatial_entry(p.location, p.id));
         self.professionals.insert(p.id, p.clone());
         Ok(Registered::Created(p.clone()))
     }
@@ -81,16 +84,16 @@ impl Directory {
             self.by_rate.insert((next.hourly_rate_cents, id));
         }
         if next.location != current.location {
-            self.by_lat.remove(&(micro_degrees(current.location), id));
-            self.by_lat.insert((micro_degrees(next.location), id));
+            self.spatial.remove(&spatial_entry(current.location, id));
+            self.spatial.insert(spatial_entry(next.location, id));
         }
         self.professionals.insert(id, next.clone());
         Ok(next)
     }
 
     /// Without a geo filter `O(log n + scanned)`: walks the `(rate, id)` order from the
-    /// cursor or the minimum rate and stops past the maximum rate. With one, scans the
-    /// latitude band the radius spans, `O(log n + band · log limit)`.
+    /// cursor or the minimum rate and stops past the maximum rate. With one, visits
+    /// professionals nearest first and stops after the page (see `search_near`).
     pub(crate) fn search(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
         let limit = booking_core::store::check_limit(query.limit)? as usize;
         if let Some(near) = &query.near {
@@ -128,24 +131,31 @@ impl Directory {
     }
 
     /// The `limit + 1` smallest `(distance_mm, id)` keys after the cursor among the
-    /// matching professionals of the latitude band, kept in a bounded max-heap.
+    /// matching professionals, kept in a bounded max-heap. Professionals are visited in
+    /// chord order from the centre (the same order as great-circle distance); the walk stops
+    /// once the next one is certainly past the radius or past the worst key kept.
     fn search_near(
         &self,
         query: &ProfessionalQuery,
         near: &GeoFilter,
         limit: usize,
     ) -> Page<Professional> {
-        // A point within the radius is at most `radius / R` radians of latitude away (the
-        // meridian arc is never longer than the great circle); widen by a hair for rounding.
-        let band = (near.radius_km() / EARTH_RADIUS_KM).to_degrees() * (1.0 + 1e-9) + 2e-6;
-        let lat = near.center().lat;
-        let lo = ((lat - band) * 1e6).floor() as i64 - 1;
-        let hi = ((lat + band) * 1e6).ceil() as i64 + 1;
-        let lower = (lo, ProfessionalId::from_uuid(uuid::Uuid::nil()));
-        let upper = (hi, ProfessionalId::from_uuid(uuid::Uuid::max()));
+        let radius_mm = near.radius_mm() as f64;
         let mut best: BinaryHeap<(Cursor, ProfessionalId)> = BinaryHeap::with_capacity(limit + 2);
-        for (_, id) in self.by_lat.range(lower..=upper) {
-            let Some(p) = self.professionals.get(id) else {
+        let centre = unit_vector(near.center());
+        for (entry, chord_2) in self.spatial.nearest_neighbor_iter_with_distance_2(centre) {
+            let lower = lower_bound_mm(chord_2.sqrt());
+            if lower > radius_mm {
+                break;
+            }
+            if best.len() > limit
+                && best
+                    .peek()
+                    .is_some_and(|(top, _)| lower > top.primary as f64)
+            {
+                break;
+            }
+            let Some(p) = self.professionals.get(&entry.data) else {
                 continue;
             };
             if !query.matches(p) || !query.is_after_cursor(p) {
@@ -213,10 +223,10 @@ impl Directory {
     /// reference names a stored subject.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let ok = self.by_rate.len() == self.professionals.len()
-            && self.by_lat.len() == self.professionals.len()
+            && self.spatial.size() == self.professionals.len()
             && self.professionals.values().all(|p| {
                 self.by_rate.contains(&(p.hourly_rate_cents, p.id))
-                    && self.by_lat.contains(&(micro_degrees(p.location), p.id))
+                    && self.spatial.contains(&spatial_entry(p.location, p.id))
             });
         if !ok {
             return Err("professional search order out of step".into());
@@ -233,7 +243,20 @@ impl Directory {
     }
 }
 
-/// Latitude in whole microdegrees, rounded down (the `by_lat` key).
-fn micro_degrees(p: GeoPoint) -> i64 {
-    (p.lat * 1e6).floor() as i64
+/// `p` on the unit sphere.
+fn unit_vector(p: GeoPoint) -> [f64; 3] {
+    let (lat, lng) = (p.lat.to_radians(), p.lng.to_radians());
+    [lat.cos() * lng.cos(), lat.cos() * lng.sin(), lat.sin()]
+}
+
+fn spatial_entry(p: GeoPoint, id: ProfessionalId) -> GeomWithData<[f64; 3], ProfessionalId> {
+    GeomWithData::new(unit_vector(p), id)
+}
+
+/// A lower bound of `distance_mm` for a point at `chord` (unit sphere) from the centre:
+/// the exact great-circle distance of that chord, less a margin for rounding in either
+/// formula (both are accurate to far below a millimetre).
+fn lower_bound_mm(chord: f64) -> f64 {
+    let km = 2.0 * EARTH_RADIUS_KM * (chord / 2.0).min(1.0).asin();
+    km * 1e6 * (1.0 - 1e-9) - 2.0
 }
