@@ -56,6 +56,7 @@ pub mod events;
 pub mod idempotency;
 pub mod payment;
 pub mod schedule;
+pub mod search;
 pub mod store;
 pub mod webhook;
 

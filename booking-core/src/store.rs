@@ -26,6 +26,7 @@ use crate::idempotency::{
 };
 use crate::payment::{ObligationMet, Payment, PaymentChange, PaymentOutcome};
 use crate::schedule::Schedule;
+use crate::search::{GeoFilter, TextQuery};
 use crate::webhook::inbox::{Claimed, InboxEvent, InboxKey, NewInboxEvent, Recorded};
 use crate::webhook::outbound::{AttemptOutcome, Delivery, DueDelivery, Subscription};
 
@@ -135,8 +136,14 @@ impl BookingQuery {
     }
 }
 
-/// A professional search, ordered by `(hourly_rate_cents, id)`; only active professionals.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A professional search over active professionals.
+///
+/// Ordered by `(hourly_rate_cents, id)`, or by `(distance_mm, id)` when [`near`] is set (see
+/// [`crate::search`] for the distance and the text match). [`ProfessionalQuery::matches`] and
+/// [`ProfessionalQuery::sort_key`] are the specification every store implements.
+///
+/// [`near`]: ProfessionalQuery::near
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProfessionalQuery {
     /// Only this category.
     pub category: Option<Category>,
@@ -144,19 +151,65 @@ pub struct ProfessionalQuery {
     pub min_rate_cents: Option<i64>,
     /// Maximum hourly rate, inclusive.
     pub max_rate_cents: Option<i64>,
+    /// Only professionals within this radius; also switches the order to distance.
+    pub near: Option<GeoFilter>,
+    /// Only professionals whose name and category match this text.
+    pub text: Option<TextQuery>,
     /// Page size, 1..=100.
     pub limit: u32,
-    /// Continue after this position.
+    /// Continue after this position (a cursor of the same query).
     pub after: Option<Cursor>,
 }
 
 impl ProfessionalQuery {
+    /// A query without filters: the first `limit` active professionals by rate.
+    pub fn all(limit: u32) -> Self {
+        Self {
+            category: None,
+            min_rate_cents: None,
+            max_rate_cents: None,
+            near: None,
+            text: None,
+            limit,
+            after: None,
+        }
+    }
+
     /// Whether `p` matches the filters (not the cursor).
     pub fn matches(&self, p: &Professional) -> bool {
         p.is_active
             && self.category.as_ref().is_none_or(|c| &p.category == c)
             && self.min_rate_cents.is_none_or(|m| p.hourly_rate_cents >= m)
             && self.max_rate_cents.is_none_or(|m| p.hourly_rate_cents <= m)
+            && self.near.is_none_or(|g| g.contains(p.location))
+            && self
+                .text
+                .as_ref()
+                .is_none_or(|t| t.matches(&p.name, p.category.as_str()))
+    }
+
+    /// `p`'s position in this query's order: `(distance_mm, id)` with a geo filter,
+    /// `(hourly_rate_cents, id)` otherwise. Pages hold the keys after `after`, ascending.
+    pub fn sort_key(&self, p: &Professional) -> Cursor {
+        match &self.near {
+            Some(g) => Cursor {
+                primary: g.distance_mm(p.location),
+                id: p.id.as_uuid(),
+            },
+            None => Cursor::after_professional(p),
+        }
+    }
+
+    /// Whether `p` comes after the cursor (always, without one).
+    pub fn is_after_cursor(&self, p: &Professional) -> bool {
+        self.after.is_none_or(|c| self.sort_key(p) > c)
+    }
+
+    /// The distance from the geo filter's centre to `p` in kilometres (whole millimetres,
+    /// as ordered), if the query has a geo filter.
+    pub fn distance_km(&self, p: &Professional) -> Option<f64> {
+        self.near
+            .map(|g| crate::search::mm_to_km(g.distance_mm(p.location)))
     }
 }
 

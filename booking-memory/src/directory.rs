@@ -1,14 +1,17 @@
 //! Professionals, clients and API tokens.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::ops::Bound;
 
+use booking_core::search::{EARTH_RADIUS_KM, GeoFilter};
 use booking_core::store::{Cursor, Page, ProfessionalQuery, Registered};
 use booking_core::{
-    Client, ClientId, Entity, Error, Principal, Professional, ProfessionalId, ProfessionalPatch,
-    Result, TokenHash,
+    Client, ClientId, Entity, Error, GeoPoint, Principal, Professional, ProfessionalId,
+    ProfessionalPatch, Result, TokenHash,
 };
 use chrono::{DateTime, Utc};
+use rstar::RTree;
+use rstar::primitives::GeomWithData;
 
 /// The directory; one read-write lock guards all of it (writes are rare and short).
 #[derive(Debug, Default)]
@@ -16,6 +19,9 @@ pub(crate) struct Directory {
     professionals: HashMap<ProfessionalId, Professional>,
     /// Search order `(hourly_rate_cents, id)`.
     by_rate: BTreeSet<(i64, ProfessionalId)>,
+    /// Every professional as a point on the unit sphere: a radius search visits them
+    /// nearest first (chord order is great-circle order) and stops early.
+    spatial: RTree<GeomWithData<[f64; 3], ProfessionalId>>,
     clients: HashMap<ClientId, Client>,
     tokens: HashMap<TokenHash, Principal>,
     /// The subject each idempotent create request stored (see `request_ref`).
@@ -53,6 +59,7 @@ impl Directory {
             self.requests.insert(r.to_owned(), principal);
         }
         self.by_rate.insert((p.hourly_rate_cents, p.id));
+        self.spatial.insert(spatial_entry(p.location, p.id));
         self.professionals.insert(p.id, p.clone());
         Ok(Registered::Created(p.clone()))
     }
@@ -76,14 +83,22 @@ impl Directory {
             self.by_rate.remove(&(current.hourly_rate_cents, id));
             self.by_rate.insert((next.hourly_rate_cents, id));
         }
+        if next.location != current.location {
+            self.spatial.remove(&spatial_entry(current.location, id));
+            self.spatial.insert(spatial_entry(next.location, id));
+        }
         self.professionals.insert(id, next.clone());
         Ok(next)
     }
 
-    /// `O(log n + scanned)`: walks the `(rate, id)` order from the cursor or the minimum
-    /// rate and stops past the maximum rate.
+    /// Without a geo filter `O(log n + scanned)`: walks the `(rate, id)` order from the
+    /// cursor or the minimum rate and stops past the maximum rate. With one, visits
+    /// professionals nearest first and stops after the page (see `search_near`).
     pub(crate) fn search(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
         let limit = booking_core::store::check_limit(query.limit)? as usize;
+        if let Some(near) = &query.near {
+            return Ok(self.search_near(query, near, limit));
+        }
         let from_cursor = query
             .after
             .map(|c| Bound::Excluded((c.primary, ProfessionalId::from_uuid(c.id))));
@@ -113,6 +128,59 @@ impl Directory {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// The `limit + 1` smallest `(distance_mm, id)` keys after the cursor among the
+    /// matching professionals, kept in a bounded max-heap. Professionals are visited in
+    /// chord order from the centre (the same order as great-circle distance); the walk stops
+    /// once the next one is certainly past the radius or past the worst key kept.
+    fn search_near(
+        &self,
+        query: &ProfessionalQuery,
+        near: &GeoFilter,
+        limit: usize,
+    ) -> Page<Professional> {
+        let radius_mm = near.radius_mm() as f64;
+        let mut best: BinaryHeap<(Cursor, ProfessionalId)> = BinaryHeap::with_capacity(limit + 2);
+        let centre = unit_vector(near.center());
+        for (entry, chord_2) in self.spatial.nearest_neighbor_iter_with_distance_2(centre) {
+            let lower = lower_bound_mm(chord_2.sqrt());
+            if lower > radius_mm {
+                break;
+            }
+            if best.len() > limit
+                && best
+                    .peek()
+                    .is_some_and(|(top, _)| lower > top.primary as f64)
+            {
+                break;
+            }
+            let Some(p) = self.professionals.get(&entry.data) else {
+                continue;
+            };
+            if !query.matches(p) || !query.is_after_cursor(p) {
+                continue;
+            }
+            let key = query.sort_key(p);
+            if best.len() <= limit {
+                best.push((key, p.id));
+            } else if best.peek().is_some_and(|(top, _)| key < *top) {
+                best.pop();
+                best.push((key, p.id));
+            }
+        }
+        let mut items: Vec<Professional> = best
+            .into_sorted_vec()
+            .into_iter()
+            .filter_map(|(_, id)| self.professionals.get(&id).cloned())
+            .collect();
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|p| query.sort_key(p))
+        } else {
+            None
+        };
+        Page { items, next_cursor }
     }
 
     pub(crate) fn insert_client(
@@ -155,10 +223,11 @@ impl Directory {
     /// reference names a stored subject.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let ok = self.by_rate.len() == self.professionals.len()
-            && self
-                .professionals
-                .values()
-                .all(|p| self.by_rate.contains(&(p.hourly_rate_cents, p.id)));
+            && self.spatial.size() == self.professionals.len()
+            && self.professionals.values().all(|p| {
+                self.by_rate.contains(&(p.hourly_rate_cents, p.id))
+                    && self.spatial.contains(&spatial_entry(p.location, p.id))
+            });
         if !ok {
             return Err("professional search order out of step".into());
         }
@@ -172,4 +241,22 @@ impl Directory {
             Err("a request reference names a missing subject".into())
         }
     }
+}
+
+/// `p` on the unit sphere.
+fn unit_vector(p: GeoPoint) -> [f64; 3] {
+    let (lat, lng) = (p.lat.to_radians(), p.lng.to_radians());
+    [lat.cos() * lng.cos(), lat.cos() * lng.sin(), lat.sin()]
+}
+
+fn spatial_entry(p: GeoPoint, id: ProfessionalId) -> GeomWithData<[f64; 3], ProfessionalId> {
+    GeomWithData::new(unit_vector(p), id)
+}
+
+/// A lower bound of `distance_mm` for a point at `chord` (unit sphere) from the centre:
+/// the exact great-circle distance of that chord, less a margin for rounding in either
+/// formula (both are accurate to far below a millimetre).
+fn lower_bound_mm(chord: f64) -> f64 {
+    let km = 2.0 * EARTH_RADIUS_KM * (chord / 2.0).min(1.0).asin();
+    km * 1e6 * (1.0 - 1e-9) - 2.0
 }

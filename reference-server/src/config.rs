@@ -86,6 +86,17 @@ pub struct Config {
     /// Server-side `statement_timeout` of every PostgreSQL connection
     /// (`BOOKING_DB_STATEMENT_TIMEOUT_MS`, default 5 s; `None`: the server's default).
     pub db_statement_timeout: Option<Duration>,
+    /// `DATABASE_READ_URL`: a read replica of `DATABASE_URL` that serves searches (the
+    /// primary answers when it fails); ignored without `DATABASE_URL`.
+    pub database_read_url: Option<String>,
+    /// `REDIS_URL`: keep search pages in this Redis (shared by all instances); `None`: an
+    /// in-process cache.
+    pub redis_url: Option<String>,
+    /// `BOOKING_REDIS_PREFIX`: the prefix of every Redis key (default `booking:`).
+    pub redis_prefix: String,
+    /// `BOOKING_SEARCH_CACHE_TTL_SECONDS`: how long a cached search page lives (default 60;
+    /// changes invalidate at once, the TTL only bounds memory and a Redis split).
+    pub search_cache_ttl: Duration,
 }
 
 /// The default of [`Config::db_max_connections`].
@@ -110,6 +121,13 @@ impl fmt::Debug for Config {
             .field("sweep_interval", &self.sweep_interval)
             .field("db_max_connections", &self.db_max_connections)
             .field("db_statement_timeout", &self.db_statement_timeout)
+            .field(
+                "database_read_url",
+                &self.database_read_url.as_ref().map(|_| "<set>"),
+            )
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("search_cache_ttl", &self.search_cache_ttl)
             .finish()
     }
 }
@@ -134,6 +152,10 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(5),
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             db_statement_timeout: Some(Duration::from_secs(5)),
+            database_read_url: None,
+            redis_url: None,
+            redis_prefix: "booking:".to_owned(),
+            search_cache_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -269,6 +291,18 @@ impl Config {
             c.listen = l.trim().to_owned();
         }
         c.database_url = get("DATABASE_URL");
+        c.database_read_url = get("DATABASE_READ_URL").map(|u| u.trim().to_owned());
+        if let Some(url) = get("REDIS_URL") {
+            redis::parse_redis_url(url.trim())
+                .ok_or_else(|| ConfigError("REDIS_URL is not a redis:// URL".into()))?;
+            c.redis_url = Some(url.trim().to_owned());
+        }
+        if let Some(p) = get("BOOKING_REDIS_PREFIX") {
+            c.redis_prefix = p.trim().to_owned();
+        }
+        if let Some(v) = get("BOOKING_SEARCH_CACHE_TTL_SECONDS") {
+            c.search_cache_ttl = seconds("BOOKING_SEARCH_CACHE_TTL_SECONDS", &v, 86_400)?;
+        }
         if let Some(t) = get("BOOKING_ADMIN_TOKEN") {
             if t.len() < 16 {
                 return Err(ConfigError(

@@ -289,6 +289,21 @@ impl QueryParams {
         parsed
     }
 
+    /// The value of a core validation, or its field errors recorded.
+    pub fn take<T>(&mut self, result: booking_core::Result<T>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(booking_core::Error::Invalid(errs)) => {
+                self.errors.extend(errs);
+                None
+            }
+            Err(other) => {
+                self.error("", other.to_string());
+                None
+            }
+        }
+    }
+
     /// `name` as a `FromStr` value.
     pub fn get<T: FromStr>(&mut self, name: &str, message: &str) -> Option<T> {
         self.get_with(name, message, |s| s.parse().ok())

@@ -29,6 +29,7 @@ pub mod outbound;
 pub mod problem;
 pub mod relay;
 pub mod routes;
+pub mod search_cache;
 pub mod secrets;
 pub mod stripe;
 pub mod workers;
@@ -79,12 +80,26 @@ struct Inner {
     token_secret: secrets::TokenSecret,
     metrics: PrometheusHandle,
     openapi_json: Bytes,
+    search_cache: search_cache::SearchCache,
 }
 
 impl fmt::Debug for AppState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppState").finish_non_exhaustive()
     }
+}
+
+/// The search cache `config` asks for: Redis with `REDIS_URL`, in-process otherwise.
+fn search_cache_for(config: &Config) -> search_cache::SearchCache {
+    let ttl = config.search_cache_ttl;
+    if let Some(url) = &config.redis_url {
+        match search_cache::SearchCache::redis(url, &config.redis_prefix, ttl) {
+            Ok(cache) => return cache,
+            // The configuration checked the URL; this is only a belt for hand-built configs.
+            Err(e) => tracing::warn!(error = %e, "search cache: using the in-process cache"),
+        }
+    }
+    search_cache::SearchCache::in_process(ttl)
 }
 
 impl AppState {
@@ -141,8 +156,14 @@ impl AppState {
                 token_secret: secrets::TokenSecret::from_setting(config.token_secret.as_deref()),
                 metrics: metrics::handle(),
                 openapi_json: Bytes::from(openapi::json()),
+                search_cache: search_cache_for(config),
             }),
         }
+    }
+
+    /// The cache of search pages (in-process, or Redis with `REDIS_URL`).
+    pub fn search_cache(&self) -> &search_cache::SearchCache {
+        &self.inner.search_cache
     }
 
     /// The secrets Stripe signs webhook deliveries with (several while one is rotated).
@@ -518,9 +539,24 @@ async fn connect_store(config: &Config) -> Result<Arc<dyn Store>, StartupError> 
                 max_connections = pg.max_connections,
                 "connecting to PostgreSQL"
             );
-            let store = booking_postgres::PgStore::connect(&pg)
+            let mut store = booking_postgres::PgStore::connect(&pg)
                 .await
                 .map_err(|e| StartupError::Store(e.to_string()))?;
+            if let Some(read_url) = &config.database_read_url {
+                let read = booking_postgres::PgConfig {
+                    // A replica that is down costs a search at most this before the
+                    // primary answers it.
+                    acquire_timeout: std::time::Duration::from_secs(1),
+                    ..booking_postgres::PgConfig {
+                        url: read_url.clone(),
+                        ..pg.clone()
+                    }
+                };
+                tracing::info!(url = %read.redacted_url(), "searches read from a replica");
+                store = store
+                    .with_read_replica(&read)
+                    .map_err(|e| StartupError::Store(format!("DATABASE_READ_URL: {e}")))?;
+            }
             store
                 .migrate()
                 .await

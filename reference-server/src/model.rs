@@ -172,6 +172,11 @@ pub struct ProfessionalView {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// Great-circle distance in km from the search centre, in whole millimetres (rounded
+    /// down); present only in answers to a search with `lat`, `lng` and `radius_km`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, example = 2.417893)]
+    pub distance_km: Option<f64>,
 }
 
 impl From<&Professional> for ProfessionalView {
@@ -190,6 +195,7 @@ impl From<&Professional> for ProfessionalView {
             is_active: p.is_active,
             created_at: p.created_at,
             updated_at: p.updated_at,
+            distance_km: None,
         }
     }
 }

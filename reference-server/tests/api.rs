@@ -618,8 +618,18 @@ async fn search_filters_order_and_pagination() {
         "category=Bad%20Slug",
         "min_rate_cents=-1",
         "min_rate_cents=5&max_rate_cents=4",
-        "lat=1&lng=2&radius_km=3",
-        "q=massage",
+        "lat=1&lng=2",
+        "radius_km=3",
+        "lat=91&lng=2&radius_km=3",
+        "lat=1&lng=-181&radius_km=3",
+        "lat=1&lng=2&radius_km=0",
+        "lat=1&lng=2&radius_km=20000.5",
+        "lat=NaN&lng=2&radius_km=3",
+        "lat=1&lng=2&radius_km=inf",
+        "lat=x&lng=2&radius_km=3",
+        "q=",
+        "q=%20%20",
+        "q=a%00b",
     ] {
         app.get(&format!("/v1/professionals?{q}"), &t)
             .await

@@ -74,7 +74,7 @@ pub struct GeoPoint {
 }
 
 impl GeoPoint {
-    /// A validated point.
+    /// A validated point, its coordinates rounded to multiples of 1e-9 degrees.
     ///
     /// ```
     /// use booking_core::GeoPoint;
@@ -94,8 +94,21 @@ impl GeoPoint {
             "must be between -180 and 180",
         );
         v.finish()?;
-        Ok(Self { lat, lng })
+        Ok(Self {
+            lat: quantize_degrees(lat),
+            lng: quantize_degrees(lng),
+        })
     }
+}
+
+/// Rounds degrees to a multiple of 1e-9 (about 0.1 mm on the ground).
+///
+/// Values written with at most nine decimals come back unchanged; what it removes is
+/// subnormal and near-subnormal noise such as `1e-300`, whose products underflow (an error
+/// in PostgreSQL's float arithmetic, which evaluates the same distance formula as
+/// [`crate::search::distance_km`]).
+fn quantize_degrees(deg: f64) -> f64 {
+    (deg * 1e9).round() / 1e9
 }
 
 /// Parses an IANA time zone name such as `Europe/Berlin`.

@@ -26,11 +26,13 @@ mod outbound;
 mod outbox;
 mod payments;
 mod requests;
+mod search;
 pub use inbox::*;
 pub use outbound::*;
 pub use outbox::*;
 pub use payments::*;
 pub use requests::*;
+pub use search::*;
 
 fn is_unavailable<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::SlotUnavailable))
@@ -1337,6 +1339,8 @@ pub async fn search_filters_and_paginates<S: Store + ?Sized>(store: Arc<S>) {
         category: category.map(|c| crate::domain::Category::parse(c).expect("slug")),
         min_rate_cents: min,
         max_rate_cents: max,
+        near: None,
+        text: None,
         limit: 2,
         after: None,
     };

@@ -157,6 +157,9 @@ macro_rules! conformance_suite {
             webhook_retry_is_scheduled_and_failure_is_final,
             webhook_redeliver_keeps_the_id,
             webhook_delete_stops_new_deliveries,
+            search_by_radius_orders_by_distance,
+            search_text_matches_every_term,
+            search_matches_brute_force_and_pages_cleanly,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

@@ -41,6 +41,8 @@ use crate::error::{PgError, RetryPolicy};
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Optional pool on a read replica for search; the primary answers when it fails.
+    read_pool: Option<PgPool>,
     retry: RetryPolicy,
     /// Whose clock decides hold expiry (see [`PgClock`]).
     clock: PgClock,
@@ -54,6 +56,7 @@ impl fmt::Debug for PgStore {
             .field("pool_size", &self.pool.size())
             .field("idle", &self.pool.num_idle())
             .field("clock", &self.clock)
+            .field("read_replica", &self.read_pool.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +91,7 @@ impl PgStore {
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
+            read_pool: None,
             retry: RetryPolicy::default(),
             clock: PgClock::Database,
             attachment: None,
@@ -114,6 +118,22 @@ impl PgStore {
         self.clock
     }
 
+    /// Serves searches ([`booking_core::store::DirectoryStore::search_professionals`]) from
+    /// `pool`, e.g. on a streaming read replica, opened lazily like
+    /// [`PgStore::connect_lazy`]. Writes and every other read stay on the primary. When a
+    /// search fails on the replica (unreachable, not migrated yet, cancelled), it is
+    /// answered from the primary instead. A replica lags: a change may show up there a
+    /// moment after its write returned.
+    pub fn with_read_replica(mut self, config: &PgConfig) -> Result<Self> {
+        self.read_pool = Some(pool_options(config).connect_lazy_with(connect_options(config)?));
+        Ok(self)
+    }
+
+    /// The read replica's pool, if one is configured.
+    pub fn read_pool(&self) -> Option<&PgPool> {
+        self.read_pool.as_ref()
+    }
+
     /// Applies the embedded [`MIGRATOR`] migrations that are not applied yet. Safe to run at
     /// every start-up and from several processes at once (sqlx serialises them with an
     /// advisory lock).
@@ -131,6 +151,9 @@ impl PgStore {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        if let Some(read) = &self.read_pool {
+            read.close().await;
+        }
         self.pool.close().await;
     }
 

@@ -1,10 +1,12 @@
 //! Professionals: create, read, update, search; schedules; availability.
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use booking_core::schedule::ScheduleInput;
+use booking_core::search::{GeoFilter, TextQuery};
 use booking_core::store::ProfessionalQuery;
 use booking_core::store::Registered;
 use booking_core::{
@@ -24,6 +26,8 @@ use crate::model::{
     ProfessionalView, ScheduleDoc, ScheduleInputDoc, SlotView,
 };
 use crate::problem::Problem;
+use crate::search_cache::page_key;
+use sha2::{Digest, Sha256};
 
 /// Creates a professional (admin only) and returns their API token once.
 #[utoipa::path(
@@ -54,6 +58,8 @@ pub async fn create_professional(
         let owner = Principal::Professional(existing.id);
         crate::secrets::ensure_owner(&state, &token, owner).await?;
     }
+    // After the commit: the next search misses the cache and sees this professional.
+    state.search_cache().bump().await;
     Ok(json(
         StatusCode::CREATED,
         &CreatedProfessional {
@@ -102,6 +108,7 @@ pub async fn update_professional(
     engine.may_manage_professional(actor, id).await?;
     let patch: ProfessionalPatch = body.parse()?;
     let p = engine.update_professional(actor, id, &patch).await?;
+    state.search_cache().bump().await;
     Ok(json(StatusCode::OK, &ProfessionalView::from(&p)))
 }
 
@@ -119,6 +126,24 @@ pub struct SearchParams {
     /// Maximum hourly rate in cents, inclusive; not less than `min_rate_cents`.
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     max_rate_cents: Option<i64>,
+    /// Latitude of the search centre in degrees. `lat`, `lng` and `radius_km` come together
+    /// or not at all (422 otherwise); with them, only professionals within `radius_km`
+    /// (great-circle distance on a sphere of 6371.0088 km) are returned, nearest first, each
+    /// with `distance_km`.
+    #[param(minimum = -90, maximum = 90)]
+    lat: Option<f64>,
+    /// Longitude of the search centre in degrees.
+    #[param(minimum = -180, maximum = 180)]
+    lng: Option<f64>,
+    /// Search radius in kilometres, greater than 0 and at most 20000.
+    #[param(exclusive_minimum = 0, maximum = 20000)]
+    radius_km: Option<f64>,
+    /// Text: trimmed, 1 to 100 characters, no control characters. Split at whitespace into
+    /// terms; a professional matches when every term is a substring of their name or of
+    /// their category, ignoring the case of ASCII letters (`ann` finds "Anna" and "JOANNE";
+    /// `é` does not find "É").
+    #[param(min_length = 1, max_length = 100)]
+    q: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
@@ -127,28 +152,33 @@ pub struct SearchParams {
     cursor: Option<String>,
 }
 
-/// Active professionals, ordered by `(hourly_rate_cents, id)`.
+/// Active professionals matching every filter given.
 ///
-/// The geo filters (`lat`, `lng`, `radius_km`) and the text filter `q` are not supported
-/// yet: a request that sends any of them is refused with 422 `validation_failed`.
+/// Ordered by `(hourly_rate_cents, id)`; with a geo filter (`lat`, `lng`, `radius_km`) by
+/// distance, then id, and each result carries `distance_km`.
 #[utoipa::path(
     get,
     path = "/v1/professionals",
     tag = "professionals",
-    params(SearchParams),
-    responses((status = 200, description = "A page of professionals", body = ProfessionalList)),
+    params(
+        SearchParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 if the page is unchanged")
+    ),
+    responses(
+        (status = 200, description = "A page of professionals", body = ProfessionalList,
+         headers(("ETag" = String, description = "Digest of this page"),
+                 ("Cache-Control" = String, description = "`private, no-cache`: revalidate with If-None-Match"))),
+        (status = 304, description = "Not modified: the page named by If-None-Match is still current",
+         headers(("ETag" = String, description = "Digest of the page")))
+    ),
     security(("bearer" = []))
 )]
 pub async fn search_professionals(
     State(state): State<AppState>,
     _caller: Caller,
+    headers: HeaderMap,
     mut q: QueryParams,
 ) -> Result<Response, Problem> {
-    for unsupported in ["lat", "lng", "radius_km", "q"] {
-        if q.raw(unsupported).is_some() {
-            q.error(unsupported, "not supported yet");
-        }
-    }
     let category = q.get_with(
         "category",
         "must be a lower-case slug of 1-64 characters (a-z, 0-9, -)",
@@ -162,35 +192,132 @@ pub async fn search_professionals(
     {
         q.error("max_rate_cents", "must not be less than min_rate_cents");
     }
+    let near = geo_filter(&mut q);
+    let text = match q.raw("q").map(str::to_owned) {
+        Some(raw) => q.take(TextQuery::parse(&raw)),
+        None => None,
+    };
     let limit = q.limit();
-    let digest = QueryDigest::of(
-        "professionals",
-        &[
-            ("category", category.as_ref().map(ToString::to_string)),
-            ("min_rate_cents", min_rate_cents.map(|n| n.to_string())),
-            ("max_rate_cents", max_rate_cents.map(|n| n.to_string())),
-        ],
-    );
+    let mut filters = vec![
+        ("category", category.as_ref().map(ToString::to_string)),
+        ("min_rate_cents", min_rate_cents.map(|n| n.to_string())),
+        ("max_rate_cents", max_rate_cents.map(|n| n.to_string())),
+    ];
+    // Appended only when present, so that cursors of rate-ordered queries stay valid.
+    if let Some(g) = &near {
+        let c = g.center();
+        filters.push((
+            "near",
+            Some(format!("{:?},{:?},{:?}", c.lat, c.lng, g.radius_km())),
+        ));
+    }
+    if let Some(t) = &text {
+        filters.push(("q", Some(t.terms().join(" "))));
+    }
+    let digest = QueryDigest::of("professionals", &filters);
     let raw_cursor = q.raw("cursor").map(str::to_owned);
     q.finish()?;
     let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
-    let page = state
-        .engine()
-        .search_professionals(&ProfessionalQuery {
-            category,
-            min_rate_cents,
-            max_rate_cents,
-            limit,
-            after,
-        })
-        .await?;
-    Ok(json(
-        StatusCode::OK,
-        &ProfessionalList {
-            data: page.items.iter().map(ProfessionalView::from).collect(),
-            next_cursor: page.next_cursor.map(|c| cursor::encode(&c, digest)),
-        },
-    ))
+    filters.push(("limit", Some(limit.to_string())));
+    filters.push(("cursor", after.map(|c| cursor::encode(&c, digest))));
+    let key = page_key(&filters);
+    let cache = state.search_cache();
+    let generation = cache.generation().await;
+    if let Some(g) = generation
+        && let Some(page) = cache.get(g, &key).await
+    {
+        return Ok(cached_page(page, &headers));
+    }
+    let query = ProfessionalQuery {
+        category,
+        min_rate_cents,
+        max_rate_cents,
+        near,
+        text,
+        limit,
+        after,
+    };
+    let page = state.engine().search_professionals(&query).await?;
+    let list = ProfessionalList {
+        data: page
+            .items
+            .iter()
+            .map(|p| ProfessionalView {
+                distance_km: query.distance_km(p),
+                ..ProfessionalView::from(p)
+            })
+            .collect(),
+        next_cursor: page.next_cursor.map(|c| cursor::encode(&c, digest)),
+    };
+    let body = Bytes::from(
+        serde_json::to_vec(&list)
+            .map_err(|e| Problem::internal(&format!("serialising a search page: {e}")))?,
+    );
+    if let Some(g) = generation {
+        cache.put(g, &key, body.clone()).await;
+    }
+    Ok(cached_page(body, &headers))
+}
+
+/// `Cache-Control` of search answers: any cache may keep them but must revalidate (a
+/// change of a professional is visible at once), which `ETag`/`If-None-Match` makes cheap.
+const SEARCH_CACHE_CONTROL: &str = "private, no-cache";
+
+/// A search page with its `ETag` (a digest of the body), or 304 when `If-None-Match`
+/// names it.
+fn cached_page(body: Bytes, request: &HeaderMap) -> Response {
+    let digest = Sha256::digest(&body);
+    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let matches = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str()));
+    let mut res = if matches {
+        let mut r = Response::new(axum::body::Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(axum::body::Body::from(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    let h = res.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(SEARCH_CACHE_CONTROL),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    res
+}
+
+/// `lat`, `lng` and `radius_km`: all three or none; each a finite number in range.
+fn geo_filter(q: &mut QueryParams) -> Option<GeoFilter> {
+    const NAMES: [&str; 3] = ["lat", "lng", "radius_km"];
+    let given = NAMES.map(|n| q.raw(n).is_some());
+    if given.iter().all(|g| !g) {
+        return None;
+    }
+    let number = |s: &str| s.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+    let mut values = [None; 3];
+    for (i, name) in NAMES.into_iter().enumerate() {
+        if given[i] {
+            values[i] = q.get_with(name, "must be a number", number);
+        } else {
+            q.error(name, "is required with lat, lng and radius_km");
+        }
+    }
+    match values {
+        [Some(lat), Some(lng), Some(radius)] => q.take(GeoFilter::new(lat, lng, radius)),
+        _ => None,
+    }
 }
 
 /// Replaces a professional's schedule (admin or the professional).

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# EXPLAIN (ANALYZE, BUFFERS) of every search query shape on a seeded scratch database,
+# without and with the search indexes of migration 20260712000001_search.sql.
+#
+#   booking-postgres/bench/search_plans.sh [rows]      (default 200000)
+#
+# Uses PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres); creates and finally drops
+# the database search_plans_$$. Prints Markdown on stdout (docs/search-plans.md is its output).
+set -euo pipefail
+rows=${1:-200000}
+here=$(cd "$(dirname "$0")" && pwd)
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+db=search_plans_$$
+psql -qX -d postgres -c "CREATE DATABASE $db" >/dev/null
+trap 'psql -qX -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null' EXIT
+for f in "$here"/../migrations/*.sql; do
+    psql -qX -v ON_ERROR_STOP=1 -d "$db" -f "$f" >/dev/null
+done
+psql -qX -v ON_ERROR_STOP=1 -d "$db" -v n="$rows" -f "$here/search_seed.sql" >/dev/null
+
+# The statements `search_sql` (src/store/directory.rs) builds, with the values inlined.
+# 10 km around Berlin: earth_box half-side = 10000 m * 6378168/6371008.8 * (1 + 1e-9) + 1.
+box=10012.237155
+declare -a names=(
+  "category + rate range, first page"
+  "category + rate range, deep page (keyset)"
+  "no filter, first page"
+  "10 km radius + category + rate range, first page"
+  "10 km radius, deep page (keyset on distance)"
+  "text q=ann (one term), first page"
+  "text q=\"anna schmidt\" (two terms), first page"
+  "text q=schmidt + 10 km radius"
+  "text q=\"zoë yilmaz\" (rare terms), first page"
+)
+declare -a sqls=(
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND category = 'massage' AND hourly_rate_cents >= 4000 AND hourly_rate_cents <= 8000) AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND category = 'massage' AND hourly_rate_cents >= 4000 AND hourly_rate_cents <= 8000) AS hit WHERE true AND (hourly_rate_cents, id) > (7000, '80000000-0000-0000-0000-000000000000') ORDER BY hourly_rate_cents, id LIMIT 21"
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active) AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND category = 'massage' AND hourly_rate_cents >= 4000 AND hourly_rate_cents <= 8000) AS hit WHERE distance_mm <= 10000000 ORDER BY distance_mm, id LIMIT 21"
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng)) AS hit WHERE distance_mm <= 10000000 AND (distance_mm, id) > (8000000, '00000000-0000-0000-0000-000000000000') ORDER BY distance_mm, id LIMIT 21"
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND search_doc LIKE '%ann%') AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND search_doc LIKE '%anna%' AND search_doc LIKE '%schmidt%') AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND search_doc LIKE '%schmidt%') AS hit WHERE distance_mm <= 10000000 ORDER BY distance_mm, id LIMIT 21"
+"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND search_doc LIKE '%zoë%' AND search_doc LIKE '%yilmaz%') AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
+)
+
+explain_all() {
+    for i in "${!sqls[@]}"; do
+        echo
+        echo "#### ${names[$i]}"
+        echo
+        echo '```'
+        # Warm once, then measure.
+        psql -qX -d "$db" -c "${sqls[$i]}" >/dev/null
+        psql -qAtX -d "$db" -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sqls[$i]}"
+        echo '```'
+    done
+}
+
+active=$(psql -qAtX -d "$db" -c "SELECT count(*) FROM professionals WHERE is_active")
+echo "## $rows professionals ($active active), PostgreSQL $(psql -qAtX -d "$db" -c 'SHOW server_version')"
+echo
+echo "Seed: \`booking-postgres/bench/search_seed.sql\`, 300 cities, 20 categories."
+echo
+echo "### Without the search indexes (only the rate and category btrees)"
+psql -qX -d "$db" -c "DROP INDEX professionals_earth_idx, professionals_search_doc_trgm_idx" >/dev/null
+explain_all
+echo
+echo "### With the search indexes (GiST on ll_to_earth, trigram GIN on search_doc)"
+psql -qX -d "$db" -f - >/dev/null <<'SQL'
+CREATE INDEX professionals_earth_idx ON professionals USING gist (ll_to_earth(lat, lng)) WHERE is_active;
+CREATE INDEX professionals_search_doc_trgm_idx ON professionals USING gin (search_doc gin_trgm_ops) WHERE is_active;
+ANALYZE professionals;
+SQL
+explain_all

@@ -1,0 +1,263 @@
+//! Cached pages of `GET /v1/professionals`.
+//!
+//! A page is stored under its query (filters, page size, cursor) *and the current generation*.
+//! Every create or update of a professional bumps the generation after its change committed,
+//! so the next search misses and reads the store: no page from before a change is ever
+//! served after it (versioned keys, not best-effort deletes; old pages just age out).
+//!
+//! * In-process (default): a bounded `moka` cache and an atomic generation.
+//! * Redis (`REDIS_URL`): pages and the generation live in Redis (`INCR`), so every
+//!   instance sees every other instance's bumps. Each Redis call has a short deadline; when
+//!   Redis is unreachable, searches are answered from the store. A bump that could not reach
+//!   Redis is retried before this instance uses the cache again; until then it bypasses it.
+//!   (Another instance that still reaches Redis may serve pages of the old generation for at
+//!   most the TTL in that split: the price of an unreachable shared cache.)
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use redis::AsyncCommands as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+
+/// How long one Redis call may take before the search goes to the store instead.
+const REDIS_DEADLINE: Duration = Duration::from_millis(150);
+
+/// Pages the in-process cache holds at most.
+const LOCAL_CAPACITY: u64 = 20_000;
+
+/// The search page cache; see the module docs.
+pub struct SearchCache {
+    backend: Backend,
+    ttl: Duration,
+}
+
+enum Backend {
+    Local {
+        generation: AtomicU64,
+        pages: moka::sync::Cache<String, Bytes>,
+    },
+    Redis {
+        client: redis::Client,
+        manager: tokio::sync::OnceCell<ConnectionManager>,
+        prefix: String,
+        /// A bump did not reach Redis; it is retried before the cache is used again.
+        bump_pending: AtomicBool,
+    },
+}
+
+impl std::fmt::Debug for SearchCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.backend {
+            Backend::Local { .. } => "in-process",
+            Backend::Redis { .. } => "redis",
+        };
+        f.debug_struct("SearchCache")
+            .field("backend", &kind)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+/// The cache key of one page: a digest of everything that selects it.
+pub fn page_key(parts: &[(&str, Option<String>)]) -> String {
+    let mut h = Sha256::new();
+    for (name, value) in parts {
+        h.update(name.as_bytes());
+        match value {
+            Some(v) => {
+                h.update([1]);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v.as_bytes());
+            }
+            None => h.update([0]),
+        }
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+impl SearchCache {
+    /// An in-process cache whose pages live at most `ttl`.
+    pub fn in_process(ttl: Duration) -> Self {
+        Self {
+            backend: Backend::Local {
+                generation: AtomicU64::new(0),
+                pages: moka::sync::Cache::builder()
+                    .max_capacity(LOCAL_CAPACITY)
+                    .time_to_live(ttl)
+                    .build(),
+            },
+            ttl,
+        }
+    }
+
+    /// A cache in the Redis at `url`; every key starts with `prefix`. Connects lazily, so a
+    /// Redis that is down at start-up only means searches go to the store until it is up.
+    pub fn redis(url: &str, prefix: &str, ttl: Duration) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL: {e}"))?;
+        Ok(Self {
+            backend: Backend::Redis {
+                client,
+                manager: tokio::sync::OnceCell::new(),
+                prefix: prefix.to_owned(),
+                bump_pending: AtomicBool::new(false),
+            },
+            ttl,
+        })
+    }
+
+    /// The current generation, or `None` when the cache cannot be used right now.
+    pub async fn generation(&self) -> Option<u64> {
+        match &self.backend {
+            Backend::Local { generation, .. } => Some(generation.load(Ordering::Acquire)),
+            Backend::Redis {
+                prefix,
+                bump_pending,
+                ..
+            } => {
+                if bump_pending.load(Ordering::Acquire) {
+                    self.bump().await;
+                    if bump_pending.load(Ordering::Acquire) {
+                        return None;
+                    }
+                }
+                let mut conn = self.connection().await?;
+                let key = format!("{prefix}search:generation");
+                let got: Option<u64> = deadline(conn.get(key)).await?;
+                Some(got.unwrap_or(0))
+            }
+        }
+    }
+
+    /// The page stored under `key` in generation `generation`, if any.
+    pub async fn get(&self, generation: u64, key: &str) -> Option<Bytes> {
+        match &self.backend {
+            Backend::Local { pages, .. } => pages.get(&format!("{generation}:{key}")),
+            Backend::Redis { prefix, .. } => {
+                let mut conn = self.connection().await?;
+                let key = format!("{prefix}search:page:{generation}:{key}");
+                let got: Option<Vec<u8>> = deadline(conn.get(key)).await?;
+                got.map(Bytes::from)
+            }
+        }
+    }
+
+    /// Stores a page under `key` in generation `generation` (best effort).
+    pub async fn put(&self, generation: u64, key: &str, page: Bytes) {
+        match &self.backend {
+            Backend::Local { pages, .. } => pages.insert(format!("{generation}:{key}"), page),
+            Backend::Redis { prefix, .. } => {
+                let Some(mut conn) = self.connection().await else {
+                    return;
+                };
+                let key = format!("{prefix}search:page:{generation}:{key}");
+                let ttl = self.ttl.as_secs().max(1);
+                let _: Option<()> = deadline(conn.set_ex(key, page.as_ref(), ttl)).await;
+            }
+        }
+    }
+
+    /// Starts a new generation: call after a change of a professional has committed.
+    pub async fn bump(&self) {
+        match &self.backend {
+            Backend::Local { generation, pages } => {
+                generation.fetch_add(1, Ordering::AcqRel);
+                pages.invalidate_all();
+            }
+            Backend::Redis {
+                prefix,
+                bump_pending,
+                ..
+            } => {
+                let done = match self.connection().await {
+                    Some(mut conn) => {
+                        let key = format!("{prefix}search:generation");
+                        let n: Option<u64> = deadline(conn.incr(key, 1u64)).await;
+                        n.is_some()
+                    }
+                    None => false,
+                };
+                if !done {
+                    tracing::warn!("search cache: Redis unreachable; bypassing the cache");
+                }
+                bump_pending.store(!done, Ordering::Release);
+            }
+        }
+    }
+
+    /// The Redis connection manager (created on first use), if Redis is configured.
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let Backend::Redis {
+            client, manager, ..
+        } = &self.backend
+        else {
+            return None;
+        };
+        manager
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(REDIS_DEADLINE))
+                    .set_response_timeout(Some(REDIS_DEADLINE))
+                    .set_number_of_retries(1);
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
+            })
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "search cache: Redis client"))
+            .ok()
+            .cloned()
+    }
+}
+
+/// Runs a Redis call with [`REDIS_DEADLINE`]; any failure is `None` (and logged).
+async fn deadline<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
+    match tokio::time::timeout(REDIS_DEADLINE, call).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "search cache: Redis call failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("search cache: Redis call timed out");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_pages_belong_to_their_generation() {
+        let cache = SearchCache::in_process(Duration::from_secs(60));
+        let g = cache.generation().await.expect("local is always usable");
+        cache.put(g, "k", Bytes::from_static(b"page")).await;
+        assert_eq!(cache.get(g, "k").await.as_deref(), Some(&b"page"[..]));
+        cache.bump().await;
+        let g2 = cache.generation().await.expect("usable");
+        assert_ne!(g, g2);
+        assert_eq!(cache.get(g2, "k").await, None);
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_is_bypassed() {
+        // Port 1 on localhost: connection refused at once.
+        let cache = SearchCache::redis("redis://127.0.0.1:1/", "t:", Duration::from_secs(60))
+            .expect("a valid URL");
+        assert_eq!(cache.generation().await, None);
+        cache.bump().await;
+        cache.put(0, "k", Bytes::from_static(b"x")).await;
+        assert_eq!(cache.get(0, "k").await, None);
+    }
+
+    #[test]
+    fn page_keys_separate_values_and_absence() {
+        let a = page_key(&[("a", Some("1".into())), ("b", None)]);
+        let b = page_key(&[("a", None), ("b", Some("1".into()))]);
+        let c = page_key(&[("a", Some("1".into())), ("b", Some(String::new()))]);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, page_key(&[("a", Some("1".into())), ("b", None)]));
+    }
+}
