@@ -18,6 +18,9 @@
 //! * With payments, a provider event's effect on its booking and the event's "processed"
 //!   mark commit together, and any order or duplication of a set of events ends in the same
 //!   states; a failed provider call never leaves a hold blocking a slot.
+//! * Each outbox event is fanned out to the matching outbound webhook subscriptions exactly
+//!   once ([`store::SubscriptionStore::record_deliveries`] marks and fans out in one step),
+//!   and a delivery keeps its id across retries and redeliveries.
 //! * Slots are computed in the professional's time zone and are correct across daylight
 //!   saving transitions ([`schedule`]).
 //!
@@ -26,7 +29,7 @@
 //! | feature   | what it adds |
 //! |-----------|--------------|
 //! | `testing` | [`testing`]: the adapter conformance suite (`conformance_suite!`), proptest strategies and a reference model |
-//! | (always)  | [`webhook`]: Stripe's `t=`/`v1=` webhook signatures: header parser, constant-time [`webhook::verify`] with tolerance and secret rotation, [`webhook::sign`] for outbound deliveries; the Stripe event envelope; the inbox and its retry policy |
+//! | (always)  | [`webhook`]: Stripe's `t=`/`v1=` webhook signatures: header parser, constant-time [`webhook::verify`] with tolerance and secret rotation, [`webhook::sign`] for outbound deliveries; the Stripe event envelope; the inbox and its retry policy; outbound subscriptions, deliveries and the retry decision ([`webhook::outbound`]) |
 //! | (always)  | [`payment`]: the [`payment::PaymentGateway`] a provider implements, the payment kept on a booking, and the pure, order-independent effect of a provider event ([`payment::apply_change`]) |
 //!
 //! ## Example

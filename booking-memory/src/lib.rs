@@ -286,6 +286,7 @@ impl MemoryStore {
         read(&self.directory).check()?;
         lock(&self.idempotency).check()?;
         lock(&self.inbox).check()?;
+        lock(&self.webhooks).check()?;
         Ok(())
     }
 

@@ -445,3 +445,27 @@ proptest! {
         }
     }
 }
+
+/// The webhook indexes stay in step with the deliveries through the whole life of a
+/// delivery (fan-out, claim, retry, failure, redelivery, delete).
+#[test]
+fn webhook_indexes_match_the_deliveries_after_every_check() {
+    use booking_core::testing::checks;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        checks::webhook_retry_is_scheduled_and_failure_is_final(store.clone()).await;
+        store
+            .check_invariants()
+            .expect("after retries and a failure");
+        let store = std::sync::Arc::new(MemoryStore::new());
+        checks::webhook_redeliver_keeps_the_id(store.clone()).await;
+        store.check_invariants().expect("after a redelivery");
+        let store = std::sync::Arc::new(MemoryStore::new());
+        checks::webhook_delete_stops_new_deliveries(store.clone()).await;
+        store.check_invariants().expect("after a delete");
+    });
+}

@@ -259,6 +259,50 @@ impl Webhooks {
         Ok(page(items, limit, Delivery::cursor))
     }
 
+    /// The indexes match the rows: every pending delivery is due exactly once at its
+    /// `next_attempt_at`, every delivery is listed under its (existing) subscription once,
+    /// and each `(subscription, event)` pair has one delivery.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        if self.positions.len() != self.subscriptions.len()
+            || self
+                .positions
+                .iter()
+                .any(|(id, c)| self.subscriptions.get(c).is_none_or(|s| s.id != *id))
+        {
+            return Err("webhooks: subscription index does not match".into());
+        }
+        let mut due = BTreeSet::new();
+        let mut pairs = HashSet::new();
+        for (id, row) in &self.rows {
+            let d = &row.delivery;
+            if d.id != *id || !self.positions.contains_key(&d.subscription_id) {
+                return Err(format!("webhooks: delivery {id} without its subscription"));
+            }
+            if !pairs.insert((d.subscription_id, row.event.id)) {
+                return Err(format!("webhooks: two deliveries of one event ({id})"));
+            }
+            match (d.status, d.next_attempt_at) {
+                (DeliveryStatus::Pending, Some(at)) => {
+                    due.insert((at, *id));
+                }
+                (DeliveryStatus::Pending, None) => {
+                    return Err(format!("webhooks: pending delivery {id} is never due"));
+                }
+                (_, Some(_)) => {
+                    return Err(format!("webhooks: settled delivery {id} is still due"));
+                }
+                (_, None) => {}
+            }
+            if self.by_subscription.get(&(d.subscription_id, d.cursor())) != Some(id) {
+                return Err(format!("webhooks: delivery {id} is not listed"));
+            }
+        }
+        if due != self.due || pairs != self.pairs || self.by_subscription.len() != self.rows.len() {
+            return Err("webhooks: due, pair or list index does not match the deliveries".into());
+        }
+        Ok(())
+    }
+
     pub(crate) fn redeliver(&mut self, id: DeliveryId, now: DateTime<Utc>) -> Result<Delivery> {
         let row = self
             .rows
