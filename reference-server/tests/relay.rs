@@ -263,6 +263,139 @@ async fn nats_down_then_up_loses_nothing() {
     drop_stream(&config).await;
 }
 
+/// A private `nats-server -js` on a free port, with its own store directory, that the
+/// test can stop and start again (the shared server on 4222 must stay up for the rest).
+struct OwnNats {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNats {
+    fn binary() -> Option<std::path::PathBuf> {
+        ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    fn new() -> Option<Self> {
+        Self::binary()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("relay-nats-{}", uuid::Uuid::now_v7().simple()));
+        Some(Self {
+            port,
+            dir,
+            child: None,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let binary = Self::binary().expect("nats-server");
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not start on {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// NATS really goes down while the server's relay runs, events are written meanwhile, and
+/// NATS comes back (same store directory): every event arrives once, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_survives_nats_going_down_and_up() {
+    if nats_config().await.is_none() {
+        return;
+    }
+    let Some(mut nats) = OwnNats::new() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("nats-server binary not found, and CI requires it");
+        }
+        eprintln!("SKIPPED: no nats-server binary to stop and start");
+        return;
+    };
+    nats.start().await;
+    let config = NatsConfig::new(nats.url());
+    let app = app_on(Arc::new(booking_memory::MemoryStore::new()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = reference_server::relay::spawn(app.state.clone(), config.clone(), stopped);
+    let mut events = make_events(&app, 2).await;
+    wait_for_messages(&config, events.len()).await;
+    nats.stop();
+    // Written while NATS is down: they wait in the outbox.
+    events = {
+        let (pro, _) = app.open_professional(0).await;
+        let (_, client) = app.client("relay-down").await;
+        for i in 0..3 {
+            app.post("/v1/bookings", &client, booking_body(&pro, 600 + i * 60, 30))
+                .await
+                .assert_status(201);
+        }
+        app.state
+            .engine()
+            .store()
+            .events_after(None, 10_000)
+            .await
+            .expect("events")
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.start().await;
+    let messages = wait_for_messages(&config, events.len()).await;
+    let _ = stop.send(true);
+    task.await.expect("relay task");
+    assert_published_once(&messages, &events, &config);
+}
+
+/// Polls the stream of `config` until it holds `n` messages (or 60 s: a claim made while
+/// NATS was down is handed out again when its 30 s lease runs out); returns them.
+async fn wait_for_messages(config: &NatsConfig, n: usize) -> Vec<(String, String, Value)> {
+    let mut messages = Vec::new();
+    for _ in 0..600 {
+        if let Ok(client) = async_nats::connect(config.url.as_str()).await
+            && jetstream::new(client).get_stream(&config.stream).await.is_ok()
+        {
+            messages = stream_messages(config).await;
+            if messages.len() >= n {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    messages
+}
+
 /// The server's own loop (`NATS_URL` set) publishes what the API writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_relays_on_its_own() {
