@@ -513,5 +513,30 @@ mod tests {
         assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "many")]).is_err());
         assert!(from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "-5")]).is_err());
         assert!(from(&[("BOOKING_WEBHOOK_ALLOW_PRIVATE", "yes please")]).is_err());
+        assert!(from(&[("REDIS_URL", "http://cache:6379")]).is_err());
+        assert!(from(&[("BOOKING_SEARCH_CACHE_TTL_SECONDS", "0")]).is_err());
+    }
+
+    #[test]
+    fn search_settings() {
+        let c = from(&[
+            ("REDIS_URL", " redis://:pw@cache:6379/2 "),
+            ("BOOKING_REDIS_PREFIX", "tenant-a:"),
+            ("BOOKING_SEARCH_CACHE_TTL_SECONDS", "30"),
+            ("DATABASE_READ_URL", "postgres://u:secret@replica/db"),
+        ])
+        .unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("redis://:pw@cache:6379/2"));
+        assert_eq!(c.redis_prefix, "tenant-a:");
+        assert_eq!(c.search_cache_ttl, Duration::from_secs(30));
+        assert_eq!(
+            c.database_read_url.as_deref(),
+            Some("postgres://u:secret@replica/db")
+        );
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains(":pw@") && !shown.contains("u:secret@"),
+            "{shown}"
+        );
     }
 }

@@ -273,10 +273,14 @@ struct OwnNats {
 
 impl OwnNats {
     fn binary() -> Option<std::path::PathBuf> {
-        ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-            .iter()
-            .map(std::path::PathBuf::from)
-            .find(|p| p.exists())
+        [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
     }
 
     fn new() -> Option<Self> {
@@ -286,7 +290,8 @@ impl OwnNats {
             .local_addr()
             .ok()?
             .port();
-        let dir = std::env::temp_dir().join(format!("relay-nats-{}", uuid::Uuid::now_v7().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("relay-nats-{}", uuid::Uuid::now_v7().simple()));
         Some(Self {
             port,
             dir,
@@ -301,7 +306,14 @@ impl OwnNats {
     async fn start(&mut self) {
         let binary = Self::binary().expect("nats-server");
         let child = std::process::Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&self.dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -309,7 +321,10 @@ impl OwnNats {
             .expect("start nats-server");
         self.child = Some(child);
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -359,9 +374,13 @@ async fn the_relay_survives_nats_going_down_and_up() {
         let (pro, _) = app.open_professional(0).await;
         let (_, client) = app.client("relay-down").await;
         for i in 0..3 {
-            app.post("/v1/bookings", &client, booking_body(&pro, 600 + i * 60, 30))
-                .await
-                .assert_status(201);
+            app.post(
+                "/v1/bookings",
+                &client,
+                booking_body(&pro, 600 + i * 60, 30),
+            )
+            .await
+            .assert_status(201);
         }
         app.state
             .engine()
@@ -384,7 +403,10 @@ async fn wait_for_messages(config: &NatsConfig, n: usize) -> Vec<(String, String
     let mut messages = Vec::new();
     for _ in 0..600 {
         if let Ok(client) = async_nats::connect(config.url.as_str()).await
-            && jetstream::new(client).get_stream(&config.stream).await.is_ok()
+            && jetstream::new(client)
+                .get_stream(&config.stream)
+                .await
+                .is_ok()
         {
             messages = stream_messages(config).await;
             if messages.len() >= n {
