@@ -1,5 +1,5 @@
-//! A read replica serves searches, writes never go there, and when it is down the primary
-//! answers.
+//! A read replica serves searches and availability reads, writes never go there, and when
+//! it is down the primary answers.
 //!
 //! The shared test server allows no replication connections, so this test starts its own
 //! primary (`initdb`) and a real streaming replica of it (`pg_basebackup -R`), both on free
@@ -13,9 +13,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use booking_core::auth::TokenHash;
-use booking_core::store::{DirectoryStore, ProfessionalQuery};
+use booking_core::store::{
+    BookingStore, DirectoryStore, ProfessionalQuery, RequestStore, ScheduleStore,
+};
 use booking_core::testing::fixtures::unique;
-use booking_core::{GeoPoint, NewProfessional, Professional, ProfessionalId};
+use booking_core::{
+    Booking, BookingId, BookingStatus, ClientId, Currency, GeoPoint, Money, NewProfessional,
+    Professional, ProfessionalId, Schedule, TimeRange,
+};
 use booking_postgres::{PgConfig, PgStore};
 use chrono::Utc;
 
@@ -185,6 +190,36 @@ fn professional(name: &str) -> Professional {
     .expect("valid professional")
 }
 
+/// A confirmed booking of `pro` over `range`.
+fn booking(pro: ProfessionalId, range: TimeRange) -> Booking {
+    let now = Utc::now();
+    Booking {
+        id: BookingId::new_at(now),
+        professional_id: pro,
+        client_id: ClientId::new_at(now),
+        range,
+        blocked: range,
+        status: BookingStatus::Confirmed,
+        price: Money::new(100, Currency::parse("eur").expect("eur")).expect("money"),
+        hold_expires_at: None,
+        request_ref: None,
+        payment: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The blocked ranges `store` reports for `pro` in `window`.
+async fn blocked(store: &PgStore, pro: ProfessionalId, window: TimeRange) -> usize {
+    store
+        .availability_snapshot(pro, window, Utc::now())
+        .await
+        .expect("availability")
+        .expect("the professional exists")
+        .blocked
+        .len()
+}
+
 async fn names(store: &PgStore) -> Vec<String> {
     let page = store
         .search_professionals(&ProfessionalQuery::all(100))
@@ -227,10 +262,17 @@ async fn searches_read_the_replica_and_fall_back_to_the_primary() {
         .expect("replica config");
 
     // Writes go to the primary (the replica would refuse them: it is read-only).
+    let first = professional("first");
     store
-        .insert_professional(&professional("first"), TokenHash::of(&unique("t")), None)
+        .insert_professional(&first, TokenHash::of(&unique("t")), None)
         .await
         .expect("insert on the primary");
+    store
+        .put_schedule(first.id, &Schedule::always_open(first.timezone))
+        .await
+        .expect("schedule on the primary");
+    let start = Utc::now() + chrono::Duration::days(1);
+    let window = TimeRange::new(start, start + chrono::Duration::hours(4)).expect("window");
     let mut caught_up = false;
     for _ in 0..200 {
         if names(&store).await == ["first"] {
@@ -264,12 +306,29 @@ async fn searches_read_the_replica_and_fall_back_to_the_primary() {
     on_primary.sort();
     assert_eq!(on_primary, ["first", "second"]);
     assert_eq!(names(&store).await, ["first"], "searches read the replica");
+    // Likewise availability: a booking made now blocks the primary's answer only.
+    let slot = TimeRange::new(start, start + chrono::Duration::hours(1)).expect("slot");
+    store
+        .insert_booking(&booking(first.id, slot), Utc::now())
+        .await
+        .expect("book on the primary");
+    assert_eq!(blocked(&primary_only, first.id, window).await, 1);
+    assert_eq!(
+        blocked(&store, first.id, window).await,
+        0,
+        "availability reads the replica"
+    );
 
     // The replica goes away: searches are answered by the primary.
     pair.stop_replica().expect("stop the replica");
     let mut fallback = names(&store).await;
     fallback.sort();
     assert_eq!(fallback, ["first", "second"]);
+    assert_eq!(
+        blocked(&store, first.id, window).await,
+        1,
+        "availability falls back"
+    );
     store.close().await;
     primary_only.close().await;
 }

@@ -118,12 +118,13 @@ impl PgStore {
         self.clock
     }
 
-    /// Serves searches ([`booking_core::store::DirectoryStore::search_professionals`]) from
-    /// `pool`, e.g. on a streaming read replica, opened lazily like
-    /// [`PgStore::connect_lazy`]. Writes and every other read stay on the primary. When a
-    /// search fails on the replica (unreachable, not migrated yet, cancelled), it is
-    /// answered from the primary instead. A replica lags: a change may show up there a
-    /// moment after its write returned.
+    /// Serves searches ([`booking_core::store::DirectoryStore::search_professionals`]) and
+    /// availability reads ([`booking_core::store::RequestStore::availability_snapshot`])
+    /// from a pool on `config`, e.g. a streaming read replica, opened lazily like
+    /// [`PgStore::connect_lazy`]. Writes and every other read (a booking's own checks
+    /// included) stay on the primary. When a read fails on the replica (unreachable, not
+    /// migrated yet, cancelled), it is answered from the primary instead. A replica lags: a
+    /// change may show up there a moment after its write returned.
     pub fn with_read_replica(mut self, config: &PgConfig) -> Result<Self> {
         self.read_pool = Some(pool_options(config).connect_lazy_with(connect_options(config)?));
         Ok(self)

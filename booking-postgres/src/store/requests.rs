@@ -122,13 +122,14 @@ impl PgStore {
         professional_id: ProfessionalId,
         window: TimeRange,
         now: DateTime<Utc>,
+        pool: &sqlx::PgPool,
     ) -> Result<Option<AvailabilitySnapshot>, PgError> {
         let Some(row) = sqlx::query(AVAILABILITY_SNAPSHOT)
             .bind(professional_id.as_uuid())
             .bind(window.start())
             .bind(window.end())
             .bind(self.clock.bind(now))
-            .fetch_optional(&self.pool)
+            .fetch_optional(pool)
             .await?
         else {
             return Ok(None);
@@ -190,9 +191,23 @@ impl RequestStore for PgStore {
         window: TimeRange,
         now: DateTime<Utc>,
     ) -> Result<Option<AvailabilitySnapshot>> {
+        // Availability is a read for display: a replica that lags shows a slot booked a
+        // moment ago as free, and booking it answers 409, as any race would. The booking
+        // itself is always decided on the primary.
+        if let Some(read) = &self.read_pool {
+            match self
+                .availability_snapshot_once(professional_id, window, now, read)
+                .await
+            {
+                Ok(snapshot) => return Ok(snapshot),
+                Err(e) => {
+                    tracing::warn!(error = %e, "postgres: availability on the read replica failed; using the primary");
+                }
+            }
+        }
         retrying!(
             self.retry,
-            self.availability_snapshot_once(professional_id, window, now)
+            self.availability_snapshot_once(professional_id, window, now, &self.pool)
         )
     }
 }
