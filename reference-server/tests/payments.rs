@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use booking_core::Store;
+use booking_core::testing::faulty::Faulty;
 use booking_core::webhook::{WebhookSecret, sign};
 use chrono::Utc;
 use common::fake_stripe::FakeStripe;
@@ -37,7 +38,6 @@ impl PayApp {
     /// An app with payments against a fresh fake Stripe; `None` when PostgreSQL is wanted
     /// but skipped (outside CI).
     async fn start(on: On, hold_ttl: Duration, webhook: WebhookConfig) -> Option<Self> {
-        let fake = FakeStripe::start().await;
         let (store, pg): (Arc<dyn Store>, _) = match on {
             On::Memory => (Arc::new(booking_memory::MemoryStore::new()), None),
             On::Postgres => {
@@ -45,6 +45,17 @@ impl PayApp {
                 (Arc::new(pg.clone()), Some(pg))
             }
         };
+        Some(Self::on_store(store, pg, hold_ttl, webhook).await)
+    }
+
+    /// An app with payments over `store`, against a fresh fake Stripe.
+    async fn on_store(
+        store: Arc<dyn Store>,
+        pg: Option<booking_postgres::PgStore>,
+        hold_ttl: Duration,
+        webhook: WebhookConfig,
+    ) -> Self {
+        let fake = FakeStripe::start().await;
         let config = Config {
             admin_token: Some(ADMIN.into()),
             hold_ttl,
@@ -68,7 +79,7 @@ impl PayApp {
             router: reference_server::router(state.clone(), &config),
             state,
         };
-        Some(Self { app, fake, pg })
+        Self { app, fake, pg }
     }
 
     async fn default(on: On) -> Option<Self> {
@@ -442,11 +453,66 @@ async fn cancelling_a_hold_cancels_its_intent(on: On) {
     );
 }
 
+/// A handler that fails (here: the memory store's `settle_payment` fails, injected with
+/// `booking_core::testing::faulty::Faulty`) is retried with backoff, dead-lettered after
+/// the last attempt, and processed once replayed after the cause is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_handler_is_dead_lettered_then_replayed_on_memory() {
+    let webhook = WebhookConfig {
+        max_attempts: 3,
+        retry_base: Duration::from_millis(1),
+        ..WebhookConfig::default()
+    };
+    let faulty = Arc::new(Faulty::new(Arc::new(booking_memory::MemoryStore::new())));
+    let p = PayApp::on_store(faulty.clone(), None, Duration::from_secs(900), webhook).await;
+    let (pro, client) = p.parties().await;
+    let b = p.book(&client, &pro, 0).await.assert_status(201).clone();
+    let id = str_of(&b["id"]);
+    faulty.fail("settle_payment", u32::MAX);
+    let event = intent_event("payment_intent.succeeded", &b);
+    p.deliver(&event).await.assert_status(200);
+    let mut dead = Value::Null;
+    for _ in 0..200 {
+        workers::process_inbox(p.state()).await;
+        dead = p
+            .app
+            .get("/v1/admin/webhooks/dead-letters", ADMIN)
+            .await
+            .assert_status(200)
+            .clone();
+        if dead["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(dead["data"][0]["event_id"], event["id"], "{dead}");
+    assert_eq!(dead["data"][0]["attempts"], 3);
+    assert!(
+        dead["data"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("injected")),
+        "{dead}"
+    );
+    assert_eq!(p.booking(&id).await["status"], "pending_payment");
+    faulty.heal("settle_payment");
+    let event_id = str_of(&event["id"]);
+    p.app
+        .post(
+            &format!("/v1/admin/webhooks/dead-letters/{event_id}/replay"),
+            ADMIN,
+            json!({}),
+        )
+        .await
+        .assert_status(200);
+    assert_eq!(workers::process_inbox(p.state()).await, 1);
+    assert_eq!(p.booking(&id).await["status"], "confirmed");
+}
+
 /// A handler that fails (here: PostgreSQL refuses the booking's update) is retried with
 /// backoff, dead-lettered after the last attempt, listed for the admin, and processed once
 /// replayed after the cause is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_handler_is_dead_lettered_then_replayed() {
+async fn failing_handler_is_dead_lettered_then_replayed_on_postgres() {
     let webhook = WebhookConfig {
         max_attempts: 3,
         retry_base: Duration::from_millis(1),

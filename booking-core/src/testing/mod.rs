@@ -23,6 +23,7 @@
 //! ```
 
 pub mod checks;
+pub mod faulty;
 pub mod fixtures;
 pub mod fuzz;
 pub mod gateway;
