@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::ops::Bound;
 
-use booking_core::search::{EARTH_RADIUS_KM, GeoFilter};
+use booking_core::search::{EARTH_RADIUS_KM, GeoFilter, search_document};
 use booking_core::store::{Cursor, Page, ProfessionalQuery, Registered};
 use booking_core::{
     Client, ClientId, Entity, Error, GeoPoint, Principal, Professional, ProfessionalId,
@@ -22,6 +22,11 @@ pub(crate) struct Directory {
     /// Every professional as a point on the unit sphere: a radius search visits them
     /// nearest first (chord order is great-circle order) and stops early.
     spatial: RTree<GeomWithData<[f64; 3], ProfessionalId>>,
+    /// Every byte trigram of a professional's search document (see
+    /// `booking_core::search::search_document`) -> the professionals whose document holds
+    /// it, in search order `(hourly_rate_cents, id)`. A text query walks the list of its
+    /// rarest trigram instead of every professional.
+    trigrams: HashMap<[u8; 3], BTreeSet<(i64, ProfessionalId)>>,
     clients: HashMap<ClientId, Client>,
     tokens: HashMap<TokenHash, Principal>,
     /// The subject each idempotent create request stored (see `request_ref`).
@@ -60,6 +65,7 @@ impl Directory {
         }
         self.by_rate.insert((p.hourly_rate_cents, p.id));
         self.spatial.insert(spatial_entry(p.location, p.id));
+        self.index_text(p);
         self.professionals.insert(p.id, p.clone());
         Ok(Registered::Created(p.clone()))
     }
@@ -87,8 +93,52 @@ impl Directory {
             self.spatial.remove(&spatial_entry(current.location, id));
             self.spatial.insert(spatial_entry(next.location, id));
         }
+        if (&next.name, &next.category, next.hourly_rate_cents)
+            != (&current.name, &current.category, current.hourly_rate_cents)
+        {
+            let current = current.clone();
+            self.unindex_text(&current);
+            self.index_text(&next);
+        }
         self.professionals.insert(id, next.clone());
         Ok(next)
+    }
+
+    fn index_text(&mut self, p: &Professional) {
+        for t in trigrams(&search_document(&p.name, p.category.as_str())) {
+            self.trigrams
+                .entry(t)
+                .or_default()
+                .insert((p.hourly_rate_cents, p.id));
+        }
+    }
+
+    fn unindex_text(&mut self, p: &Professional) {
+        for t in trigrams(&search_document(&p.name, p.category.as_str())) {
+            if let Some(list) = self.trigrams.get_mut(&t) {
+                list.remove(&(p.hourly_rate_cents, p.id));
+                if list.is_empty() {
+                    self.trigrams.remove(&t);
+                }
+            }
+        }
+    }
+
+    /// The search order to walk for `query`: the rarest trigram's list when a term has
+    /// three bytes or more (a superset of the matches: every match holds every trigram of
+    /// every term), else every professional.
+    fn walk_order(&self, query: &ProfessionalQuery) -> Option<&BTreeSet<(i64, ProfessionalId)>> {
+        let text = query.text.as_ref()?;
+        let mut best: Option<&BTreeSet<(i64, ProfessionalId)>> = None;
+        for term in text.terms() {
+            for t in trigrams(term) {
+                let list = self.trigrams.get(&t).unwrap_or(&EMPTY);
+                if best.is_none_or(|b| list.len() < b.len()) {
+                    best = Some(list);
+                }
+            }
+        }
+        best
     }
 
     /// Without a geo filter `O(log n + scanned)`: walks the `(rate, id)` order from the
@@ -113,7 +163,8 @@ impl Directory {
             (None, None) => Bound::Unbounded,
         };
         let mut items = Vec::with_capacity(limit + 1);
-        for (rate, id) in self.by_rate.range((lower, Bound::Unbounded)) {
+        let order = self.walk_order(query).unwrap_or(&self.by_rate);
+        for (rate, id) in order.range((lower, Bound::Unbounded)) {
             if items.len() > limit || query.max_rate_cents.is_some_and(|m| *rate > m) {
                 break;
             }
@@ -227,7 +278,20 @@ impl Directory {
             && self.professionals.values().all(|p| {
                 self.by_rate.contains(&(p.hourly_rate_cents, p.id))
                     && self.spatial.contains(&spatial_entry(p.location, p.id))
-            });
+                    && trigrams(&search_document(&p.name, p.category.as_str()))
+                        .iter()
+                        .all(|t| {
+                            self.trigrams
+                                .get(t)
+                                .is_some_and(|l| l.contains(&(p.hourly_rate_cents, p.id)))
+                        })
+            })
+            && self.trigrams.values().map(BTreeSet::len).sum::<usize>()
+                == self
+                    .professionals
+                    .values()
+                    .map(|p| trigrams(&search_document(&p.name, p.category.as_str())).len())
+                    .sum::<usize>();
         if !ok {
             return Err("professional search order out of step".into());
         }
@@ -241,6 +305,17 @@ impl Directory {
             Err("a request reference names a missing subject".into())
         }
     }
+}
+
+/// An empty trigram list (a trigram no document holds).
+static EMPTY: BTreeSet<(i64, ProfessionalId)> = BTreeSet::new();
+
+/// The distinct byte trigrams of `text`.
+fn trigrams(text: &str) -> std::collections::HashSet<[u8; 3]> {
+    text.as_bytes()
+        .windows(3)
+        .map(|w| [w[0], w[1], w[2]])
+        .collect()
 }
 
 /// `p` on the unit sphere.
