@@ -95,7 +95,9 @@ pub struct Config {
     /// `BOOKING_REDIS_PREFIX`: the prefix of every Redis key (default `booking:`).
     pub redis_prefix: String,
     /// `BOOKING_SEARCH_CACHE_TTL_SECONDS`: how long a cached search page lives (default 60;
-    /// changes invalidate at once, the TTL only bounds memory and a Redis split).
+    /// changes invalidate at once, the TTL only bounds memory and a Redis split). Zero turns
+    /// the cache off; the environment rejects 0, so only a hand-built `Config` (a benchmark
+    /// of the uncached path) can ask for that.
     pub search_cache_ttl: Duration,
 }
 

@@ -89,9 +89,13 @@ impl fmt::Debug for AppState {
     }
 }
 
-/// The search cache `config` asks for: Redis with `REDIS_URL`, in-process otherwise.
+/// The search cache `config` asks for: Redis with `REDIS_URL`, in-process otherwise, none
+/// with a zero TTL (only a hand-built `Config` has one; benchmarks of the uncached path).
 fn search_cache_for(config: &Config) -> search_cache::SearchCache {
     let ttl = config.search_cache_ttl;
+    if ttl.is_zero() {
+        return search_cache::SearchCache::disabled();
+    }
     if let Some(url) = &config.redis_url {
         match search_cache::SearchCache::redis(url, &config.redis_prefix, ttl) {
             Ok(cache) => return cache,

@@ -12,6 +12,9 @@
 //!   Redis is retried before this instance uses the cache again; until then it bypasses it.
 //!   (Another instance that still reaches Redis may serve pages of the old generation for at
 //!   most the TTL in that split: the price of an unreachable shared cache.)
+//! * Off ([`SearchCache::disabled`], a zero `search_cache_ttl` in a hand-built `Config`;
+//!   the environment never asks for it): every search reads the store. For benchmarks of
+//!   the uncached path.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -38,6 +41,8 @@ enum Backend {
         generation: AtomicU64,
         pages: moka::sync::Cache<String, Bytes>,
     },
+    /// No cache: every search reads the store.
+    Off,
     Redis {
         client: redis::Client,
         manager: tokio::sync::OnceCell<ConnectionManager>,
@@ -51,6 +56,7 @@ impl std::fmt::Debug for SearchCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.backend {
             Backend::Local { .. } => "in-process",
+            Backend::Off => "off",
             Backend::Redis { .. } => "redis",
         };
         f.debug_struct("SearchCache")
@@ -92,6 +98,15 @@ impl SearchCache {
         }
     }
 
+    /// No cache at all: [`generation`](Self::generation) is always `None`, so every search
+    /// reads the store (for measuring the uncached path).
+    pub fn disabled() -> Self {
+        Self {
+            backend: Backend::Off,
+            ttl: Duration::ZERO,
+        }
+    }
+
     /// A cache in the Redis at `url`; every key starts with `prefix`. Connects lazily, so a
     /// Redis that is down at start-up only means searches go to the store until it is up.
     pub fn redis(url: &str, prefix: &str, ttl: Duration) -> Result<Self, String> {
@@ -111,6 +126,7 @@ impl SearchCache {
     pub async fn generation(&self) -> Option<u64> {
         match &self.backend {
             Backend::Local { generation, .. } => Some(generation.load(Ordering::Acquire)),
+            Backend::Off => None,
             Backend::Redis {
                 prefix,
                 bump_pending,
@@ -134,6 +150,7 @@ impl SearchCache {
     pub async fn get(&self, generation: u64, key: &str) -> Option<Bytes> {
         match &self.backend {
             Backend::Local { pages, .. } => pages.get(&format!("{generation}:{key}")),
+            Backend::Off => None,
             Backend::Redis { prefix, .. } => {
                 let mut conn = self.connection().await?;
                 let key = format!("{prefix}search:page:{generation}:{key}");
@@ -147,6 +164,7 @@ impl SearchCache {
     pub async fn put(&self, generation: u64, key: &str, page: Bytes) {
         match &self.backend {
             Backend::Local { pages, .. } => pages.insert(format!("{generation}:{key}"), page),
+            Backend::Off => {}
             Backend::Redis { prefix, .. } => {
                 let Some(mut conn) = self.connection().await else {
                     return;
@@ -165,6 +183,7 @@ impl SearchCache {
                 generation.fetch_add(1, Ordering::AcqRel);
                 pages.invalidate_all();
             }
+            Backend::Off => {}
             Backend::Redis {
                 prefix,
                 bump_pending,
@@ -249,6 +268,16 @@ mod tests {
         cache.bump().await;
         cache.put(0, "k", Bytes::from_static(b"x")).await;
         assert_eq!(cache.get(0, "k").await, None);
+    }
+
+    #[tokio::test]
+    async fn disabled_cache_is_never_used() {
+        let cache = SearchCache::disabled();
+        assert_eq!(cache.generation().await, None);
+        cache.put(0, "k", Bytes::from_static(b"x")).await;
+        assert_eq!(cache.get(0, "k").await, None);
+        cache.bump().await;
+        assert_eq!(cache.generation().await, None);
     }
 
     #[test]
