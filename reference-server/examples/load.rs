@@ -44,8 +44,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -60,6 +62,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use reference_server::{Application, Config};
 use serde_json::{Value, json};
+use support::{CpuSample, ms, percentile, pgbench_binary, run_pgbench, substitute};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -99,60 +102,6 @@ async fn send(
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-/// CPU time counters from `/proc` (Linux); all zero elsewhere.
-#[derive(Clone, Copy, Default)]
-struct CpuSample {
-    /// This process: user + system ticks.
-    own: u64,
-    /// The machine: busy ticks over all CPUs.
-    busy: u64,
-    /// The machine: all ticks over all CPUs.
-    total: u64,
-}
-
-impl CpuSample {
-    fn now() -> Self {
-        let own = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| {
-                // Fields after the command name (which may contain spaces) in parentheses.
-                let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-                let utime: u64 = rest.get(11)?.parse().ok()?;
-                let stime: u64 = rest.get(12)?.parse().ok()?;
-                Some(utime + stime)
-            })
-            .unwrap_or(0);
-        let (busy, total) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("cpu "))?;
-                let v: Vec<u64> = line
-                    .split_whitespace()
-                    .skip(1)
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
-                // user nice system idle iowait irq softirq steal (guest is inside user).
-                let total: u64 = v.iter().take(8).sum();
-                let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-                Some((total - idle, total))
-            })
-            .unwrap_or((0, 0));
-        Self { own, busy, total }
-    }
-
-    /// Cores used since `earlier`: (this process, everything else).
-    fn cores_since(&self, earlier: &Self) -> (f64, f64) {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let total = self.total.saturating_sub(earlier.total);
-        if total == 0 {
-            return (f64::NAN, f64::NAN);
-        }
-        let own = self.own.saturating_sub(earlier.own) as f64 / total as f64 * cpus;
-        let busy = self.busy.saturating_sub(earlier.busy) as f64 / total as f64 * cpus;
-        (own, (busy - own).max(0.0))
-    }
-}
-
 struct Outcome {
     name: String,
     requests: usize,
@@ -162,13 +111,6 @@ struct Outcome {
     p99: Duration,
     cpu_own: f64,
     cpu_other: f64,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or_default()
 }
 
 /// Runs `make(i)` requests from `concurrency` workers for `seconds`.
@@ -230,63 +172,6 @@ where
         cpu_own,
         cpu_other,
     }
-}
-
-fn pgbench_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PGBENCH") {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("pgbench"))
-            .find(|p| p.is_file())
-    }) {
-        return Some(found);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin/pgbench")))
-        .filter(|p| p.is_file())
-        .collect();
-    versions.sort();
-    versions.pop()
-}
-
-/// `sql` with every `$n` replaced by `(args[n - 1])`. Panics unless every argument is used
-/// and no other parameter occurs: a statement that changed shape must change the bench.
-fn substitute(sql: &str, args: &[&str]) -> String {
-    let mut out = String::with_capacity(sql.len() + 64 * args.len());
-    let mut used = vec![false; args.len()];
-    let mut chars = sql.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        let mut end = i + 1;
-        while let Some((j, d)) = chars.peek().copied() {
-            if !d.is_ascii_digit() {
-                break;
-            }
-            end = j + 1;
-            chars.next();
-        }
-        let n: usize = sql[i + 1..end]
-            .parse()
-            .unwrap_or_else(|_| panic!("a `$` that is not a parameter in: {sql}"));
-        let arg = args
-            .get(n - 1)
-            .unwrap_or_else(|| panic!("no argument for ${n} in: {sql}"));
-        used[n - 1] = true;
-        out.push('(');
-        out.push_str(arg);
-        out.push(')');
-    }
-    assert!(
-        used.iter().all(|u| *u),
-        "unused arguments {args:?} for: {sql}"
-    );
-    out
 }
 
 /// The pgbench script of one `GET /v1/professionals/{id}/availability` over one day: the
@@ -413,86 +298,19 @@ fn pgbench_phase(
     name: &str,
     text: &str,
 ) -> Result<Outcome, String> {
-    let dir = std::env::temp_dir().join(format!("booking-load-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let script = dir.join("script.sql");
-    std::fs::write(&script, text).map_err(|e| e.to_string())?;
     if let Some(copy) = std::env::var_os("PGBENCH_SCRIPT_COPY") {
-        std::fs::copy(&script, copy).map_err(|e| e.to_string())?;
+        std::fs::write(copy, text).map_err(|e| e.to_string())?;
     }
-    let threads = clients.min(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let cpu_before = CpuSample::now();
-    let output = Command::new(binary)
-        .args(["-n", "-M", "prepared", "-D", "n=0"])
-        .arg("-D")
-        .arg(format!("run={run}"))
-        .arg("-c")
-        .arg(clients.to_string())
-        .arg("-j")
-        .arg(threads.to_string())
-        .arg("-T")
-        .arg(seconds.max(1).to_string())
-        .arg("-l")
-        .arg("--log-prefix")
-        .arg(dir.join("log"))
-        .arg("-f")
-        .arg(&script)
-        .arg(db.url())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    let (_, cpu_other) = CpuSample::now().cores_since(&cpu_before);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let mut latencies = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with("log") {
-                continue;
-            }
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            // client_id transaction_no time_us script_no epoch epoch_us
-            latencies.extend(text.lines().filter_map(|l| {
-                let us: u64 = l.split_whitespace().nth(2)?.parse().ok()?;
-                Some(Duration::from_micros(us))
-            }));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    if !output.status.success() {
-        return Err(format!(
-            "pgbench failed ({}):\n{stdout}\n{stderr}",
-            output.status
-        ));
-    }
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
-    };
-    let tps = field("tps = ")
-        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}\n{stderr}"))?;
-    let processed = field("number of transactions actually processed: ")
-        .and_then(|v| v.split('/').next().map(str::to_owned))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
-    let failed = field("number of failed transactions: ")
-        .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(0);
-    if stderr.contains("aborted") || stderr.contains("ERROR") {
-        return Err(format!("pgbench clients failed:\n{stderr}"));
-    }
-    latencies.sort_unstable();
+    let r = run_pgbench(db, binary, clients, seconds, run, "booking-load", text)?;
     Ok(Outcome {
         name: format!("pgbench: {name}, {clients} clients"),
-        requests: processed,
-        errors: failed,
-        rps: tps,
-        p50: percentile(&latencies, 0.50),
-        p99: percentile(&latencies, 0.99),
+        requests: r.processed,
+        errors: r.failed,
+        rps: r.tps,
+        p50: percentile(&r.latencies, 0.50),
+        p99: percentile(&r.latencies, 0.99),
         cpu_own: 0.0,
-        cpu_other,
+        cpu_other: r.cpu_other,
     })
 }
 
@@ -540,10 +358,6 @@ fn sample_payload() -> String {
         updated_at: now,
     };
     serde_json::to_string(&DomainEvent::new(EventKind::BookingCreated, &booking, None)).unwrap()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 #[tokio::main]

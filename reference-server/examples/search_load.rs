@@ -35,6 +35,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,6 +52,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reference_server::{Application, Config};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use support::{CpuSample, load_average, ms, percentile};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -242,72 +246,6 @@ async fn run_job(
         }
     }
     errors
-}
-
-/// CPU time counters from `/proc` (Linux); all zero elsewhere.
-#[derive(Clone, Copy, Default)]
-struct CpuSample {
-    own: u64,
-    busy: u64,
-    total: u64,
-}
-
-impl CpuSample {
-    fn now() -> Self {
-        let own = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| {
-                let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-                let utime: u64 = rest.get(11)?.parse().ok()?;
-                let stime: u64 = rest.get(12)?.parse().ok()?;
-                Some(utime + stime)
-            })
-            .unwrap_or(0);
-        let (busy, total) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("cpu "))?;
-                let v: Vec<u64> = line
-                    .split_whitespace()
-                    .skip(1)
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
-                let total: u64 = v.iter().take(8).sum();
-                let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-                Some((total - idle, total))
-            })
-            .unwrap_or((0, 0));
-        Self { own, busy, total }
-    }
-
-    /// Cores used since `earlier`: (this process, everything else).
-    fn cores_since(&self, earlier: &Self) -> (f64, f64) {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let total = self.total.saturating_sub(earlier.total);
-        if total == 0 {
-            return (f64::NAN, f64::NAN);
-        }
-        let own = self.own.saturating_sub(earlier.own) as f64 / total as f64 * cpus;
-        let busy = self.busy.saturating_sub(earlier.busy) as f64 / total as f64 * cpus;
-        (own, (busy - own).max(0.0))
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 struct Outcome {

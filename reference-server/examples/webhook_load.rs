@@ -39,8 +39,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -62,6 +64,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reference_server::{Application, Config};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use support::{CpuSample, ms, percentile, pgbench_binary, run_pgbench, substitute};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -131,60 +134,6 @@ fn event_body(event_id: &str, intent: &str, n: i64, created: i64) -> Vec<u8> {
     .unwrap()
 }
 
-/// CPU time counters from `/proc` (Linux); all zero elsewhere.
-#[derive(Clone, Copy, Default)]
-struct CpuSample {
-    /// This process: user + system ticks.
-    own: u64,
-    /// The machine: busy ticks over all CPUs.
-    busy: u64,
-    /// The machine: all ticks over all CPUs.
-    total: u64,
-}
-
-impl CpuSample {
-    fn now() -> Self {
-        let own = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| {
-                // Fields after the command name (which may contain spaces) in parentheses.
-                let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-                let utime: u64 = rest.get(11)?.parse().ok()?;
-                let stime: u64 = rest.get(12)?.parse().ok()?;
-                Some(utime + stime)
-            })
-            .unwrap_or(0);
-        let (busy, total) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("cpu "))?;
-                let v: Vec<u64> = line
-                    .split_whitespace()
-                    .skip(1)
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
-                // user nice system idle iowait irq softirq steal (guest is inside user).
-                let total: u64 = v.iter().take(8).sum();
-                let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-                Some((total - idle, total))
-            })
-            .unwrap_or((0, 0));
-        Self { own, busy, total }
-    }
-
-    /// Cores used since `earlier`: (this process, everything else).
-    fn cores_since(&self, earlier: &Self) -> (f64, f64) {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let total = self.total.saturating_sub(earlier.total);
-        if total == 0 {
-            return (f64::NAN, f64::NAN);
-        }
-        let own = self.own.saturating_sub(earlier.own) as f64 / total as f64 * cpus;
-        let busy = self.busy.saturating_sub(earlier.busy) as f64 / total as f64 * cpus;
-        (own, (busy - own).max(0.0))
-    }
-}
-
 /// One row of the results table.
 struct Outcome {
     name: String,
@@ -195,13 +144,6 @@ struct Outcome {
     p99: Option<Duration>,
     cpu_own: Option<f64>,
     cpu_other: f64,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or_default()
 }
 
 /// Phase 1: `connections` workers POST signed events, one per seeded hold (at most
@@ -341,63 +283,6 @@ async fn seed_holds(
     assert_eq!(seeded, u64::try_from(to - from + 1).unwrap());
 }
 
-fn pgbench_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PGBENCH") {
-        return Some(PathBuf::from(p));
-    }
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("pgbench"))
-            .find(|p| p.is_file())
-    }) {
-        return Some(found);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin/pgbench")))
-        .filter(|p| p.is_file())
-        .collect();
-    versions.sort();
-    versions.pop()
-}
-
-/// `sql` with every `$n` replaced by `(args[n - 1])`. Panics unless every argument is used
-/// and no other parameter occurs: a statement that changed shape must change the bench.
-fn substitute(sql: &str, args: &[&str]) -> String {
-    let mut out = String::with_capacity(sql.len() + 64 * args.len());
-    let mut used = vec![false; args.len()];
-    let mut chars = sql.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        let mut end = i + 1;
-        while let Some((j, d)) = chars.peek().copied() {
-            if !d.is_ascii_digit() {
-                break;
-            }
-            end = j + 1;
-            chars.next();
-        }
-        let n: usize = sql[i + 1..end]
-            .parse()
-            .unwrap_or_else(|_| panic!("a `$` that is not a parameter in: {sql}"));
-        let arg = args
-            .get(n - 1)
-            .unwrap_or_else(|| panic!("no argument for ${n} in: {sql}"));
-        used[n - 1] = true;
-        out.push('(');
-        out.push_str(arg);
-        out.push(')');
-    }
-    assert!(
-        used.iter().all(|u| *u),
-        "unused arguments {args:?} for: {sql}"
-    );
-    out
-}
-
 /// `SELECT .. AS body \gset` of `text` (hex-encoded, so quoting never matters).
 fn gset_text(name: &str, text: &[u8]) -> String {
     let hex: String = text.iter().map(|b| format!("{b:02x}")).collect();
@@ -501,89 +386,21 @@ fn pgbench_phase(
     name: &str,
     text: &str,
 ) -> Result<Outcome, String> {
-    let dir = std::env::temp_dir().join(format!("webhook-load-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let script = dir.join("script.sql");
-    std::fs::write(&script, text).map_err(|e| e.to_string())?;
     if let Some(copy) = std::env::var_os("PGBENCH_SCRIPT_COPY") {
         let copy = PathBuf::from(copy);
         std::fs::create_dir_all(&copy).map_err(|e| e.to_string())?;
-        std::fs::copy(&script, copy.join(format!("webhook-{run}.sql")))
-            .map_err(|e| e.to_string())?;
+        std::fs::write(copy.join(format!("webhook-{run}.sql")), text).map_err(|e| e.to_string())?;
     }
-    let threads = clients.min(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let cpu_before = CpuSample::now();
-    let output = Command::new(binary)
-        .args(["-n", "-M", "prepared", "-D", "n=0"])
-        .arg("-D")
-        .arg(format!("run={run}"))
-        .arg("-c")
-        .arg(clients.to_string())
-        .arg("-j")
-        .arg(threads.to_string())
-        .arg("-T")
-        .arg(seconds.max(1).to_string())
-        .arg("-l")
-        .arg("--log-prefix")
-        .arg(dir.join("log"))
-        .arg("-f")
-        .arg(&script)
-        .arg(db.url())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    let (_, cpu_other) = CpuSample::now().cores_since(&cpu_before);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let mut latencies = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with("log") {
-                continue;
-            }
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            // client_id transaction_no time_us script_no epoch epoch_us
-            latencies.extend(text.lines().filter_map(|l| {
-                let us: u64 = l.split_whitespace().nth(2)?.parse().ok()?;
-                Some(Duration::from_micros(us))
-            }));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    if !output.status.success() {
-        return Err(format!(
-            "pgbench failed ({}):\n{stdout}\n{stderr}",
-            output.status
-        ));
-    }
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
-    };
-    let tps = field("tps = ")
-        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}\n{stderr}"))?;
-    let processed = field("number of transactions actually processed: ")
-        .and_then(|v| v.split('/').next().map(str::to_owned))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
-    let failed = field("number of failed transactions: ")
-        .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(0);
-    if stderr.contains("aborted") || stderr.contains("ERROR") {
-        return Err(format!("pgbench clients failed:\n{stderr}"));
-    }
-    latencies.sort_unstable();
+    let r = run_pgbench(db, binary, clients, seconds, run, "webhook-load", text)?;
     Ok(Outcome {
         name: format!("pgbench: {name}, {clients} clients"),
-        count: processed,
-        errors: failed,
-        rate: tps,
-        p50: Some(percentile(&latencies, 0.50)),
-        p99: Some(percentile(&latencies, 0.99)),
+        count: r.processed,
+        errors: r.failed,
+        rate: r.tps,
+        p50: Some(percentile(&r.latencies, 0.50)),
+        p99: Some(percentile(&r.latencies, 0.99)),
         cpu_own: None,
-        cpu_other,
+        cpu_other: r.cpu_other,
     })
 }
 
@@ -616,10 +433,6 @@ fn confirmed_payload(pro: ProfessionalId, client: ClientId) -> String {
         None,
     ))
     .unwrap()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn print_row(r: &Outcome) {
