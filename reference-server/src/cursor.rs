@@ -85,3 +85,30 @@ mod tests {
         assert!(decode("", d1).is_err());
     }
 }
+
+/// Query parameters of a list that takes no filters: a page of it.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page (any other value: 400).
+    #[param(pattern = r"^[A-Za-z0-9_-]{44}$")]
+    cursor: Option<String>,
+}
+
+/// The page a list request asks for: its `limit` (1 to 100, default 20) and its `cursor`,
+/// which must have been returned by the same query (`digest`). Called once the list's other
+/// parameters are read: every bad parameter, these two included, is answered together.
+pub fn requested_page(
+    mut q: crate::extract::QueryParams,
+    digest: QueryDigest,
+) -> Result<(u32, Option<Cursor>), Problem> {
+    let limit = q.limit();
+    let raw_cursor = q.raw("cursor").map(str::to_owned);
+    q.finish()?;
+    let after = raw_cursor.map(|c| decode(&c, digest)).transpose()?;
+    Ok((limit, after))
+}

@@ -202,7 +202,6 @@ pub async fn list_bookings(
     let professional_id = q.get_with("professional_id", "must be a UUID", |s| {
         s.trim().parse::<ProfessionalId>().ok()
     });
-    let limit = q.limit();
     let digest = QueryDigest::of(
         "bookings",
         &[
@@ -213,9 +212,7 @@ pub async fn list_bookings(
             ("professional_id", professional_id.map(|p| p.to_string())),
         ],
     );
-    let raw_cursor = q.raw("cursor").map(str::to_owned);
-    q.finish()?;
-    let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
+    let (limit, after) = cursor::requested_page(q, digest)?;
     let page = state
         .engine()
         .list_bookings(

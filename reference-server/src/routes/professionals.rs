@@ -197,7 +197,6 @@ pub async fn search_professionals(
         Some(raw) => q.take(TextQuery::parse(&raw)),
         None => None,
     };
-    let limit = q.limit();
     let mut filters = vec![
         ("category", category.as_ref().map(ToString::to_string)),
         ("min_rate_cents", min_rate_cents.map(|n| n.to_string())),
@@ -215,9 +214,7 @@ pub async fn search_professionals(
         filters.push(("q", Some(t.terms().join(" "))));
     }
     let digest = QueryDigest::of("professionals", &filters);
-    let raw_cursor = q.raw("cursor").map(str::to_owned);
-    q.finish()?;
-    let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
+    let (limit, after) = cursor::requested_page(q, digest)?;
     filters.push(("limit", Some(limit.to_string())));
     filters.push(("cursor", after.map(|c| cursor::encode(&c, digest))));
     let key = page_key(&filters);

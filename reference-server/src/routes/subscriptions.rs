@@ -9,7 +9,6 @@ use base64::Engine as _;
 use booking_core::webhook::outbound::{NewSubscription, Subscription};
 use booking_core::{DeliveryId, Entity, Error, FieldError, ProfessionalId, SubscriptionId};
 use sha2::{Digest, Sha256};
-use utoipa::IntoParams;
 
 use super::{json, require_admin};
 use crate::AppState;
@@ -101,39 +100,23 @@ pub async fn create_subscription(
     ))
 }
 
-/// Query of the subscription and delivery lists.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ListParams {
-    /// Page size, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page (any other value: 400).
-    #[param(pattern = r"^[A-Za-z0-9_-]{44}$")]
-    cursor: Option<String>,
-}
-
 /// Outbound webhook subscriptions, oldest first (admin). Secrets are not listed.
 #[utoipa::path(
     get,
     path = "/v1/admin/webhook-subscriptions",
     tag = "webhooks",
-    params(ListParams),
+    params(cursor::PageParams),
     responses((status = 200, description = "A page of subscriptions", body = SubscriptionList)),
     security(("bearer" = []))
 )]
 pub async fn list_subscriptions(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    mut q: QueryParams,
+    q: QueryParams,
 ) -> Result<Response, Problem> {
     require_admin(actor)?;
-    let limit = q.limit();
     let digest = QueryDigest::of("webhook-subscriptions", &[]);
-    let raw_cursor = q.raw("cursor").map(str::to_owned);
-    q.finish()?;
-    let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
+    let (limit, after) = cursor::requested_page(q, digest)?;
     let page = state
         .engine()
         .store()
@@ -174,7 +157,7 @@ pub async fn delete_subscription(
     get,
     path = "/v1/admin/webhook-subscriptions/{id}/deliveries",
     tag = "webhooks",
-    params(("id" = Uuid, Path, description = "Subscription id"), ListParams),
+    params(("id" = Uuid, Path, description = "Subscription id"), cursor::PageParams),
     responses((status = 200, description = "A page of deliveries", body = DeliveryList)),
     security(("bearer" = []))
 )]
@@ -182,17 +165,14 @@ pub async fn list_deliveries(
     State(state): State<AppState>,
     Caller(actor): Caller,
     IdPath(id): IdPath<SubscriptionId>,
-    mut q: QueryParams,
+    q: QueryParams,
 ) -> Result<Response, Problem> {
     require_admin(actor)?;
-    let limit = q.limit();
     let digest = QueryDigest::of(
         "webhook-deliveries",
         &[("subscription", Some(id.to_string()))],
     );
-    let raw_cursor = q.raw("cursor").map(str::to_owned);
-    q.finish()?;
-    let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
+    let (limit, after) = cursor::requested_page(q, digest)?;
     let page = state
         .engine()
         .store()

@@ -9,7 +9,6 @@ use booking_core::engine::STRIPE;
 use booking_core::webhook::inbox::{InboxEvent, InboxKey, NewInboxEvent, Recorded};
 use booking_core::webhook::{DEFAULT_TOLERANCE, EventHeader, verify};
 use booking_core::{Entity, Error};
-use utoipa::IntoParams;
 
 use super::{json, require_admin};
 use crate::AppState;
@@ -71,39 +70,23 @@ pub async fn stripe_webhook(
     ))
 }
 
-/// Query of the dead-letter list.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct DeadLetterParams {
-    /// Page size, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page (any other value: 400).
-    #[param(pattern = r"^[A-Za-z0-9_-]{44}$")]
-    cursor: Option<String>,
-}
-
 /// Inbound events whose processing failed after every retry, oldest first (admin).
 #[utoipa::path(
     get,
     path = "/v1/admin/webhooks/dead-letters",
     tag = "webhooks",
-    params(DeadLetterParams),
+    params(cursor::PageParams),
     responses((status = 200, description = "A page of dead-lettered events", body = DeadLetterList)),
     security(("bearer" = []))
 )]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    mut q: QueryParams,
+    q: QueryParams,
 ) -> Result<Response, Problem> {
     require_admin(actor)?;
-    let limit = q.limit();
     let digest = QueryDigest::of("dead-letters", &[]);
-    let raw_cursor = q.raw("cursor").map(str::to_owned);
-    q.finish()?;
-    let after = raw_cursor.map(|c| cursor::decode(&c, digest)).transpose()?;
+    let (limit, after) = cursor::requested_page(q, digest)?;
     let page = state
         .engine()
         .store()
