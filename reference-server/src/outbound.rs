@@ -282,11 +282,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// A uniform draw from `[0, 1)`.
-fn jitter() -> f64 {
-    getrandom::u64().map_or(0.5, |r| (r >> 11) as f64 / (1u64 << 53) as f64)
-}
-
 /// One fan-out round: claims events for [`Consumer::Webhooks`] and records their
 /// deliveries; returns how many events it marked.
 pub async fn fan_out(state: &AppState) -> Result<usize, booking_core::Error> {
@@ -341,7 +336,7 @@ async fn deliver_one(state: &AppState, sender: &Sender, due: &DueDelivery) {
         &due.delivery,
         &result,
         now,
-        jitter(),
+        crate::workers::jitter(),
     );
     let label = match &outcome {
         AttemptOutcome::Delivered { response_status } => {

@@ -25,6 +25,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use axum::body::Bytes;
 use booking_core::events::{Consumer, DomainEvent};
+use booking_core::webhook::{Next, RetryPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -175,11 +176,6 @@ impl Relay {
     }
 }
 
-/// A uniform draw from `[0, 1)`.
-fn jitter() -> f64 {
-    getrandom::u64().map_or(0.5, |r| (r >> 11) as f64 / (1u64 << 53) as f64)
-}
-
 /// Spawns the relay loop: connect (retrying with backoff), publish rounds while there are
 /// events, poll when idle; ends soon after `shutdown` becomes `true`.
 pub fn spawn(
@@ -234,10 +230,19 @@ pub fn spawn(
     })
 }
 
-/// Full-jitter exponential backoff: uniform in `[0, min(MAX_BACKOFF, 100 ms * 2^n))`.
+/// Full-jitter exponential backoff after `failures` failures in a row (1 or more): uniform
+/// in `[0, min(MAX_BACKOFF, 100 ms * 2^failures))`, from the engine's [`RetryPolicy`].
 fn backoff(failures: u32) -> Duration {
-    let ceiling = Duration::from_millis(100)
-        .saturating_mul(1u32 << failures.min(16))
-        .min(MAX_BACKOFF);
-    ceiling.mul_f64(jitter())
+    let policy = RetryPolicy {
+        base: chrono::Duration::milliseconds(200),
+        cap: chrono::Duration::from_std(MAX_BACKOFF).unwrap_or(chrono::Duration::MAX),
+        max_attempts: u32::MAX,
+        ..RetryPolicy::default()
+    };
+    let random = crate::workers::jitter();
+    match policy.next(failures, random) {
+        Next::RetryIn(delay) => delay.to_std().unwrap_or(MAX_BACKOFF),
+        // Only after u32::MAX failures: the relay never gives up, it waits the longest.
+        Next::DeadLetter => MAX_BACKOFF.mul_f64(random),
+    }
 }

@@ -108,8 +108,8 @@ pub async fn prune_outbox(state: &AppState) -> u64 {
     }
 }
 
-/// A uniform draw from `[0, 1)` for the backoff's jitter.
-fn jitter() -> f64 {
+/// A uniform draw from `[0, 1)` for a backoff's jitter (every worker's retries).
+pub(crate) fn jitter() -> f64 {
     // 53 random bits make every double in [0, 1) on the grid of 2^-53 equally likely.
     getrandom::u64().map_or(0.5, |r| (r >> 11) as f64 / (1u64 << 53) as f64)
 }
