@@ -4,6 +4,69 @@
 //! professionals and never double-books. No I/O, no async runtime, no wall clock: storage
 //! sits behind the traits in [`store`], time behind [`Clock`].
 //!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use booking_core::{
+//!     Actor, BookingEngine, BookingRequest, BookingStatus, EngineConfig, Error, GeoPoint,
+//!     ManualClock, NewClient, NewProfessional, Schedule, TimeRange, TokenHash,
+//! };
+//! // Any adapter: `booking-memory`, `booking-postgres`, or your own.
+//! use booking_memory::MemoryStore;
+//! use chrono::{Duration, TimeZone, Utc};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let now = Utc.with_ymd_and_hms(2027, 3, 1, 8, 0, 0).single().ok_or("no such instant")?;
+//! // `SystemClock` in production; a manual clock makes the example repeatable.
+//! let engine = BookingEngine::new(
+//!     Arc::new(MemoryStore::new()),
+//!     ManualClock::new(now),
+//!     EngineConfig::default(),
+//! );
+//!
+//! let pro = NewProfessional {
+//!     name: "Ada".into(),
+//!     category: "physiotherapy".into(),
+//!     location: GeoPoint::new(52.52, 13.405)?,
+//!     hourly_rate_cents: 8_000,
+//!     currency: "eur".into(),
+//!     timezone: "Europe/Berlin".into(),
+//!     is_active: None,
+//! };
+//! let pro = engine.create_professional(&pro, TokenHash::of("ada-token")).await?;
+//! engine
+//!     .set_schedule(Actor::Admin, pro.id, Schedule::always_open(pro.timezone))
+//!     .await?;
+//! let client = NewClient { name: "Lin".into(), email: "lin@example.com".into() };
+//! let client = engine.create_client(&client, TokenHash::of("lin-token")).await?;
+//!
+//! // 09:00-10:00 UTC: free, so it is booked (and confirmed: no payments configured).
+//! let range = TimeRange::new(now + Duration::hours(1), now + Duration::hours(2))?;
+//! let request = BookingRequest {
+//!     client_id: client.id,
+//!     professional_id: pro.id,
+//!     range,
+//!     request_ref: None,
+//! };
+//! let booking = engine.create_booking(&request).await?.booking().clone();
+//! assert_eq!(booking.status, BookingStatus::Confirmed);
+//! assert_eq!(booking.price.amount_cents, 8_000);
+//!
+//! // The same slot again is refused, however many requests race for it.
+//! assert!(matches!(engine.create_booking(&request).await, Err(Error::SlotUnavailable)));
+//!
+//! // Cancelling frees it.
+//! engine.cancel_booking(Actor::Client(client.id), booking.id).await?;
+//! assert!(engine.create_booking(&request).await.is_ok());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The programs in the repository's `examples/` go further: PostgreSQL, a storage adapter
+//! of your own under the conformance suite, property tests with [`testing`]'s strategies,
+//! a consumer of the domain events.
+//!
 //! ## Guarantees (checked by [`testing`] against every adapter)
 //!
 //! * No two active bookings of one professional have overlapping blocked ranges, under any
@@ -32,7 +95,7 @@
 //! | (always)  | [`webhook`]: Stripe's `t=`/`v1=` webhook signatures: header parser, constant-time [`webhook::verify`] with tolerance and secret rotation, [`webhook::sign`] for outbound deliveries; the Stripe event envelope; the inbox and its retry policy; outbound subscriptions, deliveries and the retry decision ([`webhook::outbound`]) |
 //! | (always)  | [`payment`]: the [`payment::PaymentGateway`] a provider implements, the payment kept on a booking, and the pure, order-independent effect of a provider event ([`payment::apply_change`]) |
 //!
-//! ## Example
+//! ## The conflict rule in isolation
 //!
 //! ```
 //! use booking_core::{TimeRange, conflict::{IndexEntry, IntervalIndex}, BookingId};

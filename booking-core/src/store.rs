@@ -2,7 +2,7 @@
 //!
 //! Every method is one transaction in a database adapter and one critical section in the
 //! memory adapter. Methods that change a booking record the matching
-//! [`DomainEvent`](crate::events::DomainEvent) in the outbox in that same step. The engine
+//! [`DomainEvent`] in the outbox in that same step. The engine
 //! never needs a transaction spanning two calls.
 //!
 //! All traits are object safe; [`Store`] bundles them.

@@ -1,6 +1,6 @@
-//! Configuration from the environment (see API.md, "Running").
+//! Configuration from the environment (every variable and its default: `docs/configuration.md`).
 //!
-//! Besides the variables of API.md's table:
+//! Besides `BOOKING_LISTEN`, `DATABASE_URL`, the admin token and the two TTLs:
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -15,7 +15,7 @@
 //! are checked.
 //!
 //! Payments and webhooks (with `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRETS` and
-//! `STRIPE_API_BASE` of API.md):
+//! `STRIPE_API_BASE`):
 //!
 //! | variable | meaning |
 //! |---|---|

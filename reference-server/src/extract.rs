@@ -227,7 +227,7 @@ impl<T: From<uuid::Uuid> + Send, S: Send + Sync> FromRequestParts<S> for IdPath<
 
 /// Middleware for routes whose `{id}` must be a UUID: any other id is a 404 before an
 /// inner layer (the idempotency layer, which would first ask for an `Idempotency-Key`)
-/// looks at the request, as API.md orders it.
+/// looks at the request, as `docs/http/README.md` orders it.
 pub async fn require_uuid_id(_id: IdPath<uuid::Uuid>, req: Request, next: Next) -> Response {
     next.run(req).await
 }

@@ -2,8 +2,8 @@
 //!
 //! The reference HTTP server over [`booking_core`]: a thin axum application with
 //! bearer-token auth, an idempotency layer, RFC 9457 problem responses, an OpenAPI 3.1
-//! document, Prometheus metrics and background workers. The contract is the repository's
-//! `API.md`; `WALKTHROUGH.md` beside this crate shows it with curl.
+//! document, Prometheus metrics and background workers. The HTTP guide is the repository's
+//! `docs/http/`; `WALKTHROUGH.md` beside this crate shows it with curl.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

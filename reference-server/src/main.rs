@@ -1,4 +1,4 @@
-//! `reference-server`: serves the booking API (see API.md) until SIGTERM or Ctrl-C.
+//! `reference-server`: serves the booking API (see `docs/http/` in the repository) until SIGTERM or Ctrl-C.
 
 #![forbid(unsafe_code)]
 

@@ -1,4 +1,4 @@
-//! The JSON shapes of the API (API.md), with their OpenAPI schemas.
+//! The JSON shapes of the API (`docs/http/` in the repository), with their OpenAPI schemas.
 //!
 //! Response types are built from the engine's domain types; request types are either
 //! the engine's own input types (documented here by a mirror `*Doc` schema) or small

@@ -2,8 +2,8 @@
 //! responses, derived again on replay.
 //!
 //! `POST /v1/clients` and `POST /v1/professionals` answer with the new subject's API token
-//! once, and a replay of that request must answer with the very same bytes (API.md,
-//! idempotency), yet no usable token may be stored anywhere. So:
+//! once, and a replay of that request must answer with the very same bytes (see
+//! `docs/http/idempotency.md`), yet no usable token may be stored anywhere. So:
 //!
 //! * the token is not random but derived: `bk_` + base64url(HMAC-SHA256(token secret,
 //!   `"api-token:" || request_ref`)), where `request_ref` is the idempotent request's

@@ -108,7 +108,7 @@ pub struct Booking {
     /// When a `pending_payment` hold stops blocking its slot.
     pub hold_expires_at: Option<DateTime<Utc>>,
     /// The idempotent request that created the booking, if any (an opaque
-    /// [`crate::idempotency::RequestRef`] string). A retry of that request finds this booking
+    /// [`crate::idempotency::request_ref`] string). A retry of that request finds this booking
     /// instead of creating a second one.
     pub request_ref: Option<String>,
     /// The payment of a booking made with payments configured (see [`crate::payment`]).
