@@ -1,5 +1,6 @@
-//! Shared test helpers: an in-process app over the memory store, and a small HTTP client
-//! for a running server.
+//! Shared test helpers: an in-process app over the memory store (a request builder and
+//! named helpers per resource, principals as [`Party`]), per-test metric values
+//! ([`metrics`]), and a small HTTP client for a running server.
 
 #![allow(dead_code)]
 
