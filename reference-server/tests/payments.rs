@@ -14,6 +14,7 @@ use booking_core::testing::faulty::Faulty;
 use booking_core::webhook::{WebhookSecret, sign};
 use chrono::Utc;
 use common::fake_stripe::FakeStripe;
+use common::metrics::isolated;
 use common::{ADMIN, Res, TestApp, booking_body, str_of};
 use reference_server::config::{StripeConfig, WebhookConfig};
 use reference_server::{AppState, Config, workers};
@@ -195,64 +196,72 @@ on_both_stores!(
     cancelling_a_hold_cancels_its_intent,
 );
 
+/// Runs with a metrics recorder of its own (`common::metrics::isolated`), so the values it
+/// reads are its own.
 async fn book_then_pay_with_duplicates(on: On) {
-    let Some(p) = PayApp::default(on).await else {
-        return;
-    };
-    let (pro, client) = p.parties().await;
-    let r = p.book(&client, &pro, 0).await;
-    let b = r.assert_status(201).clone();
-    assert_eq!(b["status"], "pending_payment");
-    assert_eq!(b["payment"]["provider"], "stripe");
-    let intent = str_of(&b["payment"]["payment_intent_id"]);
-    assert!(intent.starts_with("pi_"), "{b}");
-    assert!(b["payment"]["client_secret"].as_str().is_some(), "{b}");
-    assert!(b["hold_expires_at"].is_string());
-    // What Stripe was sent.
-    let sent = p.fake.requests();
-    let create = sent
-        .iter()
-        .find(|r| r.path == "/v1/payment_intents")
-        .expect("an intent was created");
-    let id = str_of(&b["id"]);
-    assert_eq!(
-        create.idempotency_key.as_deref(),
-        Some(format!("booking-{id}-intent").as_str())
-    );
-    assert_eq!(create.param("metadata[booking_id]"), Some(id.as_str()));
-    assert_eq!(create.param("amount"), Some("6000"));
-    assert_eq!(create.param("currency"), Some("eur"));
+    isolated(move |metrics| async move {
+        let Some(p) = PayApp::default(on).await else {
+            return;
+        };
+        let (pro, client) = p.parties().await;
+        let r = p.book(&client, &pro, 0).await;
+        let b = r.assert_status(201).clone();
+        assert_eq!(b["status"], "pending_payment");
+        assert_eq!(b["payment"]["provider"], "stripe");
+        let intent = str_of(&b["payment"]["payment_intent_id"]);
+        assert!(intent.starts_with("pi_"), "{b}");
+        assert!(b["payment"]["client_secret"].as_str().is_some(), "{b}");
+        assert!(b["hold_expires_at"].is_string());
+        // What Stripe was sent.
+        let sent = p.fake.requests();
+        let create = sent
+            .iter()
+            .find(|r| r.path == "/v1/payment_intents")
+            .expect("an intent was created");
+        let id = str_of(&b["id"]);
+        assert_eq!(
+            create.idempotency_key.as_deref(),
+            Some(format!("booking-{id}-intent").as_str())
+        );
+        assert_eq!(create.param("metadata[booking_id]"), Some(id.as_str()));
+        assert_eq!(create.param("amount"), Some("6000"));
+        assert_eq!(create.param("currency"), Some("eur"));
 
-    let paid = intent_event("payment_intent.succeeded", &b);
-    let first = p.deliver(&paid).await;
-    assert_eq!(first.assert_status(200)["duplicate"], false);
-    let again = p.deliver(&paid).await;
-    assert_eq!(again.assert_status(200)["duplicate"], true);
-    assert_eq!(
-        workers::process_inbox(p.state()).await,
-        1,
-        "one event to process"
-    );
-    let now = p.booking(&id).await;
-    assert_eq!(now["status"], "confirmed");
-    assert!(now["payment"]["client_secret"].is_null());
-    assert!(now["hold_expires_at"].is_null());
-    // A third delivery after processing is still a duplicate and changes nothing.
-    assert_eq!(p.deliver(&paid).await.assert_status(200)["duplicate"], true);
-    assert_eq!(workers::process_inbox(p.state()).await, 0);
-    assert_eq!(p.booking(&id).await, now);
-    // The intake and the worker are visible in the metrics.
-    let metrics = p.app.call("GET", "/metrics", None, None, None).await;
-    let text = String::from_utf8_lossy(&metrics.bytes).into_owned();
-    for name in [
-        "webhook_events_received_total",
-        "webhook_duplicates_total",
-        "webhook_events_processed_total{outcome=\"applied\"}",
-        "webhook_processing_lag_seconds_bucket",
-        "stripe_request_duration_seconds_bucket{op=\"create_intent\"",
-    ] {
-        assert!(text.contains(name), "{name} missing from /metrics");
-    }
+        let paid = intent_event("payment_intent.succeeded", &b);
+        let first = p.deliver(&paid).await;
+        assert_eq!(first.assert_status(200)["duplicate"], false);
+        let again = p.deliver(&paid).await;
+        assert_eq!(again.assert_status(200)["duplicate"], true);
+        assert_eq!(
+            workers::process_inbox(p.state()).await,
+            1,
+            "one event to process"
+        );
+        let now = p.booking(&id).await;
+        assert_eq!(now["status"], "confirmed");
+        assert!(now["payment"]["client_secret"].is_null());
+        assert!(now["hold_expires_at"].is_null());
+        // A third delivery after processing is still a duplicate and changes nothing.
+        assert_eq!(p.deliver(&paid).await.assert_status(200)["duplicate"], true);
+        assert_eq!(workers::process_inbox(p.state()).await, 0);
+        assert_eq!(p.booking(&id).await, now);
+        // The intake and the worker are counted: three deliveries, two of them duplicates,
+        // one event applied after a measured lag, one intent created in a timed call.
+        let m = metrics.scrape();
+        assert_eq!(m.value("webhook_events_received_total", &[]), 3.0);
+        assert_eq!(m.value("webhook_duplicates_total", &[]), 2.0);
+        let applied = [("outcome", "applied")];
+        assert_eq!(m.value("webhook_events_processed_total", &applied), 1.0);
+        assert_eq!(m.value("webhook_events_processed_total", &[]), 1.0);
+        assert_eq!(m.value("webhook_processing_lag_seconds_count", &[]), 1.0);
+        let create = [("op", "create_intent")];
+        assert_eq!(
+            m.value("stripe_request_duration_seconds_count", &create),
+            1.0
+        );
+        assert_eq!(m.value("stripe_request_errors_total", &[]), 0.0);
+    })
+    .await;
 }
 
 async fn events_in_any_order_end_alike(on: On) {

@@ -1,5 +1,6 @@
 //! Tests against a running server (a real TCP listener on port 0): a booking race on the
-//! memory store, graceful shutdown, and an end-to-end run on PostgreSQL.
+//! memory store, graceful shutdown with a request in flight, and an end-to-end run on
+//! PostgreSQL.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -12,6 +13,8 @@ use chrono::{DateTime, Utc};
 use common::*;
 use reference_server::{Application, Config};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -43,10 +46,21 @@ impl Running {
         }
     }
 
-    async fn stop(mut self) {
+    /// Sends the shutdown signal.
+    fn signal(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Signals and waits for a clean exit.
+    async fn stop(mut self) {
+        self.signal();
+        self.exited().await;
+    }
+
+    /// Waits for the server to exit cleanly (after its signal).
+    async fn exited(self) {
         let r = tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .expect("server stops within 10 s")
@@ -181,19 +195,70 @@ async fn two_hundred_parallel_bookings_have_exactly_the_right_winners() {
     server.stop().await;
 }
 
+/// Reads from `conn` until `done` holds for what was read (or the peer closes).
+async fn read_until(conn: &mut TcpStream, done: impl Fn(&[u8]) -> bool) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !done(&out) {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("the server answers within 10 s")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request in flight when the signal arrives is answered; meanwhile new connections are
+/// refused; then the server exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shuts_down_gracefully_on_signal() {
-    let server = Running::start(None).await;
+    let mut server = Running::start(None).await;
     let client = http_client();
     let (s, _) = http(&client, &server.base, "GET", "/healthz", None, None, None).await;
     assert_eq!(s, 200);
-    let base = server.base.clone();
-    server.stop().await;
-    let addr = base.trim_start_matches("http://").to_owned();
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "still accepting"
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    // Headers only, asking to be told when to send the body: the server's `100 Continue`
+    // means the handler is reading the body, so the request is in flight.
+    let body = serde_json::to_vec(&json!({"name": "Lin", "email": "lin@example.com"})).unwrap();
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/clients HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {ADMIN}\r\n\
+         idempotency-key: in-flight\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
     );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let interim = read_until(&mut conn, |r| r.windows(4).any(|w| w == b"\r\n\r\n")).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+
+    server.signal();
+    // The listener closes: new connections are refused...
+    let refused = async {
+        while TcpStream::connect(&addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("new connections are refused after the signal");
+    // ...but the server waits for the request in flight.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !server.task.is_finished(),
+        "the server exited with a request in flight"
+    );
+
+    conn.write_all(&body).await.unwrap();
+    let answer = read_until(&mut conn, |_| false).await;
+    assert!(answer.starts_with("HTTP/1.1 201 Created"), "{answer}");
+    assert!(answer.contains("\"api_token\""), "{answer}");
+    server.exited().await;
+    assert!(TcpStream::connect(&addr).await.is_err(), "still accepting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use booking_core::payment::{
 use booking_core::{BookingId, Currency, Money};
 use chrono::Utc;
 use common::fake_stripe::FakeStripe;
+use common::metrics::isolated;
 use reference_server::stripe::StripeGateway;
 
 const SECRET: &str = "sk_test_fake_0123456789";
@@ -306,29 +307,39 @@ async fn a_slow_answer_is_unavailable_and_a_retry_finds_the_intent() {
     assert_eq!(intents[0].id, created.id);
 }
 
+/// Runs with a metrics recorder of its own, so the values it reads are its own.
 #[tokio::test]
 async fn failures_are_counted_and_timed() {
-    let handle = reference_server::metrics::handle();
-    let (fake, gw) = setup().await;
-    fake.set_down(true);
-    let _ = gw
-        .cancel_intent("pi_metrics", "k-metrics")
-        .await
-        .expect_err("down");
-    let text = handle.render();
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("stripe_request_errors_total")
-                && l.contains("op=\"cancel_intent\"")
-                && l.contains("kind=\"unavailable\"")),
-        "{text}"
-    );
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("stripe_request_duration_seconds_bucket")
-                && l.contains("op=\"cancel_intent\"")),
-        "{text}"
-    );
+    isolated(|metrics| async move {
+        let (fake, gw) = setup().await;
+        fake.set_down(true);
+        let _ = gw
+            .cancel_intent("pi_metrics", "k-metrics")
+            .await
+            .expect_err("down");
+        let m = metrics.scrape();
+        let cancel = [("op", "cancel_intent")];
+        let unavailable = [("op", "cancel_intent"), ("kind", "unavailable")];
+        assert_eq!(m.value("stripe_request_errors_total", &unavailable), 1.0);
+        assert_eq!(m.value("stripe_request_errors_total", &[]), 1.0);
+        assert_eq!(
+            m.value("stripe_request_duration_seconds_count", &cancel),
+            1.0
+        );
+        // A call that succeeds is timed, not counted as an error.
+        fake.set_down(false);
+        gw.create_intent(&intent_request(1000))
+            .await
+            .expect("intent");
+        let m = metrics.scrape();
+        let create = [("op", "create_intent")];
+        assert_eq!(
+            m.value("stripe_request_duration_seconds_count", &create),
+            1.0
+        );
+        assert_eq!(m.value("stripe_request_errors_total", &[]), 1.0);
+    })
+    .await;
 }
 
 #[tokio::test]

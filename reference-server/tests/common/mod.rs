@@ -1,9 +1,11 @@
-//! Shared test helpers: an in-process app over the memory store, and a small HTTP client
-//! for a running server.
+//! Shared test helpers: an in-process app over the memory store (a request builder and
+//! named helpers per resource, principals as [`Party`]), per-test metric values
+//! ([`metrics`]), and a small HTTP client for a running server.
 
 #![allow(dead_code)]
 
 pub mod fake_stripe;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -106,7 +108,20 @@ impl TestApp {
         }
     }
 
-    /// A JSON request with optional token and idempotency key.
+    /// Starts a request; see [`Call`].
+    pub fn request(&self, method: &str, path: &str) -> Call<'_> {
+        Call {
+            app: self,
+            method: Method::from_bytes(method.as_bytes()).expect("method"),
+            path: path.to_owned(),
+            token: None,
+            key: None,
+            body: None,
+        }
+    }
+
+    /// A JSON request with optional token and idempotency key (positional; new tests use
+    /// [`TestApp::request`]).
     pub async fn call(
         &self,
         method: &str,
@@ -115,38 +130,28 @@ impl TestApp {
         key: Option<&str>,
         body: Option<Value>,
     ) -> Res {
-        let mut b = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).expect("method"))
-            .uri(path);
-        if let Some(t) = token {
-            b = b.header("authorization", format!("Bearer {t}"));
-        }
-        if let Some(k) = key {
-            b = b.header("idempotency-key", k);
-        }
-        let body = match body {
-            Some(v) => {
-                b = b.header("content-type", "application/json");
-                Body::from(serde_json::to_vec(&v).expect("json"))
-            }
-            None => Body::empty(),
-        };
-        self.send(b.body(body).expect("request")).await
+        let mut call = self.request(method, path).maybe_key(key);
+        call.token = token.map(str::to_owned);
+        call.body = body;
+        call.send().await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Res {
-        self.call("GET", path, Some(token), None, None).await
+        self.request("GET", path).token(token).send().await
     }
 
     /// POST with a fresh idempotency key.
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Res {
-        let key = uuid::Uuid::now_v7().to_string();
-        self.call("POST", path, Some(token), Some(&key), Some(body))
+        self.request("POST", path)
+            .token(token)
+            .fresh_key()
+            .json(body)
+            .send()
             .await
     }
 
-    /// Creates a client; returns (id, token).
-    pub async fn client(&self, name: &str) -> (String, String) {
+    /// Creates a client named `name` (as the admin).
+    pub async fn create_client(&self, name: &str) -> Party {
         let r = self
             .post(
                 "/v1/clients",
@@ -154,12 +159,11 @@ impl TestApp {
                 json!({"name": name, "email": format!("{name}@example.com")}),
             )
             .await;
-        let v = r.assert_status(201);
-        (str_of(&v["id"]), str_of(&v["api_token"]))
+        Party::of(r.assert_status(201))
     }
 
-    /// Creates a professional; returns (id, token).
-    pub async fn professional(&self, category: &str, rate: i64) -> (String, String) {
+    /// Creates a professional (as the admin), without a schedule.
+    pub async fn create_professional(&self, category: &str, rate: i64) -> Party {
         let r = self
             .post(
                 "/v1/professionals",
@@ -167,25 +171,157 @@ impl TestApp {
                 professional_body(category, rate),
             )
             .await;
-        let v = r.assert_status(201);
-        (str_of(&v["id"]), str_of(&v["api_token"]))
+        Party::of(r.assert_status(201))
     }
 
-    /// Creates a professional open around the clock (UTC, 30-minute grid, optional
-    /// buffers); returns (id, token).
+    /// Creates a professional open around the clock (UTC, 30-minute grid, `buffer_after`
+    /// minutes of buffer after each booking).
+    pub async fn create_open_professional(&self, buffer_after: i64) -> Party {
+        let pro = self.create_professional("massage", 6000).await;
+        self.put_schedule(&pro.token, &pro.id, open_schedule(buffer_after))
+            .await
+            .assert_status(200);
+        pro
+    }
+
+    /// Creates a client; returns (id, token).
+    pub async fn client(&self, name: &str) -> (String, String) {
+        self.create_client(name).await.into()
+    }
+
+    /// Creates a professional; returns (id, token).
+    pub async fn professional(&self, category: &str, rate: i64) -> (String, String) {
+        self.create_professional(category, rate).await.into()
+    }
+
+    /// [`TestApp::create_open_professional`]; returns (id, token).
     pub async fn open_professional(&self, buffer_after: i64) -> (String, String) {
-        let (id, token) = self.professional("massage", 6000).await;
-        let r = self
-            .call(
-                "PUT",
-                &format!("/v1/professionals/{id}/schedule"),
-                Some(&token),
-                None,
-                Some(open_schedule(buffer_after)),
-            )
-            .await;
-        r.assert_status(200);
-        (id, token)
+        self.create_open_professional(buffer_after).await.into()
+    }
+
+    /// `PUT /v1/professionals/{id}/schedule` as `token`.
+    pub async fn put_schedule(&self, token: &str, professional: &str, schedule: Value) -> Res {
+        self.request("PUT", &format!("/v1/professionals/{professional}/schedule"))
+            .token(token)
+            .json(schedule)
+            .send()
+            .await
+    }
+
+    /// `PATCH /v1/professionals/{id}` as `token`.
+    pub async fn patch_professional(&self, token: &str, professional: &str, patch: Value) -> Res {
+        self.request("PATCH", &format!("/v1/professionals/{professional}"))
+            .token(token)
+            .json(patch)
+            .send()
+            .await
+    }
+
+    /// `POST /v1/bookings` as `token` with a fresh idempotency key.
+    pub async fn create_booking(&self, token: &str, body: Value) -> Res {
+        self.post("/v1/bookings", token, body).await
+    }
+
+    /// `POST /v1/bookings/{id}/cancel` as `token` with idempotency key `key`, no body.
+    pub async fn cancel_booking(&self, token: &str, booking: &str, key: &str) -> Res {
+        self.request("POST", &format!("/v1/bookings/{booking}/cancel"))
+            .token(token)
+            .key(key)
+            .send()
+            .await
+    }
+
+    /// `POST /v1/bookings/{id}/reschedule` as `token` with a fresh idempotency key.
+    pub async fn reschedule_booking(&self, token: &str, booking: &str, body: Value) -> Res {
+        self.post(&format!("/v1/bookings/{booking}/reschedule"), token, body)
+            .await
+    }
+}
+
+/// A request being built: `app.request("PUT", path).token(t).json(body).send().await`.
+#[must_use = "a request does nothing until it is sent"]
+pub struct Call<'a> {
+    app: &'a TestApp,
+    method: Method,
+    path: String,
+    token: Option<String>,
+    key: Option<String>,
+    body: Option<Value>,
+}
+
+impl Call<'_> {
+    /// Sends `Authorization: Bearer {token}`.
+    pub fn token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    /// Sends `Idempotency-Key: {key}` (verbatim, so invalid keys can be sent too).
+    pub fn key(mut self, key: &str) -> Self {
+        self.key = Some(key.to_owned());
+        self
+    }
+
+    /// Sends `key` if there is one.
+    pub fn maybe_key(self, key: Option<&str>) -> Self {
+        match key {
+            Some(k) => self.key(k),
+            None => self,
+        }
+    }
+
+    /// Sends a fresh (unique) idempotency key.
+    pub fn fresh_key(self) -> Self {
+        let key = uuid::Uuid::now_v7().to_string();
+        self.key(&key)
+    }
+
+    /// Sends `body` as `application/json`.
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// Sends the request and decodes the response.
+    pub async fn send(self) -> Res {
+        let mut b = Request::builder().method(self.method).uri(self.path);
+        if let Some(t) = self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(k) = self.key {
+            b = b.header("idempotency-key", k);
+        }
+        let body = match self.body {
+            Some(v) => {
+                b = b.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&v).expect("json"))
+            }
+            None => Body::empty(),
+        };
+        self.app.send(b.body(body).expect("request")).await
+    }
+}
+
+/// A principal the admin created: its id and its bearer token.
+#[derive(Debug, Clone)]
+pub struct Party {
+    pub id: String,
+    pub token: String,
+}
+
+impl Party {
+    /// The `id` and `api_token` of a creation answer.
+    pub fn of(created: &Value) -> Self {
+        Self {
+            id: str_of(&created["id"]),
+            token: str_of(&created["api_token"]),
+        }
+    }
+}
+
+impl From<Party> for (String, String) {
+    fn from(p: Party) -> Self {
+        (p.id, p.token)
     }
 }
 
