@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod fake_stripe;
+pub mod invariants;
+pub mod rng;
+pub mod wire;
 
 use std::sync::Arc;
 
