@@ -471,3 +471,71 @@ fn reachable(from: &str, to: &str) -> bool {
     }
     seen.contains(&to)
 }
+
+/// What the checks shared by the abuse tests found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Every violation, as a sentence.
+    pub violations: Vec<String>,
+    /// Rows explained only by requests that never got an answer.
+    pub explained: usize,
+    /// Booking rows by status.
+    pub statuses: BTreeMap<String, usize>,
+}
+
+/// Runs every booking check against the database after a load: no overlap, 201s and rows
+/// match ([`creates_match`]; `client_of` maps a client's token to its id), replays match,
+/// the outbox tells the story, nothing acknowledged is lost, no key in flight.
+pub async fn check_bookings(
+    pool: &PgPool,
+    exchanges: &[Exchange],
+    client_of: &HashMap<String, String>,
+) -> Findings {
+    let rows = booking_rows(pool).await;
+    let stored = stored_answers(pool).await;
+    let mut violations = overlaps(pool).await;
+    let (bad, explained) = creates_match(exchanges, &rows, client_of);
+    violations.extend(bad);
+    violations.extend(replays_match(exchanges, &stored));
+    violations.extend(outbox_tells_the_story(pool, &rows, exchanges).await);
+    violations.extend(nothing_acknowledged_lost(exchanges, &rows));
+    let in_flight = keys_in_flight(pool).await;
+    if in_flight != 0 {
+        violations.push(format!("{in_flight} idempotency keys still in flight"));
+    }
+    let mut statuses = BTreeMap::new();
+    for r in &rows {
+        *statuses.entry(r.status.clone()).or_insert(0) += 1;
+    }
+    Findings {
+        violations,
+        explained,
+        statuses,
+    }
+}
+
+/// Prints the counts of a run (its exchanges by outcome, then `notes`) and every
+/// violation, then fails if there was one, naming the seed.
+pub fn report(seed: u64, exchanges: &[Exchange], notes: &[String], findings: &Findings) {
+    for (label, n) in tally(exchanges) {
+        eprintln!("  {n:>6}  {label}");
+    }
+    for note in notes {
+        eprintln!("  {note}");
+    }
+    eprintln!(
+        "  bookings by status: {:?}; rows explained by unanswered requests: {}; \
+         invariant violations: {}",
+        findings.statuses,
+        findings.explained,
+        findings.violations.len()
+    );
+    for v in &findings.violations {
+        eprintln!("  VIOLATION: {v}");
+    }
+    assert!(
+        findings.violations.is_empty(),
+        "seed {seed}: {} violations",
+        findings.violations.len()
+    );
+}

@@ -118,3 +118,26 @@ pub async fn send(client: &HttpClient, base: &str, call: &Call<'_>) -> Result<Re
         .await
         .map_err(|_| "timed out".to_owned())?
 }
+
+/// Gives professional `id` (with its `token`) a schedule open around the clock with
+/// `buffer_after` minutes after each booking; panics unless the server answers 200.
+pub async fn open_all_week(
+    client: &HttpClient,
+    base: &str,
+    id: &str,
+    token: &str,
+    buffer_after: i64,
+) {
+    let schedule = serde_json::to_vec(&super::open_schedule(buffer_after)).expect("json");
+    let path = format!("/v1/professionals/{id}/schedule");
+    let call = Call {
+        method: "PUT",
+        path: &path,
+        token: Some(token),
+        key: None,
+        body: Some(&schedule),
+        headers: &[],
+    };
+    let r = send(client, base, &call).await.expect("server up");
+    assert_eq!(r.status, 200, "{}", r.json);
+}
