@@ -1,6 +1,6 @@
 //! Crash and restart: the server binary on PostgreSQL, killed with SIGKILL several times
-//! under load and started again on the same database, while its clients keep retrying
-//! with the same idempotency keys.
+//! under load and started again on the same database and address, while its clients keep
+//! retrying with the same idempotency keys.
 //!
 //! 32 clients book a few hot slots of three professionals, cancel and reschedule their
 //! bookings, and the admin creates clients, each request retried with its key (after a
@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::invariants::{self, Exchange, Kind, Ledger};
@@ -54,14 +54,15 @@ struct Server {
 }
 
 impl Server {
-    /// Starts the binary on `database_url` (port 0) and waits for the address it logs.
-    async fn start(database_url: &str) -> Self {
+    /// Starts the binary on `database_url`, listening on `port` of 127.0.0.1, and waits
+    /// until it is ready.
+    async fn start(database_url: &str, port: u16, http: &HttpClient) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_reference-server"))
             .env("DATABASE_URL", database_url)
-            .env("BOOKING_LISTEN", "127.0.0.1:0")
+            .env("BOOKING_LISTEN", format!("127.0.0.1:{port}"))
             .env("BOOKING_ADMIN_TOKEN", ADMIN)
             .env("BOOKING_TOKEN_SECRET", TOKEN_SECRET)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "warn")
             .env_remove("STRIPE_SECRET_KEY")
             .env_remove("NATS_URL")
             .env_remove("REDIS_URL")
@@ -73,7 +74,6 @@ impl Server {
             .expect("start the server binary");
         let stderr = child.stderr.take().expect("stderr is piped");
         let panics = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = std::sync::mpsc::channel();
         let seen = panics.clone();
         // Reads the log to its end, so the server never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -82,27 +82,34 @@ impl Server {
                     seen.fetch_add(1, Ordering::Relaxed);
                     eprintln!("server: {line}");
                 }
-                if let Some(addr) = line
-                    .contains("listening")
-                    .then(|| line.split("addr=").nth(1))
-                    .flatten()
-                {
-                    let _ = tx.send(
-                        addr.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
             }
         });
-        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        let base = format!("http://127.0.0.1:{port}");
+        let ready = Call {
+            method: "GET",
+            path: "/readyz",
+            token: None,
+            key: None,
+            body: None,
+            headers: &[],
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !wire::send(http, &base, &ready)
             .await
-            .unwrap()
-            .expect("the server logs its address");
+            .is_ok_and(|r| r.status == 200)
+        {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the server exited at start-up: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server is not ready after 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Self {
             child,
-            base: format!("http://{addr}"),
+            base,
             panics,
         }
     }
@@ -128,7 +135,7 @@ struct Unanswered {
 
 /// What every client task shares.
 struct Shared {
-    base: RwLock<String>,
+    base: String,
     http: HttpClient,
     ledger: Ledger,
     professionals: Vec<String>,
@@ -142,9 +149,8 @@ impl Shared {
         let body = serde_json::to_vec(&req.body).unwrap();
         let deadline = Instant::now() + patience;
         loop {
-            let base = self.base.read().unwrap().clone();
             let call = Call::post(&req.path, &req.token, &req.key, &body);
-            let outcome = wire::send(&self.http, &base, &call).await;
+            let outcome = wire::send(&self.http, &self.base, &call).await;
             self.ledger.record(Exchange {
                 kind: req.kind,
                 scope: req.token.clone(),
@@ -295,10 +301,15 @@ async fn kill_and_restart_under_load() {
     eprintln!("crash: seed {seed} (BOOKING_TORTURE_SEED), {CLIENTS} clients, {kills} kills");
     let mut rng = Rng::new(seed);
     let url = db.url();
-    let mut server = Server::start(&url).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let http = http_client();
+    let mut server = Server::start(&url, port, &http).await;
     let mut shared = Shared {
-        base: RwLock::new(server.base.clone()),
-        http: http_client(),
+        base: server.base.clone(),
+        http,
         ledger: Ledger::default(),
         professionals: Vec::new(),
         stop: AtomicBool::new(false),
@@ -345,8 +356,7 @@ async fn kill_and_restart_under_load() {
     for _ in 0..kills {
         tokio::time::sleep(Duration::from_millis(1500 + rng.below(1500) as u64)).await;
         panics += server.kill();
-        server = Server::start(&url).await;
-        *shared.base.write().unwrap() = server.base.clone();
+        server = Server::start(&url, port, &shared.http).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     shared.stop.store(true, Ordering::Relaxed);
