@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 pub mod fake_stripe;
+pub mod invariants;
 pub mod metrics;
+pub mod rng;
+pub mod wire;
 
 use std::sync::Arc;
 
