@@ -223,8 +223,6 @@ pub struct ModelState {
     pub keys: BTreeMap<(usize, u8), KeyRecord>,
     /// The booking each key's current record created.
     pub made: BTreeMap<(usize, u8), usize>,
-    /// The key used last, for retries right after an attempt.
-    pub last_key: Option<(usize, u8)>,
     /// Every outbox event so far: kind and booking index, in order.
     pub events: Vec<(EventKind, usize)>,
     /// Hard cases met so far.
@@ -409,7 +407,6 @@ impl ModelState {
         answered: bool,
     ) -> IdemExpect {
         let id = (request.client, k);
-        self.last_key = Some(id);
         let record = self.keys.get(&id).cloned();
         let live = record.clone().filter(|r| r.expires > self.now);
         if let Some(r) = &live {

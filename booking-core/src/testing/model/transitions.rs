@@ -110,7 +110,6 @@ impl ReferenceStateMachine for EngineModel {
                 bookings: Vec::new(),
                 keys: BTreeMap::new(),
                 made: BTreeMap::new(),
-                last_key: None,
                 events: Vec::new(),
                 hard: HardCases::default(),
             })
