@@ -6,9 +6,10 @@
 //! built once per schema version (its name carries a hash of the migrations) under an
 //! advisory lock, so concurrent test processes share it safely.
 //!
-//! When the server is unreachable: with `BOOKING_REQUIRE_POSTGRES=1` (CI) that is a panic
-//! with a clear message; otherwise a loud `SKIPPED: postgres unreachable` on stderr and
-//! `None`, so the caller returns early.
+//! When the server is unreachable: in CI (`CI` set to any true value: `1`, `true`, `True`,
+//! `yes`, ...) or with `BOOKING_REQUIRE_POSTGRES` true, that is a panic with a clear
+//! message; otherwise one `SKIPPED: postgres unreachable ...` line on stderr (counted by
+//! `scripts/test.sh`) and `None`, so the caller returns early.
 
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -94,9 +95,44 @@ pub fn database_url() -> String {
         .unwrap_or_else(|| DEFAULT_URL.to_owned())
 }
 
-/// Whether an unreachable server must fail the tests (`BOOKING_REQUIRE_POSTGRES=1`).
+/// Whether `value` counts as true for a flag in the environment: anything but empty,
+/// `0`, `false`, `no` or `off` (any case, surrounding blanks ignored). So `CI=true`,
+/// `CI=1`, `CI=True` and `CI=yes` are all true. `scripts/test.sh` applies the same rule.
+///
+/// ```
+/// use booking_postgres::test_support::is_true;
+/// assert!(is_true("1") && is_true("true") && is_true("True") && is_true("yes"));
+/// assert!(!is_true("") && !is_true("0") && !is_true("false") && !is_true(" FALSE "));
+/// ```
+pub fn is_true(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    !matches!(v.as_str(), "" | "0" | "false" | "no" | "off")
+}
+
+/// Whether the environment variable `name` is set to a true value (see [`is_true`]).
+pub fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| is_true(&v))
+}
+
+/// Whether the tests run in CI (`CI` set to a true value): there, a backing service that
+/// cannot be reached is a failure, never a skip.
+pub fn in_ci() -> bool {
+    env_flag("CI")
+}
+
+/// Whether an unreachable server must fail the tests: in CI ([`in_ci`]) or with
+/// `BOOKING_REQUIRE_POSTGRES` set to a true value.
 pub fn postgres_required() -> bool {
-    std::env::var("BOOKING_REQUIRE_POSTGRES").is_ok_and(|v| v.trim() == "1")
+    in_ci() || env_flag("BOOKING_REQUIRE_POSTGRES")
+}
+
+/// Reports a skipped test: one line `SKIPPED: <why>` written straight to stderr (the test
+/// harness captures `eprintln!` of passing tests), which `scripts/test.sh` counts so that
+/// a skipped test is not counted as passed. Call it once per skipped test.
+pub fn report_skipped(why: &str) {
+    // One write, so that parallel tests cannot split the line.
+    let line = format!("\nSKIPPED: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Connection options of the server (its maintenance database, as named in the URL).
@@ -210,18 +246,14 @@ fn unreachable<T>(reason: &str) -> Option<T> {
     let url = crate::config::redact(&database_url());
     if postgres_required() {
         panic!(
-            "BOOKING_REQUIRE_POSTGRES=1 but PostgreSQL at {url} cannot be used: {reason}. \
-             Start a server or point DATABASE_URL at one."
+            "PostgreSQL is required (CI or BOOKING_REQUIRE_POSTGRES is true) but the server \
+             at {url} cannot be used: {reason}. Start a server or point DATABASE_URL at one."
         );
     }
-    // Straight to the stderr handle: the test harness captures `eprintln!` of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n==========================================================\n\
-         SKIPPED: postgres unreachable ({url}): {reason}\n\
-         (set BOOKING_REQUIRE_POSTGRES=1 to make this a failure)\n\
-         =========================================================="
-    );
+    report_skipped(&format!(
+        "postgres unreachable ({url}): {reason} (set BOOKING_REQUIRE_POSTGRES=1 to make \
+         this a failure)"
+    ));
     None
 }
 
