@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::extract::read_body;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemCode};
 
 /// The longest `Retry-After` suggested for a request in flight.
 const RETRY_AFTER_MAX_SECS: u64 = 2;
@@ -113,8 +113,7 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
         None => {
             return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency_key_missing",
+                ProblemCode::IdempotencyKeyMissing,
                 "this endpoint requires an `Idempotency-Key` header",
             )
             .into_response();
@@ -176,8 +175,7 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
             Problem {
                 retry_after: Some(secs),
                 ..Problem::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_request_in_flight",
+                    ProblemCode::IdempotencyRequestInFlight,
                     "a request with this idempotency key is still being processed; retry later",
                 )
             }
@@ -186,8 +184,7 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         Decision::Mismatch => {
             metrics::counter!("idempotency_mismatches_total").increment(1);
             Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
+                ProblemCode::IdempotencyKeyReused,
                 "this idempotency key was used with a different request",
             )
             .into_response()
