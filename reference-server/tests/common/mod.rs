@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_stripe;
+pub mod served;
 
 use std::sync::Arc;
 
