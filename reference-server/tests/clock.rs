@@ -80,12 +80,33 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// A module `$scenario` with the scenario's test on the memory store and on a fresh
+/// PostgreSQL database (skipped loudly without one, outside CI).
+macro_rules! on_both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$scenario(None).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = booking_postgres::test_support::TestDatabase::create().await else {
+                    return; // SKIPPED was printed loudly
+                };
+                super::$scenario(Some(db.url())).await;
+            }
+        }
+    };
+}
+
 /// A hold blocks its slot until `hold_expires_at` on the injected clock; then the sweep
 /// worker marks it expired (recording `booking_expired`) and the slot can be booked again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_runs_out_on_the_clock_and_the_sweep_expires_it() {
+async fn a_hold_runs_out_on_the_clock_and_the_sweep_expires_it(database_url: Option<String>) {
     let clock = ManualClock::new(Utc::now());
     let config = Config {
+        database_url,
         sweep_interval: Duration::from_millis(20),
         ..Config::default()
     };
@@ -129,10 +150,13 @@ async fn a_hold_runs_out_on_the_clock_and_the_sweep_expires_it() {
 
 /// An attempt that claimed a key and never finished (a crash) blocks its retries for the
 /// lease (60 s) on the injected clock; then a retry takes the key over and answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_attempt_s_lease_is_taken_over_when_it_runs_out() {
+async fn a_crashed_attempt_s_lease_is_taken_over_when_it_runs_out(database_url: Option<String>) {
     let clock = ManualClock::new(Utc::now());
-    let server = serve(&clock, Config::default()).await;
+    let config = Config {
+        database_url,
+        ..Config::default()
+    };
+    let server = serve(&clock, config).await;
     let body = client_body("grace");
     let key = "crashed-attempt-1";
     // What the server would have claimed for this request before it crashed.
@@ -174,12 +198,12 @@ async fn a_crashed_attempt_s_lease_is_taken_over_when_it_runs_out() {
 
 /// A completed key is replayed (and refuses another request) until its TTL passes on the
 /// injected clock; after that the same key is a new request.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_lives_for_its_ttl() {
+async fn a_key_lives_for_its_ttl(database_url: Option<String>) {
     let clock = ManualClock::new(Utc::now());
     // The first sweep runs at start-up, the next purge a minute later: the key below
     // expires without being purged.
     let config = Config {
+        database_url,
         idempotency_ttl: Duration::from_secs(3600),
         ..Config::default()
     };
@@ -210,11 +234,11 @@ async fn a_key_lives_for_its_ttl() {
 /// The sweep worker purges keys past their TTL: once it has, moving the clock back to
 /// when the key was live finds no record (another request with the key is new, where the
 /// live record would have refused it).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sweep_purges_expired_keys() {
+async fn the_sweep_purges_expired_keys(database_url: Option<String>) {
     let t0 = Utc::now();
     let clock = ManualClock::new(t0);
     let config = Config {
+        database_url,
         idempotency_ttl: Duration::from_secs(3600),
         sweep_interval: Duration::from_millis(10),
         ..Config::default()
@@ -251,3 +275,8 @@ async fn the_sweep_purges_expired_keys() {
     println!("refused before the purge: {refused}");
     server.stop().await;
 }
+
+on_both_stores!(a_hold_runs_out_on_the_clock_and_the_sweep_expires_it);
+on_both_stores!(a_crashed_attempt_s_lease_is_taken_over_when_it_runs_out);
+on_both_stores!(a_key_lives_for_its_ttl);
+on_both_stores!(the_sweep_purges_expired_keys);
