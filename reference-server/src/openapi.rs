@@ -5,7 +5,7 @@
 //! responses each operation can give come from its [`ProblemCode`](crate::problem::ProblemCode)s
 //! in [`errors`], all pointing at the shared `Problem` response.
 
-mod errors;
+pub mod errors;
 pub mod schemas;
 
 use utoipa::openapi::RefOr;

@@ -29,9 +29,10 @@ const IDEMPOTENT: &[ProblemCode] = &[
     ValidationFailed,
 ];
 
-/// The codes of each operation beyond those of its kind (see [`common_codes`]).
+/// The codes of each operation, as `(method, path, codes)`, beyond those of its kind (see
+/// [`common_codes`]).
 #[rustfmt::skip]
-pub(crate) const OPERATION_ERRORS: &[(&str, &str, &[ProblemCode])] = &[
+pub const OPERATION_ERRORS: &[(&str, &str, &[ProblemCode])] = &[
     ("post", "/v1/clients", &[Forbidden, ApiTokenUnrecoverable]),
     ("post", "/v1/professionals", &[Forbidden, ApiTokenUnrecoverable]),
     ("get", "/v1/professionals", &[MalformedRequest, ValidationFailed]),
@@ -58,7 +59,7 @@ pub(crate) const OPERATION_ERRORS: &[(&str, &str, &[ProblemCode])] = &[
 
 /// The codes every operation of this kind can give: the webhook's, those of an idempotent
 /// `POST` under `/v1`, those of any other `/v1` operation; none outside `/v1`.
-pub(crate) fn common_codes(method: &str, path: &str) -> Vec<ProblemCode> {
+pub fn common_codes(method: &str, path: &str) -> Vec<ProblemCode> {
     if path.starts_with("/v1/webhooks/") {
         SIGNED.to_vec()
     } else if path.starts_with("/v1/") && method == "post" {
@@ -71,7 +72,7 @@ pub(crate) fn common_codes(method: &str, path: &str) -> Vec<ProblemCode> {
 }
 
 /// Every code `method path` can answer with.
-pub(crate) fn operation_codes(method: &str, path: &str) -> BTreeSet<ProblemCode> {
+pub fn operation_codes(method: &str, path: &str) -> BTreeSet<ProblemCode> {
     let own = OPERATION_ERRORS
         .iter()
         .filter(|(m, p, _)| *m == method && *p == path)
