@@ -40,28 +40,71 @@
 //! concurrent connections on a 2-core machine with PostgreSQL on the same host): a pool
 //! much larger than the database's cores only adds contention. Keep the sum over all server
 //! processes below the database's `max_connections`.
+//!
+//! ## Where each setting goes
+//!
+//! [`Config`] keeps the settings flat (one field per variable); the methods below group
+//! them by the part of the server that uses them:
+//!
+//! | user | built by | settings |
+//! |---|---|---|
+//! | the listener and the router | [`crate::startup`] | `listen`, `request_timeout` |
+//! | authentication | [`crate::AppState`] | `admin_token`, `token_secret` |
+//! | the PostgreSQL store | [`Config::database`] -> [`DatabaseConfig::pg_options`], [`DatabaseConfig::replica_options`] | `database_url`, `database_read_url`, `db_max_connections`, `db_statement_timeout` |
+//! | the engine | [`Config::engine_config`], [`Config::payment_hold_ttl`] | `idempotency_ttl`, `hold_ttl` |
+//! | payments and the Stripe webhook | [`StripeConfig`], [`Config::webhook_signing_secrets`], [`WebhookConfig::retry_policy`] | `stripe`, `webhook_secrets`, `webhook` |
+//! | domain events out | [`Config::outbox_consumers`], [`Config::outbox_retention_period`], [`OutboundConfig`] | `nats_url`, `outbox_retention`, `outbound` |
+//! | the search cache | [`Config::search_cache`] | `redis_url`, `redis_prefix`, `search_cache_ttl` |
+//! | the background workers | [`crate::workers::spawn`] | `sweep_interval` |
+
+mod env;
 
 use std::fmt;
 use std::time::Duration;
 
-/// Server settings.
+use booking_core::EngineConfig;
+use booking_core::events::Consumer;
+use booking_core::idempotency::IdempotencyPolicy;
+
+/// Server settings, one field per environment variable (see the module docs for which
+/// part of the server uses each).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
+    // ---- the listener and the router -------------------------------------------------
     /// `address:port` to bind (`BOOKING_LISTEN`, default `127.0.0.1:8080`; port 0 picks a
     /// free one).
     pub listen: String,
-    /// PostgreSQL URL (`DATABASE_URL`); `None` uses the in-memory store.
-    pub database_url: Option<String>,
+    /// Requests taking longer are answered 408 (default 30 s).
+    pub request_timeout: Duration,
+
+    // ---- authentication --------------------------------------------------------------
     /// The admin bearer token (`BOOKING_ADMIN_TOKEN`); `None`: generate one at start-up.
     pub admin_token: Option<String>,
     /// The key API tokens are derived with (`BOOKING_TOKEN_SECRET`, at least 32
     /// characters); `None`: a random one per process (see the module docs).
     pub token_secret: Option<String>,
+
+    // ---- the store ([`Config::database`]) ---------------------------------------------
+    /// PostgreSQL URL (`DATABASE_URL`); `None` uses the in-memory store.
+    pub database_url: Option<String>,
+    /// `DATABASE_READ_URL`: a read replica of `DATABASE_URL` that serves searches (the
+    /// primary answers when it fails); ignored without `DATABASE_URL`.
+    pub database_read_url: Option<String>,
+    /// Upper bound of the PostgreSQL pool (`BOOKING_DB_MAX_CONNECTIONS`, default
+    /// [`DEFAULT_DB_MAX_CONNECTIONS`]).
+    pub db_max_connections: u32,
+    /// Server-side `statement_timeout` of every PostgreSQL connection
+    /// (`BOOKING_DB_STATEMENT_TIMEOUT_MS`, default 5 s; `None`: the server's default).
+    pub db_statement_timeout: Option<Duration>,
+
+    // ---- the engine ([`Config::engine_config`]) ---------------------------------------
+    /// How long idempotency keys are kept (`BOOKING_IDEMPOTENCY_TTL_SECONDS`, default 86400).
+    pub idempotency_ttl: Duration,
     /// How long a `pending_payment` hold blocks its slot (`BOOKING_HOLD_TTL_SECONDS`,
     /// default 900). Only used once payments are configured.
     pub hold_ttl: Duration,
-    /// How long idempotency keys are kept (`BOOKING_IDEMPOTENCY_TTL_SECONDS`, default 86400).
-    pub idempotency_ttl: Duration,
+
+    // ---- payments and the Stripe webhook ----------------------------------------------
     /// Stripe, when `STRIPE_SECRET_KEY` is set: bookings are then `pending_payment` holds
     /// paid through a PaymentIntent. `None`: bookings are confirmed at once.
     pub stripe: Option<StripeConfig>,
@@ -70,25 +113,16 @@ pub struct Config {
     pub webhook_secrets: Vec<String>,
     /// How inbound webhook events are retried and kept.
     pub webhook: WebhookConfig,
+
+    // ---- domain events out -----------------------------------------------------------
     /// `NATS_URL`: the outbox relay publishes domain events to NATS JetStream.
     pub nats_url: Option<String>,
     /// `BOOKING_OUTBOX_RETENTION_DAYS`: how long delivered domain events stay in the outbox.
     pub outbox_retention: Duration,
     /// Outbound webhook deliveries.
     pub outbound: OutboundConfig,
-    /// Requests taking longer are answered 408 (default 30 s).
-    pub request_timeout: Duration,
-    /// How often the background workers run (default 5 s).
-    pub sweep_interval: Duration,
-    /// Upper bound of the PostgreSQL pool (`BOOKING_DB_MAX_CONNECTIONS`, default
-    /// [`DEFAULT_DB_MAX_CONNECTIONS`]).
-    pub db_max_connections: u32,
-    /// Server-side `statement_timeout` of every PostgreSQL connection
-    /// (`BOOKING_DB_STATEMENT_TIMEOUT_MS`, default 5 s; `None`: the server's default).
-    pub db_statement_timeout: Option<Duration>,
-    /// `DATABASE_READ_URL`: a read replica of `DATABASE_URL` that serves searches (the
-    /// primary answers when it fails); ignored without `DATABASE_URL`.
-    pub database_read_url: Option<String>,
+
+    // ---- the search cache ([`Config::search_cache`]) ----------------------------------
     /// `REDIS_URL`: keep search pages in this Redis (shared by all instances); `None`: an
     /// in-process cache.
     pub redis_url: Option<String>,
@@ -99,6 +133,10 @@ pub struct Config {
     /// the cache off; the environment rejects 0, so only a hand-built `Config` (a benchmark
     /// of the uncached path) can ask for that.
     pub search_cache_ttl: Duration,
+
+    // ---- the background workers ------------------------------------------------------
+    /// How often the background workers run (default 5 s).
+    pub sweep_interval: Duration,
 }
 
 /// The default of [`Config::db_max_connections`].
@@ -106,30 +144,28 @@ pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |v: &Option<String>| v.as_ref().map(|_| "<set>");
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
-            .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
-            .field("hold_ttl", &self.hold_ttl)
+            .field("request_timeout", &self.request_timeout)
+            .field("admin_token", &set(&self.admin_token))
+            .field("token_secret", &set(&self.token_secret))
+            .field("database_url", &set(&self.database_url))
+            .field("database_read_url", &set(&self.database_read_url))
+            .field("db_max_connections", &self.db_max_connections)
+            .field("db_statement_timeout", &self.db_statement_timeout)
             .field("idempotency_ttl", &self.idempotency_ttl)
+            .field("hold_ttl", &self.hold_ttl)
             .field("stripe", &self.stripe)
             .field("webhook_secrets", &self.webhook_secrets.len())
             .field("webhook", &self.webhook)
             .field("nats_url", &self.nats_url)
             .field("outbox_retention", &self.outbox_retention)
             .field("outbound", &self.outbound)
-            .field("request_timeout", &self.request_timeout)
-            .field("sweep_interval", &self.sweep_interval)
-            .field("db_max_connections", &self.db_max_connections)
-            .field("db_statement_timeout", &self.db_statement_timeout)
-            .field(
-                "database_read_url",
-                &self.database_read_url.as_ref().map(|_| "<set>"),
-            )
-            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("redis_url", &set(&self.redis_url))
             .field("redis_prefix", &self.redis_prefix)
             .field("search_cache_ttl", &self.search_cache_ttl)
+            .field("sweep_interval", &self.sweep_interval)
             .finish()
     }
 }
@@ -139,30 +175,167 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
-            database_url: None,
+            request_timeout: Duration::from_secs(30),
             admin_token: None,
             token_secret: None,
-            hold_ttl: Duration::from_secs(900),
+            database_url: None,
+            database_read_url: None,
+            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            db_statement_timeout: Some(Duration::from_secs(5)),
             idempotency_ttl: Duration::from_secs(86_400),
+            hold_ttl: Duration::from_secs(900),
             stripe: None,
             webhook_secrets: Vec::new(),
             webhook: WebhookConfig::default(),
             nats_url: None,
             outbox_retention: Duration::from_secs(7 * 86_400),
             outbound: OutboundConfig::default(),
-            request_timeout: Duration::from_secs(30),
-            sweep_interval: Duration::from_secs(5),
-            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
-            db_statement_timeout: Some(Duration::from_secs(5)),
-            database_read_url: None,
             redis_url: None,
             redis_prefix: "booking:".to_owned(),
             search_cache_ttl: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(5),
         }
     }
 }
 
-/// A configuration value that cannot be used.
+/// A `std` duration as a `chrono` one, or `fallback` if it does not fit.
+fn chrono_or(d: Duration, fallback: chrono::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(fallback)
+}
+
+/// A `std` duration as a `chrono` one in whole milliseconds, saturating.
+fn chrono_ms(d: Duration) -> chrono::Duration {
+    chrono::Duration::milliseconds(d.as_millis().try_into().unwrap_or(i64::MAX))
+}
+
+impl Config {
+    /// The store's settings: `Some` with `DATABASE_URL` (PostgreSQL), `None` for the
+    /// in-memory store.
+    pub fn database(&self) -> Option<DatabaseConfig> {
+        let url = self.database_url.clone()?;
+        Some(DatabaseConfig {
+            url,
+            read_url: self.database_read_url.clone(),
+            max_connections: self.db_max_connections,
+            statement_timeout: self.db_statement_timeout,
+        })
+    }
+
+    /// The engine's settings: idempotency keys live `idempotency_ttl` (the lease stays the
+    /// engine's default); holds are set by [`Config::payment_hold_ttl`] once payments are on.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            idempotency: IdempotencyPolicy {
+                ttl: chrono_or(self.idempotency_ttl, chrono::Duration::hours(24)),
+                ..IdempotencyPolicy::default()
+            },
+            ..EngineConfig::default()
+        }
+    }
+
+    /// How long a payment hold blocks its slot (`hold_ttl`), for
+    /// [`booking_core::BookingEngine::with_payments`].
+    pub fn payment_hold_ttl(&self) -> chrono::Duration {
+        chrono_or(self.hold_ttl, chrono::Duration::minutes(15))
+    }
+
+    /// The secrets inbound Stripe webhooks are verified with (blank entries were dropped
+    /// when the environment was read).
+    pub fn webhook_signing_secrets(&self) -> Vec<booking_core::WebhookSecret> {
+        self.webhook_secrets
+            .iter()
+            .filter_map(|s| booking_core::WebhookSecret::new(s.clone()).ok())
+            .collect()
+    }
+
+    /// The outbox consumers this server runs: the webhook fan-out always (see
+    /// [`crate::Application::run_until`]), the NATS relay with `NATS_URL`. An event is
+    /// pruned only once all of them delivered it.
+    pub fn outbox_consumers(&self) -> Vec<Consumer> {
+        if self.nats_url.is_some() {
+            vec![Consumer::Nats, Consumer::Webhooks]
+        } else {
+            vec![Consumer::Webhooks]
+        }
+    }
+
+    /// How long delivered domain events stay in the outbox (`outbox_retention`).
+    pub fn outbox_retention_period(&self) -> chrono::Duration {
+        chrono_or(self.outbox_retention, chrono::Duration::days(7))
+    }
+
+    /// The search cache these settings ask for: Redis with `REDIS_URL`, in-process
+    /// otherwise, none with a zero TTL (only a hand-built `Config` has one; benchmarks of
+    /// the uncached path).
+    pub fn search_cache(&self) -> crate::search_cache::SearchCache {
+        use crate::search_cache::SearchCache;
+        let ttl = self.search_cache_ttl;
+        if ttl.is_zero() {
+            return SearchCache::disabled();
+        }
+        if let Some(url) = &self.redis_url {
+            match SearchCache::redis(url, &self.redis_prefix, ttl) {
+                Ok(cache) => return cache,
+                // The environment checked the URL; this is only a belt for hand-built configs.
+                Err(e) => tracing::warn!(error = %e, "search cache: using the in-process cache"),
+            }
+        }
+        SearchCache::in_process(ttl)
+    }
+}
+
+/// The PostgreSQL store: the primary's pool and an optional read replica
+/// (see [`Config::database`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`.
+    pub url: String,
+    /// `DATABASE_READ_URL`.
+    pub read_url: Option<String>,
+    /// `BOOKING_DB_MAX_CONNECTIONS`: the bound of each pool.
+    pub max_connections: u32,
+    /// `BOOKING_DB_STATEMENT_TIMEOUT_MS`.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &"<set>")
+            .field("read_url", &self.read_url.as_ref().map(|_| "<set>"))
+            .field("max_connections", &self.max_connections)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+impl DatabaseConfig {
+    /// How long a search waits for a connection of a replica that is down before the
+    /// primary answers it.
+    pub const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// The primary's pool: [`booking_postgres::PgConfig::from_url`]'s defaults with this
+    /// pool bound and statement timeout.
+    pub fn pg_options(&self) -> booking_postgres::PgConfig {
+        booking_postgres::PgConfig {
+            max_connections: self.max_connections,
+            statement_timeout: self.statement_timeout,
+            ..booking_postgres::PgConfig::from_url(self.url.clone())
+        }
+    }
+
+    /// The read replica's pool, if there is one: the primary's settings on its URL, with
+    /// [`DatabaseConfig::REPLICA_ACQUIRE_TIMEOUT`].
+    pub fn replica_options(&self) -> Option<booking_postgres::PgConfig> {
+        let url = self.read_url.clone()?;
+        Some(booking_postgres::PgConfig {
+            url,
+            acquire_timeout: Self::REPLICA_ACQUIRE_TIMEOUT,
+            ..self.pg_options()
+        })
+    }
+}
+
 /// Stripe, when payments are on.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StripeConfig {
@@ -208,13 +381,10 @@ impl Default for WebhookConfig {
 impl WebhookConfig {
     /// The retry policy these settings describe.
     pub fn retry_policy(&self) -> booking_core::RetryPolicy {
-        let ms = |d: Duration| {
-            chrono::Duration::milliseconds(d.as_millis().try_into().unwrap_or(i64::MAX))
-        };
         booking_core::RetryPolicy {
-            base: ms(self.retry_base),
+            base: chrono_ms(self.retry_base),
             max_attempts: self.max_attempts,
-            retention: ms(self.retention),
+            retention: chrono_ms(self.retention),
             ..booking_core::RetryPolicy::default()
         }
     }
@@ -254,13 +424,10 @@ impl OutboundConfig {
     /// The retry policy of deliveries: [`booking_core::webhook::outbound::delivery_policy`]
     /// with these backoff settings.
     pub fn retry_policy(&self) -> booking_core::RetryPolicy {
-        let ms = |d: Duration| {
-            chrono::Duration::milliseconds(d.as_millis().try_into().unwrap_or(i64::MAX))
-        };
         booking_core::RetryPolicy {
-            base: ms(self.retry_base),
-            cap: ms(self.retry_cap),
-            give_up_after: Some(ms(self.give_up_after)),
+            base: chrono_ms(self.retry_base),
+            cap: chrono_ms(self.retry_cap),
+            give_up_after: Some(chrono_ms(self.give_up_after)),
             ..booking_core::webhook::outbound::delivery_policy()
         }
     }
@@ -277,268 +444,3 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads settings through `lookup` (a variable name to its value); empty values count
-    /// as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
-        let mut c = Self::default();
-        if let Some(l) = get("BOOKING_LISTEN") {
-            c.listen = l.trim().to_owned();
-        }
-        c.database_url = get("DATABASE_URL");
-        c.database_read_url = get("DATABASE_READ_URL").map(|u| u.trim().to_owned());
-        if let Some(url) = get("REDIS_URL") {
-            redis::parse_redis_url(url.trim())
-                .ok_or_else(|| ConfigError("REDIS_URL is not a redis:// URL".into()))?;
-            c.redis_url = Some(url.trim().to_owned());
-        }
-        if let Some(p) = get("BOOKING_REDIS_PREFIX") {
-            c.redis_prefix = p.trim().to_owned();
-        }
-        if let Some(v) = get("BOOKING_SEARCH_CACHE_TTL_SECONDS") {
-            c.search_cache_ttl = seconds("BOOKING_SEARCH_CACHE_TTL_SECONDS", &v, 86_400)?;
-        }
-        if let Some(t) = get("BOOKING_ADMIN_TOKEN") {
-            if t.len() < 16 {
-                return Err(ConfigError(
-                    "BOOKING_ADMIN_TOKEN must be at least 16 characters".into(),
-                ));
-            }
-            c.admin_token = Some(t);
-        }
-        if let Some(t) = get("BOOKING_TOKEN_SECRET") {
-            if t.chars().count() < 32 {
-                return Err(ConfigError(
-                    "BOOKING_TOKEN_SECRET must be at least 32 characters \
-                     (e.g. `openssl rand -base64 32`)"
-                        .into(),
-                ));
-            }
-            c.token_secret = Some(t);
-        }
-        if let Some(v) = get("BOOKING_HOLD_TTL_SECONDS") {
-            c.hold_ttl = seconds("BOOKING_HOLD_TTL_SECONDS", &v, 86_400)?;
-        }
-        if let Some(v) = get("BOOKING_IDEMPOTENCY_TTL_SECONDS") {
-            c.idempotency_ttl = seconds("BOOKING_IDEMPOTENCY_TTL_SECONDS", &v, 30 * 86_400)?;
-        }
-        if let Some(v) = get("STRIPE_WEBHOOK_SECRETS") {
-            c.webhook_secrets = v
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect();
-        }
-        if let Some(secret_key) = get("STRIPE_SECRET_KEY") {
-            if c.webhook_secrets.is_empty() {
-                return Err(ConfigError(
-                    "STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRETS is not: payments are \
-                     confirmed by Stripe's webhooks, so their signing secret is needed"
-                        .into(),
-                ));
-            }
-            let mut stripe = StripeConfig {
-                secret_key: secret_key.trim().to_owned(),
-                api_base: get("STRIPE_API_BASE").map(|b| b.trim().to_owned()),
-                timeout: Duration::from_secs(10),
-            };
-            if let Some(v) = get("STRIPE_TIMEOUT_MS") {
-                stripe.timeout = match v.trim().parse::<u64>() {
-                    Ok(ms) if (100..=60_000).contains(&ms) => Duration::from_millis(ms),
-                    _ => {
-                        return Err(ConfigError(
-                            "STRIPE_TIMEOUT_MS must be a whole number of milliseconds from 100 \
-                             to 60000"
-                                .into(),
-                        ));
-                    }
-                };
-            }
-            c.stripe = Some(stripe);
-        }
-        c.nats_url = get("NATS_URL").map(|u| u.trim().to_owned());
-        if let Some(v) = get("BOOKING_WEBHOOK_ALLOW_PRIVATE") {
-            c.outbound.allow_private = match v.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => {
-                    return Err(ConfigError(
-                        "BOOKING_WEBHOOK_ALLOW_PRIVATE must be `true` or `false`".into(),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = get("BOOKING_OUTBOX_RETENTION_DAYS") {
-            c.outbox_retention = match v.trim().parse::<u64>() {
-                Ok(d) if (1..=365).contains(&d) => Duration::from_secs(d * 86_400),
-                _ => {
-                    return Err(ConfigError(
-                        "BOOKING_OUTBOX_RETENTION_DAYS must be a whole number from 1 to 365".into(),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = get("BOOKING_WEBHOOK_MAX_ATTEMPTS") {
-            c.webhook.max_attempts = match v.trim().parse::<u32>() {
-                Ok(n) if (1..=100).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError(
-                        "BOOKING_WEBHOOK_MAX_ATTEMPTS must be a whole number from 1 to 100".into(),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = get("BOOKING_WEBHOOK_RETRY_BASE_MS") {
-            c.webhook.retry_base = match v.trim().parse::<u64>() {
-                Ok(ms) if (1..=600_000).contains(&ms) => Duration::from_millis(ms),
-                _ => {
-                    return Err(ConfigError(
-                        "BOOKING_WEBHOOK_RETRY_BASE_MS must be a whole number of milliseconds \
-                         from 1 to 600000"
-                            .into(),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = get("BOOKING_WEBHOOK_RETENTION_DAYS") {
-            c.webhook.retention = match v.trim().parse::<u64>() {
-                Ok(d) if (1..=365).contains(&d) => Duration::from_secs(d * 86_400),
-                _ => {
-                    return Err(ConfigError(
-                        "BOOKING_WEBHOOK_RETENTION_DAYS must be a whole number from 1 to 365"
-                            .into(),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = get("BOOKING_DB_MAX_CONNECTIONS") {
-            c.db_max_connections = match v.trim().parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError(
-                        "BOOKING_DB_MAX_CONNECTIONS must be a whole number from 1 to 1000".into(),
-                    ));
-                }
-            };
-        }
-        if let Some(v) = get("BOOKING_DB_STATEMENT_TIMEOUT_MS") {
-            c.db_statement_timeout = match v.trim().parse::<u64>() {
-                Ok(0) => None,
-                Ok(ms) if ms <= 3_600_000 => Some(Duration::from_millis(ms)),
-                _ => {
-                    return Err(ConfigError(
-                        "BOOKING_DB_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds \
-                         from 0 (off) to 3600000"
-                            .into(),
-                    ));
-                }
-            };
-        }
-        Ok(c)
-    }
-}
-
-fn seconds(name: &str, value: &str, max: u64) -> Result<Duration, ConfigError> {
-    match value.trim().parse::<u64>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
-        _ => Err(ConfigError(format!(
-            "{name} must be a whole number of seconds from 1 to {max}"
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
-    }
-
-    #[test]
-    fn defaults_and_overrides() {
-        let c = from(&[]).unwrap();
-        assert_eq!(c, Config::default());
-        let c = from(&[
-            ("BOOKING_LISTEN", "0.0.0.0:9000"),
-            ("BOOKING_ADMIN_TOKEN", "0123456789abcdef"),
-            ("BOOKING_TOKEN_SECRET", "token-secret-0123456789abcdefghij"),
-            ("BOOKING_HOLD_TTL_SECONDS", "60"),
-            ("BOOKING_IDEMPOTENCY_TTL_SECONDS", "3600"),
-            ("DATABASE_URL", "postgres://u:secret@h/db"),
-            ("BOOKING_DB_MAX_CONNECTIONS", "32"),
-            ("BOOKING_DB_STATEMENT_TIMEOUT_MS", "250"),
-        ])
-        .unwrap();
-        assert_eq!(c.listen, "0.0.0.0:9000");
-        assert_eq!(c.db_max_connections, 32);
-        assert_eq!(c.db_statement_timeout, Some(Duration::from_millis(250)));
-        assert_eq!(c.hold_ttl, Duration::from_secs(60));
-        assert_eq!(c.idempotency_ttl, Duration::from_secs(3600));
-        // The password of the URL (`secret` alone is in the field name `token_secret`).
-        assert!(!format!("{c:?}").contains("u:secret"));
-        assert!(!format!("{c:?}").contains("0123456789abcdef"));
-        assert_eq!(
-            c.token_secret.as_deref(),
-            Some("token-secret-0123456789abcdefghij")
-        );
-        let off = from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "0")]).unwrap();
-        assert_eq!(off.db_statement_timeout, None);
-        assert!(!c.outbound.allow_private);
-        let open = from(&[("BOOKING_WEBHOOK_ALLOW_PRIVATE", "true")]).unwrap();
-        assert!(open.outbound.allow_private);
-        assert_eq!(
-            open.outbound.retry_policy().give_up_after,
-            Some(chrono::Duration::hours(24))
-        );
-    }
-
-    #[test]
-    fn rejects_bad_values() {
-        assert!(from(&[("BOOKING_HOLD_TTL_SECONDS", "-1")]).is_err());
-        assert!(from(&[("BOOKING_HOLD_TTL_SECONDS", "0")]).is_err());
-        assert!(from(&[("BOOKING_IDEMPOTENCY_TTL_SECONDS", "abc")]).is_err());
-        assert!(from(&[("BOOKING_ADMIN_TOKEN", "short")]).is_err());
-        assert!(from(&[("BOOKING_TOKEN_SECRET", "too-short-for-a-key")]).is_err());
-        assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "0")]).is_err());
-        assert!(from(&[("BOOKING_DB_MAX_CONNECTIONS", "many")]).is_err());
-        assert!(from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "-5")]).is_err());
-        assert!(from(&[("BOOKING_WEBHOOK_ALLOW_PRIVATE", "yes please")]).is_err());
-        assert!(from(&[("REDIS_URL", "http://cache:6379")]).is_err());
-        assert!(from(&[("BOOKING_SEARCH_CACHE_TTL_SECONDS", "0")]).is_err());
-    }
-
-    #[test]
-    fn search_settings() {
-        let c = from(&[
-            ("REDIS_URL", " redis://:pw@cache:6379/2 "),
-            ("BOOKING_REDIS_PREFIX", "tenant-a:"),
-            ("BOOKING_SEARCH_CACHE_TTL_SECONDS", "30"),
-            ("DATABASE_READ_URL", "postgres://u:secret@replica/db"),
-        ])
-        .unwrap();
-        assert_eq!(c.redis_url.as_deref(), Some("redis://:pw@cache:6379/2"));
-        assert_eq!(c.redis_prefix, "tenant-a:");
-        assert_eq!(c.search_cache_ttl, Duration::from_secs(30));
-        assert_eq!(
-            c.database_read_url.as_deref(),
-            Some("postgres://u:secret@replica/db")
-        );
-        let shown = format!("{c:?}");
-        assert!(
-            !shown.contains(":pw@") && !shown.contains("u:secret@"),
-            "{shown}"
-        );
-    }
-}

@@ -414,7 +414,7 @@ mod tests {
             br#"{"n": 1.0, "x": 1, "y": 2}"#,
         ] {
             let err = parse_json::<Body>(bad).unwrap_err();
-            assert_eq!(err.code, "malformed_request");
+            assert_eq!(err.code, crate::problem::ProblemCode::MalformedRequest);
         }
     }
 }

@@ -3,10 +3,13 @@
 //!
 //! The key comes from the `Idempotency-Key` header, the scope is the authenticated
 //! principal and the fingerprint covers method, path and canonical JSON body. A started
-//! request runs to completion in its own task (a client that disconnects does not leave
-//! the key locked); a final answer (2xx, and 4xx other than 401, 408 and 429) is stored and
-//! replayed byte for byte with `Idempotent-Replayed: true`, anything else (5xx) is
-//! abandoned so that a retry runs again. API tokens in a response are kept out of the
+//! request runs in its own task; a final answer (2xx, and 4xx other than 401, 408 and 429)
+//! is stored and replayed byte for byte with `Idempotent-Replayed: true`, anything else
+//! (5xx) is abandoned so that a retry runs again at once. So is a request that ends without
+//! an answer: a handler that panics, or a request dropped before its task answered (the
+//! timeout layer gave up, the client disconnected), whose task is then stopped as a crash
+//! would stop it; the retry finds what the first attempt created through its request
+//! reference ([`request_ref`]). API tokens in a response are kept out of the
 //! stored copy and derived again on replay ([`crate::secrets`]).
 
 use axum::body::Body;
@@ -20,12 +23,13 @@ use booking_core::{
     ProfessionalId, Scope,
 };
 use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::extract::read_body;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemCode};
 
 /// The longest `Retry-After` suggested for a request in flight.
 const RETRY_AFTER_MAX_SECS: u64 = 2;
@@ -113,8 +117,7 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
         None => {
             return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency_key_missing",
+                ProblemCode::IdempotencyKeyMissing,
                 "this endpoint requires an `Idempotency-Key` header",
             )
             .into_response();
@@ -176,8 +179,7 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
             Problem {
                 retry_after: Some(secs),
                 ..Problem::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_request_in_flight",
+                    ProblemCode::IdempotencyRequestInFlight,
                     "a request with this idempotency key is still being processed; retry later",
                 )
             }
@@ -186,8 +188,7 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         Decision::Mismatch => {
             metrics::counter!("idempotency_mismatches_total").increment(1);
             Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
+                ProblemCode::IdempotencyKeyReused,
                 "this idempotency key was used with a different request",
             )
             .into_response()
@@ -205,14 +206,80 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
             if let Some(context) = prefetched {
                 req.extensions_mut().insert(PrefetchedBooking(context));
             }
+            let claim = Claim {
+                state: state.clone(),
+                scope: ctx.scope.clone(),
+                key: ctx.key.clone(),
+                lease,
+                task: None,
+            };
             let task = tokio::spawn(
                 run_and_record(state, ctx, lease, next, req).instrument(tracing::Span::current()),
             );
-            match task.await {
-                Ok(res) => res,
-                Err(e) => Problem::internal(&format!("request task failed: {e}")).into_response(),
+            claim.run(task).await
+        }
+    }
+}
+
+/// A started request: its task, and the key it claimed. If the task does not end with a
+/// response (the handler panicked), or this guard is dropped before it does (the timeout
+/// layer gave up on the request, or the client went away), the key is abandoned at once,
+/// as after a 5xx, instead of staying locked for the whole lease.
+struct Claim {
+    state: AppState,
+    scope: Scope,
+    key: IdempotencyKey,
+    lease: LeaseId,
+    /// The running task; `None` once it ended and its outcome was handled.
+    task: Option<JoinHandle<Response>>,
+}
+
+impl Claim {
+    /// Waits for `task` and returns its response, or a 500 (with the key abandoned) if it
+    /// panicked.
+    async fn run(mut self, task: JoinHandle<Response>) -> Response {
+        let joined = self.task.insert(task).await;
+        self.task = None;
+        match joined {
+            Ok(res) => res,
+            Err(e) => {
+                abandon(&self.state, &self.scope, &self.key, self.lease).await;
+                Problem::internal(&format!("request task failed: {e}")).into_response()
             }
         }
+    }
+}
+
+impl Drop for Claim {
+    /// The request was dropped while its task ran: stop the task (as a crash would, which
+    /// the engine's retries repair), then, once it has stopped, abandon the key unless the
+    /// task had finished and recorded its own outcome.
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        task.abort();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (state, scope, key, lease) = (
+            self.state.clone(),
+            self.scope.clone(),
+            self.key.clone(),
+            self.lease,
+        );
+        runtime.spawn(async move {
+            if task.await.is_err() {
+                abandon(&state, &scope, &key, lease).await;
+            }
+        });
+    }
+}
+
+/// Releases a claimed key without an answer, so that a retry runs again at once.
+async fn abandon(state: &AppState, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) {
+    if let Err(e) = state.engine().abandon_request(scope, key, lease).await {
+        tracing::warn!(error = %e, "could not release an idempotency key");
     }
 }
 
@@ -229,16 +296,14 @@ async fn run_and_record(
     }
     let engine = state.engine();
     if !is_final(res.status()) {
-        if let Err(e) = engine.abandon_request(&ctx.scope, &ctx.key, lease).await {
-            tracing::warn!(error = %e, "could not release an idempotency key");
-        }
+        abandon(&state, &ctx.scope, &ctx.key, lease).await;
         return res;
     }
     let (parts, body) = res.into_parts();
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
-            let _ = engine.abandon_request(&ctx.scope, &ctx.key, lease).await;
+            abandon(&state, &ctx.scope, &ctx.key, lease).await;
             return Problem::internal(&format!("response body failed: {e}")).into_response();
         }
     };

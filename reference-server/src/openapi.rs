@@ -1,16 +1,20 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`.
 //!
-//! Operations and schemas come from the handlers' `#[utoipa::path]` attributes and the
-//! types in [`crate::model`]; the error responses every operation can give are added from
-//! one table here, all pointing at the shared `Problem` response.
+//! Operations and schemas come from the handlers' `#[utoipa::path]` attributes, the types
+//! in [`crate::model`] and the documentation-only mirrors in [`schemas`]; the error
+//! responses each operation can give come from its [`ProblemCode`](crate::problem::ProblemCode)s
+//! in [`errors`], all pointing at the shared `Problem` response.
 
+pub mod errors;
+pub mod schemas;
+
+use utoipa::openapi::RefOr;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::model;
+use self::errors::Problems;
 use crate::routes::{bookings, clients, ops, professionals, subscriptions, webhooks};
 
 #[derive(OpenApi)]
@@ -47,7 +51,7 @@ use crate::routes::{bookings, clients, ops, professionals, subscriptions, webhoo
         ops::metrics,
         ops::openapi,
     ),
-    components(schemas(model::ProblemDoc, model::FieldErrorDoc)),
+    components(schemas(schemas::ProblemDoc, schemas::FieldErrorDoc)),
     modifiers(&Security, &Problems, &Inputs),
     tags(
         (name = "clients"), (name = "professionals"), (name = "schedules"),
@@ -68,119 +72,6 @@ impl Modify for Security {
     }
 }
 
-/// Error statuses per operation, beyond the ones every `/v1` operation can give
-/// (401, 408, 500, 503).
-const ERRORS: &[(&str, &str, &[u16])] = &[
-    ("post", "/v1/clients", &[400, 403, 409, 413, 422]),
-    ("post", "/v1/professionals", &[400, 403, 409, 413, 422]),
-    ("get", "/v1/professionals", &[400, 422]),
-    ("get", "/v1/professionals/{id}", &[404]),
-    (
-        "patch",
-        "/v1/professionals/{id}",
-        &[400, 403, 404, 413, 422],
-    ),
-    (
-        "put",
-        "/v1/professionals/{id}/schedule",
-        &[400, 403, 404, 413, 422],
-    ),
-    ("get", "/v1/professionals/{id}/schedule", &[404]),
-    ("get", "/v1/professionals/{id}/availability", &[404, 422]),
-    ("post", "/v1/bookings", &[400, 403, 404, 409, 413, 422, 502]),
-    ("get", "/v1/bookings", &[400, 422]),
-    ("get", "/v1/bookings/{id}", &[404]),
-    (
-        "post",
-        "/v1/bookings/{id}/cancel",
-        &[400, 403, 404, 409, 413, 422],
-    ),
-    (
-        "post",
-        "/v1/bookings/{id}/reschedule",
-        &[400, 403, 404, 409, 413, 422],
-    ),
-    ("post", "/v1/webhooks/stripe", &[400, 413]),
-    ("get", "/v1/admin/webhooks/dead-letters", &[400, 403, 422]),
-    (
-        "post",
-        "/v1/admin/webhooks/dead-letters/{event_id}/replay",
-        &[400, 403, 404, 409, 413, 422],
-    ),
-    (
-        "post",
-        "/v1/admin/webhook-subscriptions",
-        &[400, 403, 409, 413, 422],
-    ),
-    ("get", "/v1/admin/webhook-subscriptions", &[400, 403, 422]),
-    (
-        "delete",
-        "/v1/admin/webhook-subscriptions/{id}",
-        &[403, 404],
-    ),
-    (
-        "get",
-        "/v1/admin/webhook-subscriptions/{id}/deliveries",
-        &[400, 403, 404, 422],
-    ),
-    (
-        "post",
-        "/v1/admin/webhook-deliveries/{id}/redeliver",
-        &[400, 403, 404, 409, 413, 422],
-    ),
-    ("get", "/readyz", &[503]),
-];
-
-struct Problems;
-
-impl Modify for Problems {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.responses.insert(
-            "Problem".to_owned(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description("An RFC 9457 problem document; `code` says what went wrong")
-                    .content(
-                        crate::problem::PROBLEM_JSON,
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("Problem")))
-                            .build(),
-                    )
-                    .build(),
-            ),
-        );
-        for (method, path, extra) in ERRORS {
-            let Some(item) = openapi.paths.paths.get_mut(*path) else {
-                continue;
-            };
-            let op: Option<&mut Operation> = match *method {
-                "get" => item.get.as_mut(),
-                "post" => item.post.as_mut(),
-                "put" => item.put.as_mut(),
-                "patch" => item.patch.as_mut(),
-                "delete" => item.delete.as_mut(),
-                _ => None,
-            };
-            let Some(op) = op else { continue };
-            let common: &[u16] = if path.starts_with("/v1/webhooks/") {
-                // Signed, not authenticated: no 401.
-                &[408, 500, 503]
-            } else if path.starts_with("/v1/") {
-                &[401, 408, 500, 503]
-            } else {
-                &[]
-            };
-            for status in extra.iter().chain(common) {
-                op.responses.responses.insert(
-                    status.to_string(),
-                    RefOr::Ref(Ref::from_response_name("Problem")),
-                );
-            }
-        }
-    }
-}
-
 /// The header every idempotent `POST` requires.
 const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
@@ -197,8 +88,8 @@ impl Modify for Inputs {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.schemas.insert(
-            model::TIME_ZONE_SCHEMA.to_owned(),
-            RefOr::T(model::time_zone_component()),
+            schemas::TIME_ZONE_SCHEMA.to_owned(),
+            RefOr::T(schemas::time_zone_component()),
         );
         let key = ObjectBuilder::new()
             .schema_type(Type::String)
@@ -422,7 +313,7 @@ mod tests {
     #[test]
     fn the_time_zone_enum_is_what_the_server_parses() {
         let doc = doc();
-        let names = doc["components"]["schemas"][crate::model::TIME_ZONE_SCHEMA]["enum"]
+        let names = doc["components"]["schemas"][super::schemas::TIME_ZONE_SCHEMA]["enum"]
             .as_array()
             .unwrap()
             .clone();

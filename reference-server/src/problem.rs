@@ -14,18 +14,21 @@ use axum::response::{IntoResponse, Response};
 use booking_core::{Error, FieldError};
 use serde::Serialize;
 
+mod code;
+
+pub use code::ProblemCode;
+
 /// The media type of every error response.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// HTTP status.
+    /// HTTP status: the code's own ([`ProblemCode::status`]), except where
+    /// [`ensure_problem`] keeps the status of a bare error response.
     pub status: StatusCode,
-    /// Stable machine-readable code, e.g. `slot_unavailable`.
-    pub code: &'static str,
-    /// Short summary of the problem type (the same for every occurrence of `code`).
-    pub title: &'static str,
+    /// Stable machine-readable code, e.g. [`ProblemCode::SlotUnavailable`].
+    pub code: ProblemCode,
     /// Human-readable explanation of this occurrence.
     pub detail: String,
     /// Field problems (`validation_failed` only).
@@ -47,12 +50,11 @@ struct ProblemDoc<'a> {
 }
 
 impl Problem {
-    /// A problem with the title that belongs to `code`.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    /// A problem with `code`, sent with the code's status.
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
         Self {
-            status,
+            status: code.status(),
             code,
-            title: title_of(code),
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
@@ -61,29 +63,28 @@ impl Problem {
 
     /// 404 `not_found`.
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Self::new(ProblemCode::NotFound, detail)
     }
 
     /// 400 `malformed_request`.
     pub fn malformed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_request", detail)
+        Self::new(ProblemCode::MalformedRequest, detail)
     }
 
     /// 401 `unauthorized`.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(ProblemCode::Unauthorized, detail)
     }
 
     /// 403 `forbidden`.
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        Self::new(ProblemCode::Forbidden, detail)
     }
 
     /// 413 `payload_too_large`.
     pub fn payload_too_large() -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ProblemCode::PayloadTooLarge,
             format!("the request body exceeds {} bytes", crate::BODY_LIMIT),
         )
     }
@@ -101,11 +102,7 @@ impl Problem {
         };
         Self {
             errors,
-            ..Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                detail,
-            )
+            ..Self::new(ProblemCode::ValidationFailed, detail)
         }
     }
 
@@ -114,54 +111,22 @@ impl Problem {
     pub fn internal(cause: &str) -> Self {
         tracing::error!(cause, "internal error");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ProblemCode::Internal,
             "an internal error occurred; it has been logged with the request id",
         )
-    }
-
-    /// The `type` URI of a code.
-    pub fn type_uri(code: &str) -> String {
-        format!("urn:booking-engine:problem:{code}")
     }
 
     /// The JSON body.
     pub fn body_bytes(&self) -> Vec<u8> {
         let body = ProblemDoc {
-            type_: Self::type_uri(self.code),
-            title: self.title,
+            type_: self.code.type_uri(),
+            title: self.code.title(),
             status: self.status.as_u16(),
             detail: &self.detail,
-            code: self.code,
+            code: self.code.as_str(),
             errors: &self.errors,
         };
         serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec())
-    }
-}
-
-fn title_of(code: &str) -> &'static str {
-    match code {
-        "not_found" => "Not found",
-        "slot_unavailable" => "Slot unavailable",
-        "outside_availability" => "Outside availability",
-        "invalid_state" => "Invalid state",
-        "already_exists" => "Already exists",
-        "forbidden" => "Forbidden",
-        "validation_failed" => "Validation failed",
-        "malformed_request" => "Malformed request",
-        "unauthorized" => "Unauthorized",
-        "idempotency_key_missing" => "Idempotency key missing",
-        "idempotency_key_reused" => "Idempotency key reused",
-        "idempotency_request_in_flight" => "Request in flight",
-        "api_token_unrecoverable" => "API token unrecoverable",
-        "payload_too_large" => "Payload too large",
-        "method_not_allowed" => "Method not allowed",
-        "request_timeout" => "Request timeout",
-        "store_unavailable" => "Store unavailable",
-        "payment_provider_unavailable" => "Payment provider unavailable",
-        "invalid_signature" => "Invalid signature",
-        "internal" => "Internal error",
-        _ => "Error",
     }
 }
 
@@ -170,19 +135,13 @@ impl From<Error> for Problem {
         match e {
             Error::NotFound(entity) => Problem::not_found(format!("{entity} not found")),
             Error::SlotUnavailable => Problem::new(
-                StatusCode::CONFLICT,
-                "slot_unavailable",
+                ProblemCode::SlotUnavailable,
                 "the requested time overlaps another booking",
             ),
-            Error::OutsideAvailability(msg) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "outside_availability",
-                msg,
-            ),
-            Error::InvalidState(msg) => Problem::new(StatusCode::CONFLICT, "invalid_state", msg),
+            Error::OutsideAvailability(msg) => Problem::new(ProblemCode::OutsideAvailability, msg),
+            Error::InvalidState(msg) => Problem::new(ProblemCode::InvalidState, msg),
             Error::AlreadyExists(entity) => Problem::new(
-                StatusCode::CONFLICT,
-                "already_exists",
+                ProblemCode::AlreadyExists,
                 format!("{entity} already exists"),
             ),
             Error::Forbidden(msg) => Problem::forbidden(msg),
@@ -192,8 +151,7 @@ impl From<Error> for Problem {
                 Problem {
                     retry_after: Some(1),
                     ..Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "store_unavailable",
+                        ProblemCode::StoreUnavailable,
                         "the store is temporarily unavailable; retry shortly",
                     )
                 }
@@ -201,14 +159,12 @@ impl From<Error> for Problem {
             Error::PaymentProvider(msg) => {
                 tracing::warn!(cause = %msg, "payment provider unavailable");
                 Problem::new(
-                    StatusCode::BAD_GATEWAY,
-                    "payment_provider_unavailable",
+                    ProblemCode::PaymentProviderUnavailable,
                     "the payment provider could not be reached; no slot is held, retry shortly",
                 )
             }
             Error::BadSignature(e) => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_signature",
+                ProblemCode::InvalidSignature,
                 format!("the Stripe-Signature header was refused: {e}"),
             ),
             Error::Internal(msg) => Problem::internal(&msg),
@@ -250,21 +206,19 @@ pub async fn ensure_problem(req: Request, next: Next) -> Response {
     let problem = match status {
         StatusCode::PAYLOAD_TOO_LARGE => Problem::payload_too_large(),
         StatusCode::REQUEST_TIMEOUT => Problem::new(
-            status,
-            "request_timeout",
+            ProblemCode::RequestTimeout,
             "the request took too long and was abandoned",
         ),
         StatusCode::NOT_FOUND => Problem::not_found("no such resource"),
         StatusCode::METHOD_NOT_ALLOWED => Problem::new(
-            status,
-            "method_not_allowed",
+            ProblemCode::MethodNotAllowed,
             "the method is not allowed on this resource",
         ),
         StatusCode::UNAUTHORIZED => Problem::unauthorized("a valid bearer token is required"),
         s if s.is_server_error() => Problem::internal(&format!("bare {s} response")),
+        // Another 4xx of a layer or the framework keeps its status.
         s => Problem::new(
-            s,
-            "malformed_request",
+            ProblemCode::MalformedRequest,
             s.canonical_reason().unwrap_or("bad request"),
         ),
     };
@@ -285,8 +239,7 @@ pub async fn route_not_found() -> Problem {
 /// Fallback for a known path with a method it does not support: 405 problem.
 pub async fn method_not_allowed() -> Problem {
     Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ProblemCode::MethodNotAllowed,
         "the method is not allowed on this resource",
     )
 }
@@ -301,23 +254,31 @@ mod tests {
             (
                 Error::NotFound(booking_core::Entity::Booking),
                 404,
-                "not_found",
+                ProblemCode::NotFound,
             ),
-            (Error::SlotUnavailable, 409, "slot_unavailable"),
+            (Error::SlotUnavailable, 409, ProblemCode::SlotUnavailable),
             (
                 Error::OutsideAvailability("x".into()),
                 422,
-                "outside_availability",
+                ProblemCode::OutsideAvailability,
             ),
-            (Error::InvalidState("x".into()), 409, "invalid_state"),
-            (Error::Forbidden("x".into()), 403, "forbidden"),
-            (Error::invalid("a", "b"), 422, "validation_failed"),
+            (
+                Error::InvalidState("x".into()),
+                409,
+                ProblemCode::InvalidState,
+            ),
+            (Error::Forbidden("x".into()), 403, ProblemCode::Forbidden),
+            (Error::invalid("a", "b"), 422, ProblemCode::ValidationFailed),
             (
                 Error::Unavailable("db down".into()),
                 503,
-                "store_unavailable",
+                ProblemCode::StoreUnavailable,
             ),
-            (Error::Internal("secret sql".into()), 500, "internal"),
+            (
+                Error::Internal("secret sql".into()),
+                500,
+                ProblemCode::Internal,
+            ),
         ];
         for (e, status, code) in cases {
             let p = Problem::from(e);

@@ -28,7 +28,6 @@
 
 use std::fmt;
 
-use axum::http::StatusCode;
 use base64::Engine as _;
 use booking_core::Principal;
 use booking_core::idempotency::StoredResponse;
@@ -36,7 +35,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::AppState;
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemCode};
 
 /// The JSON key whose string value is a secret, as the server renders it (compact JSON):
 /// a string value cannot contain an unescaped `"`, so these bytes only ever start that key.
@@ -106,8 +105,7 @@ impl TokenSecret {
 fn unrecoverable(subject: &str) -> Problem {
     tracing::warn!(%subject, "an API token could not be derived again (token secret changed)");
     Problem::new(
-        StatusCode::CONFLICT,
-        "api_token_unrecoverable",
+        ProblemCode::ApiTokenUnrecoverable,
         format!(
             "{subject} was created by this request, but its API token cannot be derived any \
              more: the server's token secret (BOOKING_TOKEN_SECRET) changed since. Create it \

@@ -12,7 +12,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::extract::JsonBody;
 use crate::idempotency::IdempotentRequest;
-use crate::model::{CreatedClient, NewClientDoc};
+use crate::model::CreatedClient;
+use crate::openapi::schemas::NewClientDoc;
 use crate::problem::Problem;
 
 /// Creates a client (admin only) and returns their API token once.

@@ -22,8 +22,10 @@ use crate::cursor::{self, QueryDigest};
 use crate::extract::{DeferredJson, IdPath, JsonBody, QueryParams};
 use crate::idempotency::IdempotentRequest;
 use crate::model::{
-    Availability, CreatedProfessional, NewProfessionalDoc, ProfessionalList, ProfessionalPatchDoc,
-    ProfessionalView, ScheduleDoc, ScheduleInputDoc, SlotView,
+    Availability, CreatedProfessional, ProfessionalList, ProfessionalView, SlotView,
+};
+use crate::openapi::schemas::{
+    NewProfessionalDoc, ProfessionalPatchDoc, ScheduleDoc, ScheduleInputDoc,
 };
 use crate::problem::Problem;
 use crate::search_cache::page_key;

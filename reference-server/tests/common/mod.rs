@@ -8,6 +8,7 @@ pub mod fake_stripe;
 pub mod invariants;
 pub mod metrics;
 pub mod rng;
+pub mod served;
 pub mod wire;
 
 use std::sync::Arc;
