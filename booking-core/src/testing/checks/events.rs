@@ -10,6 +10,7 @@ use chrono::Duration;
 use super::super::fixtures::{Fixture, range};
 use super::support::*;
 use crate::auth::Actor;
+use crate::error::Error;
 use crate::events::EventKind;
 use crate::store::Store;
 
@@ -75,12 +76,18 @@ pub async fn failed_operations_record_no_event<S: Store + ?Sized>(store: Arc<S>)
         .expect("outbox")
         .len();
     assert!(is_unavailable(&fx.book(60, 120).await));
-    let _ = fx.engine.confirm_booking(a.id).await; // already confirmed: refused
+    let r = fx.engine.confirm_booking(a.id).await;
+    assert!(
+        matches!(r, Err(Error::InvalidState(_))),
+        "already confirmed: {r:?}"
+    );
     let b = fx.book(180, 240).await.expect("b");
-    let _ = fx
+    let r = fx
         .engine
         .reschedule_booking(Actor::Client(fx.client.id), b.id, range(90, 150))
-        .await; // conflict
+        .await;
+    assert!(is_unavailable(&r), "overlaps a: {r:?}");
+    assert_eq!(fx.reload(&b).await.range, range(180, 240), "b did not move");
     let after = fx
         .engine
         .store()

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use super::super::fixtures::{Fixture, at, new_client, new_professional, range};
+use super::support::all_bookings;
 use crate::auth::Actor;
 use crate::domain::{Booking, BookingStatus};
 use crate::engine::BookingFilter;
@@ -34,6 +35,7 @@ pub async fn pagination_has_no_gaps_or_duplicates<S: Store + ?Sized>(store: Arc<
     let mut seen = Vec::new();
     let mut after = None;
     let mut added = false;
+    let mut early = None;
     loop {
         let page = fx
             .engine
@@ -52,7 +54,8 @@ pub async fn pagination_has_no_gaps_or_duplicates<S: Store + ?Sized>(store: Arc<
         if !added {
             // Rows added while paging, before and after the cursor, don't disturb it.
             added = true;
-            fx.book(-300, -290).await.ok(); // in the past: refused by availability
+            // The first page ends at start 60; [30, 45) sorts before the cursor.
+            early = Some(fx.book(30, 45).await.expect("booking before the cursor").id);
             let late = fx.book(10_000, 10_030).await.expect("late booking");
             expected.push(late.id);
         }
@@ -71,6 +74,16 @@ pub async fn pagination_has_no_gaps_or_duplicates<S: Store + ?Sized>(store: Arc<
     assert_eq!(ids.len(), seen.len(), "no duplicates");
     let want: HashSet<_> = expected.into_iter().collect();
     assert_eq!(ids, want, "no gaps");
+    let early = early.expect("added while paging");
+    assert!(
+        !ids.contains(&early),
+        "a row added before the cursor is not served"
+    );
+    let listed = all_bookings(&fx, Actor::Client(fx.client.id)).await;
+    assert!(
+        listed.iter().any(|b| b.id == early),
+        "a new walk from the start serves it"
+    );
     // A limit outside 1..=100 is refused.
     for bad in [0, 101] {
         let r = fx

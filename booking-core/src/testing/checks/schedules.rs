@@ -29,6 +29,8 @@ pub async fn schedule_roundtrip<S: Store + ?Sized>(store: Arc<S>) {
     }))
     .expect("schedule json");
     let schedule = input.validate().expect("valid schedule");
+    // Has the always-open schedule from the fixture helper.
+    let bare = new_professional(&fx.engine).await;
     fx.engine
         .set_schedule(Actor::Professional(fx.pro.id), fx.pro.id, schedule.clone())
         .await
@@ -36,6 +38,11 @@ pub async fn schedule_roundtrip<S: Store + ?Sized>(store: Arc<S>) {
     assert_eq!(
         fx.engine.get_schedule(fx.pro.id).await.expect("get"),
         schedule
+    );
+    assert_eq!(
+        fx.engine.get_schedule(bare.id).await.expect("get"),
+        Schedule::always_open(bare.timezone),
+        "a schedule belongs to one professional"
     );
     // Replace, not merge.
     let open = Schedule::always_open(fx.pro.timezone);
@@ -55,8 +62,6 @@ pub async fn schedule_roundtrip<S: Store + ?Sized>(store: Arc<S>) {
         fx.engine.store().put_schedule(missing, &schedule).await,
         Err(Error::NotFound(Entity::Professional))
     );
-    let bare = new_professional(&fx.engine).await;
-    let _ = bare; // has the always-open schedule from the fixture helper
 }
 
 /// Bookings and moves outside availability are `OutsideAvailability`.
