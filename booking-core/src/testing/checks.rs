@@ -15,6 +15,7 @@ mod outbox;
 mod payment_events;
 mod payments;
 mod races;
+mod racing;
 mod requests;
 mod schedules;
 mod search;
