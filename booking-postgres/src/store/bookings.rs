@@ -14,7 +14,9 @@ use sqlx::{PgConnection, Row};
 mod sql;
 
 pub(super) use sql::bind_answer;
-pub(crate) use sql::{FIND_BY_REQUEST, INSERT_FAST, LOCK_BOOKING, SELECT_BOOKING};
+pub(crate) use sql::{
+    EXPIRE_DUE, FIND_BY_REQUEST, INSERT_FAST, LOCK_BOOKING, SELECT_BOOKING, list_bookings,
+};
 use sql::{RESCHEDULE_FAST, TRANSITION_FAST, bind_booking};
 pub(super) use sql::{answer_cte, clock_now, professional_lock};
 
@@ -501,7 +503,7 @@ impl PgStore {
 
     async fn list_bookings_once(&self, query: &BookingQuery) -> Result<Page<Booking>, PgError> {
         let limit = check_limit(query.limit)?;
-        let mut qb = sql::list_bookings(query, self.clock.bind(query.now), limit)?;
+        let mut qb = sql::list_bookings("", query, self.clock.bind(query.now), limit)?;
         let fetched = qb.build().fetch_all(&self.pool).await?;
         let mut items = fetched
             .iter()

@@ -432,15 +432,18 @@ pub(crate) const BLOCKED_RANGES: &str = "SELECT blocked_range FROM bookings \
 pub(crate) const LIST_BOOKINGS: &str =
     concat!("SELECT ", booking_columns!(), " FROM bookings WHERE TRUE");
 
-/// `list_bookings`' query for `query`: [`LIST_BOOKINGS`] with its filters, the keyset
-/// condition, the order and `limit + 1` rows (to tell whether a next page exists). `now` is
-/// the store's clock (`None`: the database's).
+/// `list_bookings`' query for `query`: `prefix` (`""`, or `"EXPLAIN "` for a test of its
+/// plan), [`LIST_BOOKINGS`] with its filters, the keyset condition, the order and
+/// `limit + 1` rows (to tell whether a next page exists). `now` is the store's clock
+/// (`None`: the database's).
 pub(crate) fn list_bookings(
+    prefix: &str,
     query: &BookingQuery,
     now: Option<DateTime<Utc>>,
     limit: u32,
 ) -> Result<QueryBuilder<Postgres>, Error> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(LIST_BOOKINGS);
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(prefix);
+    qb.push(LIST_BOOKINGS);
     match query.owner {
         BookingOwner::All => {}
         BookingOwner::Client(c) => {
