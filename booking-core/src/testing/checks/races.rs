@@ -159,8 +159,7 @@ async fn race_one_idempotency_key_one_start_round<S: Store + ?Sized + 'static>(
     raced.overlapped
 }
 
-/// Retries of one request racing after its first attempt crashed: one takes over, finds the
-/// first attempt's booking, and its answer is the one every later retry replays.
+/// Retries of one request raced after its first attempt crashed: one takes over, once.
 pub async fn race_retries_of_one_idempotent_request<S: Store + ?Sized + 'static>(store: Arc<S>) {
     keep_racing("retries of one request", 1, || {
         race_retries_of_one_idempotent_request_round(Arc::clone(&store))
@@ -168,6 +167,7 @@ pub async fn race_retries_of_one_idempotent_request<S: Store + ?Sized + 'static>
     .await;
 }
 
+/// The taker finds the first attempt's booking, and its answer is what later retries replay.
 async fn race_retries_of_one_idempotent_request_round<S: Store + ?Sized + 'static>(
     store: Arc<S>,
 ) -> usize {
