@@ -3,7 +3,14 @@
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::ops::Bound;
 
+use crate::MemoryStore;
+use crate::sync::read;
+use crate::sync::write;
+use async_trait::async_trait;
+use booking_core::Schedule;
 use booking_core::search::{EARTH_RADIUS_KM, GeoFilter, search_document};
+use booking_core::store::DirectoryStore;
+use booking_core::store::ScheduleStore;
 use booking_core::store::{Cursor, Page, ProfessionalQuery, Registered};
 use booking_core::{
     Client, ClientId, Entity, Error, GeoPoint, Principal, Professional, ProfessionalId,
@@ -334,4 +341,74 @@ fn spatial_entry(p: GeoPoint, id: ProfessionalId) -> GeomWithData<[f64; 3], Prof
 fn lower_bound_mm(chord: f64) -> f64 {
     let km = 2.0 * EARTH_RADIUS_KM * (chord / 2.0).min(1.0).asin();
     km * 1e6 * (1.0 - 1e-9) - 2.0
+}
+
+#[async_trait]
+impl DirectoryStore for MemoryStore {
+    async fn insert_professional(
+        &self,
+        professional: &Professional,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Professional>> {
+        write(&self.directory).insert_professional(professional, token, request_ref)
+    }
+
+    async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>> {
+        Ok(read(&self.directory).professional(id).cloned())
+    }
+
+    async fn update_professional(
+        &self,
+        id: ProfessionalId,
+        patch: &ProfessionalPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Professional> {
+        write(&self.directory).update_professional(id, patch, now)
+    }
+
+    async fn search_professionals(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
+        read(&self.directory).search(query)
+    }
+
+    async fn insert_client(
+        &self,
+        client: &Client,
+        token: TokenHash,
+        request_ref: Option<&str>,
+    ) -> Result<Registered<Client>> {
+        write(&self.directory).insert_client(client, token, request_ref)
+    }
+
+    async fn get_client(&self, id: ClientId) -> Result<Option<Client>> {
+        Ok(read(&self.directory).client(id).cloned())
+    }
+
+    async fn principal_for_token(&self, token: TokenHash) -> Result<Option<Principal>> {
+        Ok(read(&self.directory).principal(&token))
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for MemoryStore {
+    async fn put_schedule(
+        &self,
+        professional_id: ProfessionalId,
+        schedule: &Schedule,
+    ) -> Result<()> {
+        // Professionals are never deleted, so checking first and writing after (two leaf
+        // locks, one at a time) cannot race with a removal.
+        if read(&self.directory)
+            .professional(professional_id)
+            .is_none()
+        {
+            return Err(Error::NotFound(Entity::Professional));
+        }
+        write(&self.schedules).insert(professional_id, schedule.clone());
+        Ok(())
+    }
+
+    async fn get_schedule(&self, professional_id: ProfessionalId) -> Result<Option<Schedule>> {
+        Ok(read(&self.schedules).get(&professional_id).cloned())
+    }
 }

@@ -2,10 +2,15 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::MemoryStore;
+use crate::sync::lock;
+use async_trait::async_trait;
+use booking_core::Result;
 use booking_core::idempotency::{
     self, Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, IdempotencyRecord, LeaseId,
     RecordState, Scope, StoredResponse,
 };
+use booking_core::store::IdempotencyStore;
 use chrono::{DateTime, Utc};
 
 type RecordKey = (Scope, IdempotencyKey);
@@ -113,5 +118,37 @@ impl IdempotencyTable {
     /// Number of stored records.
     pub(crate) fn len(&self) -> usize {
         self.records.len()
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn begin(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+        now: DateTime<Utc>,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Decision> {
+        Ok(lock(&self.idempotency).begin(scope, key, fingerprint, now, policy))
+    }
+
+    async fn complete(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        lease: LeaseId,
+        response: &StoredResponse,
+    ) -> Result<bool> {
+        Ok(lock(&self.idempotency).complete(scope, key, lease, response))
+    }
+
+    async fn abandon(&self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> Result<bool> {
+        Ok(lock(&self.idempotency).abandon(scope, key, lease))
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<u64> {
+        Ok(lock(&self.idempotency).purge_expired(now, limit))
     }
 }

@@ -5,7 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 
+use crate::MemoryStore;
+use crate::sync::lock;
+use async_trait::async_trait;
 use booking_core::idempotency::LeaseId;
+use booking_core::store::InboxStore;
 use booking_core::store::{Cursor, Page, check_limit};
 use booking_core::webhook::inbox::{
     Claimed, InboxEvent, InboxKey, InboxState, NewInboxEvent, Recorded, clip_error, lease_end,
@@ -267,6 +271,71 @@ impl Inbox {
             return Err("inbox indexes do not match the rows".into());
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl InboxStore for MemoryStore {
+    async fn record(&self, event: &NewInboxEvent, now: DateTime<Utc>) -> Result<Recorded> {
+        Ok(lock(&self.inbox).record(event, now))
+    }
+
+    async fn inbox_event(&self, key: &InboxKey) -> Result<Option<InboxEvent>> {
+        Ok(lock(&self.inbox).get(key))
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Claimed>> {
+        lock(&self.inbox).claim_due(now, limit, lease)
+    }
+
+    async fn mark_processed(
+        &self,
+        key: &InboxKey,
+        lease: LeaseId,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(lock(&self.inbox).mark_processed(key, lease, now))
+    }
+
+    async fn schedule_retry(
+        &self,
+        key: &InboxKey,
+        lease: LeaseId,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool> {
+        Ok(lock(&self.inbox).schedule_retry(key, lease, at, error))
+    }
+
+    async fn dead_letter(
+        &self,
+        key: &InboxKey,
+        lease: LeaseId,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(lock(&self.inbox).dead_letter(key, lease, error, now))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<Page<InboxEvent>> {
+        lock(&self.inbox).list_dead_letters(limit, after)
+    }
+
+    async fn replay_dead_letter(&self, key: &InboxKey, now: DateTime<Utc>) -> Result<InboxEvent> {
+        lock(&self.inbox).replay_dead_letter(key, now)
+    }
+
+    async fn prune_processed(&self, older_than: DateTime<Utc>, limit: usize) -> Result<u64> {
+        Ok(lock(&self.inbox).prune_processed(older_than, limit))
     }
 }
 

@@ -2,8 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::MemoryStore;
+use crate::sync::lock;
+use async_trait::async_trait;
 use booking_core::events::{ClaimedEvents, Consumer, DomainEvent};
 use booking_core::idempotency::LeaseId;
+use booking_core::store::OutboxStore;
 use booking_core::{BookingId, Error, EventId, Result};
 use chrono::{DateTime, Utc};
 use uuid::Builder;
@@ -400,5 +404,41 @@ mod tests {
         outbox.append(vec![DomainEvent::new(EventKind::BookingCreated, &b, None)]);
         let last = outbox.all().last().map(|e| e.id).expect("appended");
         assert_eq!(outbox.position(last), Some(total));
+    }
+}
+
+#[async_trait]
+impl OutboxStore for MemoryStore {
+    async fn events_after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>> {
+        lock(&self.outbox).after(after, limit)
+    }
+
+    async fn claim_events(
+        &self,
+        consumer: Consumer,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: chrono::Duration,
+    ) -> Result<ClaimedEvents> {
+        lock(&self.outbox).claim(consumer, now, limit, lease)
+    }
+
+    async fn mark_events(
+        &self,
+        consumer: Consumer,
+        lease: LeaseId,
+        ids: &[EventId],
+        _now: DateTime<Utc>,
+    ) -> Result<usize> {
+        Ok(lock(&self.outbox).mark(consumer, lease, ids))
+    }
+
+    async fn prune_events(
+        &self,
+        older_than: DateTime<Utc>,
+        consumers: &[Consumer],
+        limit: usize,
+    ) -> Result<u64> {
+        Ok(lock(&self.outbox).prune(older_than, consumers, limit))
     }
 }

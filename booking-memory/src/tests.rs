@@ -291,7 +291,7 @@ fn client_index_follows_reschedules_and_pages_across_shards() {
     assert!(
         everything
             .windows(2)
-            .all(|w| super::list_key(&w[0]) < super::list_key(&w[1]))
+            .all(|w| crate::shard::list_key(&w[0]) < crate::shard::list_key(&w[1]))
     );
     // A professional sees only their own; a filter for another professional is empty.
     let p1s = all_pages(&store, query(BookingOwner::Professional(p1), 100));

@@ -5,8 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 
+use crate::MemoryStore;
+use crate::sync::lock;
+use async_trait::async_trait;
+use booking_core::events::Consumer;
 use booking_core::events::DomainEvent;
 use booking_core::idempotency::LeaseId;
+use booking_core::store::FanOut;
+use booking_core::store::SubscriptionStore;
 use booking_core::store::{Cursor, Page, check_limit};
 use booking_core::webhook::inbox::{clip_error, lease_end};
 use booking_core::webhook::outbound::{
@@ -319,5 +325,81 @@ impl Webhooks {
         d.delivered_at = None;
         self.due.insert((now, id));
         Ok(d.clone())
+    }
+}
+
+/// The fan-out marks the events in the outbox (its leaf lock alone) and then, for the ids
+/// it marked, records the deliveries (the webhooks lock alone). Nothing between the two
+/// steps can fail, and only the caller whose lease marked an event fans it out, so each
+/// event is fanned out once; a reader in between sees the event marked and its deliveries
+/// a moment later, which no promise excludes.
+#[async_trait]
+impl SubscriptionStore for MemoryStore {
+    async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
+        lock(&self.webhooks).create(subscription)
+    }
+
+    async fn get_subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>> {
+        Ok(lock(&self.webhooks).get(id))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<Page<Subscription>> {
+        lock(&self.webhooks).list(limit, after)
+    }
+
+    async fn delete_subscription(&self, id: SubscriptionId) -> Result<()> {
+        lock(&self.webhooks).delete(id)
+    }
+
+    async fn record_deliveries(
+        &self,
+        lease: LeaseId,
+        events: &[DomainEvent],
+        now: DateTime<Utc>,
+    ) -> Result<FanOut> {
+        let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+        let marked = lock(&self.outbox).mark_ids(Consumer::Webhooks, lease, &ids);
+        let marked: Vec<&DomainEvent> = events.iter().filter(|e| marked.contains(&e.id)).collect();
+        let deliveries_created = lock(&self.webhooks).fan_out(&marked, now);
+        Ok(FanOut {
+            events_marked: marked.len(),
+            deliveries_created,
+        })
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: chrono::Duration,
+    ) -> Result<Vec<DueDelivery>> {
+        lock(&self.webhooks).claim(now, limit, lease)
+    }
+
+    async fn settle_delivery(
+        &self,
+        id: DeliveryId,
+        lease: LeaseId,
+        outcome: &AttemptOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(lock(&self.webhooks).settle(id, lease, outcome, now))
+    }
+
+    async fn list_deliveries(
+        &self,
+        subscription: SubscriptionId,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<Page<Delivery>> {
+        lock(&self.webhooks).list_deliveries(subscription, limit, after)
+    }
+
+    async fn redeliver(&self, id: DeliveryId, now: DateTime<Utc>) -> Result<Delivery> {
+        lock(&self.webhooks).redeliver(id, now)
     }
 }

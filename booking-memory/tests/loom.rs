@@ -19,7 +19,9 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use booking_core::conflict::find_overlap;
-use booking_core::idempotency::{Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, Scope};
+use booking_core::idempotency::{
+    Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, Scope, StoredResponse,
+};
 use booking_core::store::{BookingStore, IdempotencyStore, OutboxStore};
 use booking_core::{
     Booking, BookingId, BookingStatus, ClientId, Currency, Error, EventKind, Inserted, Money,
@@ -39,8 +41,9 @@ fn block_on<F: Future>(f: F) -> F::Output {
     }
 }
 
-/// Runs `model` under loom with the given preemption bound and prints how many
-/// interleavings were explored.
+/// Runs `model` under loom with the given preemption bound, prints how many interleavings
+/// were explored and fails unless there was more than one (a model whose threads never
+/// interleave proves nothing). The count is a std atomic, outside loom's model.
 fn check(name: &str, preemptions: usize, model: impl Fn() + Sync + Send + 'static) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let runs = std::sync::Arc::new(AtomicUsize::new(0));
@@ -51,9 +54,11 @@ fn check(name: &str, preemptions: usize, model: impl Fn() + Sync + Send + 'stati
         counter.fetch_add(1, Ordering::Relaxed);
         model();
     });
-    eprintln!(
-        "{name}: {} interleavings explored (preemption bound {preemptions})",
-        runs.load(Ordering::Relaxed)
+    let explored = runs.load(Ordering::Relaxed);
+    eprintln!("{name}: {explored} interleavings explored (preemption bound {preemptions})");
+    assert!(
+        explored > 1,
+        "{name}: loom ran the model {explored} time(s); it explored no interleaving"
     );
 }
 
@@ -258,6 +263,105 @@ fn loom_sweep_races_confirm_of_a_ran_out_hold() {
             expected_expired
         );
         assert_eq!(store.shard_stats(pro()), (1, 1));
+        store.check_invariants().expect("invariants");
+    });
+}
+
+/// Model 5: the first attempt of a request stalled past its lease; two retries race to take
+/// over while the stalled attempt wakes up and stores its answer. If the late answer lands
+/// before a takeover it is the answer (both retries replay it); otherwise it is refused and
+/// exactly one retry takes over, with the request's first_seen, while the other waits
+/// (`InFlight`) or replays that retry's answer.
+#[test]
+fn loom_retries_of_one_idempotent_request() {
+    check("retries_of_one_idempotent_request", 3, || {
+        let store = Arc::new(MemoryStore::new());
+        let policy = IdempotencyPolicy::default();
+        let scope = Scope::new("client:1");
+        let key = IdempotencyKey::parse("k-1").expect("key");
+        let fp = Fingerprint::of_request("POST", "/v1/bookings", b"{}");
+        let Decision::Started {
+            lease: stalled,
+            first_seen,
+        } = block_on(store.begin(&scope, &key, fp, t0(), &policy)).expect("begin")
+        else {
+            panic!("the first attempt starts");
+        };
+        let later = t0() + policy.lease;
+        let answer = StoredResponse {
+            status: 201,
+            headers: Vec::new(),
+            body: b"retried".to_vec(),
+        };
+        let retries: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, scope, key, answer) = (
+                    Arc::clone(&store),
+                    scope.clone(),
+                    key.clone(),
+                    answer.clone(),
+                );
+                thread::spawn(move || {
+                    let d = block_on(store.begin(&scope, &key, fp, later, &policy)).expect("begin");
+                    if let Decision::Started { lease, .. } = d {
+                        let stored = block_on(store.complete(&scope, &key, lease, &answer))
+                            .expect("complete");
+                        assert!(stored, "the lease that took over stores its answer");
+                    }
+                    d
+                })
+            })
+            .collect();
+        let late = {
+            let (store, scope, key) = (Arc::clone(&store), scope.clone(), key.clone());
+            thread::spawn(move || {
+                let late_answer = StoredResponse {
+                    status: 201,
+                    headers: Vec::new(),
+                    body: b"late".to_vec(),
+                };
+                block_on(store.complete(&scope, &key, stalled, &late_answer)).expect("complete")
+            })
+        };
+        let decisions: Vec<Decision> = retries
+            .into_iter()
+            .map(|h| h.join().expect("retry"))
+            .collect();
+        let late_stored = late.join().expect("late");
+        let started: Vec<_> = decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Started { first_seen, .. } => Some(*first_seen),
+                _ => None,
+            })
+            .collect();
+        let answer = if late_stored {
+            assert!(started.is_empty(), "nobody takes over an answered request");
+            StoredResponse {
+                status: 201,
+                headers: Vec::new(),
+                body: b"late".to_vec(),
+            }
+        } else {
+            assert_eq!(started, vec![first_seen], "{decisions:?}");
+            answer
+        };
+        assert!(
+            decisions.iter().all(|d| match d {
+                Decision::Started { .. } | Decision::InFlight { .. } => !late_stored,
+                Decision::Replay { response, .. } => *response == answer,
+                Decision::Mismatch => false,
+            }),
+            "{decisions:?}"
+        );
+        let after = block_on(store.begin(&scope, &key, fp, later, &policy)).expect("begin");
+        assert_eq!(
+            after,
+            Decision::Replay {
+                response: answer,
+                first_seen
+            }
+        );
         store.check_invariants().expect("invariants");
     });
 }

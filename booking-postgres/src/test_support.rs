@@ -79,6 +79,22 @@ pub mod sql {
     /// `settle_payment`, last in its transaction: marks the event processed (`$1`
     /// provider, `$2` event id, `$3` lease, `$4` now).
     pub const SETTLE_MARK_PROCESSED: &str = crate::store::sql::MARK_PROCESSED;
+
+    /// `expire_due_holds` (`$1` now, `NULL` for the database's; `$2` the limit), for tests
+    /// of its plan.
+    #[doc(hidden)]
+    pub const EXPIRE_DUE_HOLDS: &str = crate::store::sql::EXPIRE_DUE;
+
+    /// `EXPLAIN` of the statement `list_bookings` runs for `query` (`now`: the store's
+    /// clock, `None` for the database's), with its parameters bound, for tests of its plan.
+    #[doc(hidden)]
+    pub fn explain_list_bookings(
+        query: &booking_core::store::BookingQuery,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<sqlx::QueryBuilder<sqlx::Postgres>, booking_core::Error> {
+        let limit = booking_core::store::check_limit(query.limit)?;
+        crate::store::sql::list_bookings("EXPLAIN ", query, now, limit)
+    }
 }
 
 /// The server used when `DATABASE_URL` is not set.

@@ -19,8 +19,8 @@ use booking_core::domain::{
 use booking_core::events::{Consumer, DomainEvent, EventKind};
 use booking_core::idempotency::{Decision, Fingerprint, IdempotencyKey, IdempotencyPolicy, Scope};
 use booking_core::store::{
-    BookingStore, DirectoryStore, HealthCheck, IdempotencyStore, Inserted, OutboxStore,
-    ScheduleStore,
+    BookingOwner, BookingQuery, BookingStore, Cursor, DirectoryStore, HealthCheck,
+    IdempotencyStore, Inserted, OutboxStore, ScheduleStore,
 };
 use booking_core::{Entity, Error, Schedule};
 use booking_postgres::test_support::{self, TestDatabase};
@@ -774,23 +774,69 @@ async fn list_orders_are_served_by_matching_indexes() {
     ] {
         sqlx::query(seed).execute(&mut *conn).await.expect("seed");
     }
-    let cases: [(&'static str, &str); 7] = [
+    // The adapter's own statements, with their parameters bound: each list order, and the
+    // sweep.
+    let y2027 = Utc
+        .with_ymd_and_hms(2027, 1, 1, 0, 0, 0)
+        .single()
+        .expect("instant");
+    let uuid = |s: &str| uuid::Uuid::parse_str(s).expect("uuid");
+    let list = |owner, from, after| BookingQuery {
+        owner,
+        status: None,
+        from,
+        to: None,
+        professional_id: None,
+        limit: 20,
+        after,
+        now: y2027,
+    };
+    let cursor = Some(Cursor {
+        primary: y2027.timestamp_micros(),
+        id: uuid::Uuid::nil(),
+    });
+    let lists = [
         (
-            "EXPLAIN SELECT id FROM bookings WHERE client_id = '00000000-0000-0000-0001-000000000001' \
-             AND (starts_at, id) > ('2027-01-01Z', '00000000-0000-0000-0000-000000000000') \
-             ORDER BY starts_at, id LIMIT 21",
+            list(
+                BookingOwner::Client(ClientId::from_uuid(uuid(
+                    "00000000-0000-0000-0001-000000000001",
+                ))),
+                None,
+                cursor,
+            ),
             "bookings_client_start_idx",
         ),
         (
-            "EXPLAIN SELECT id FROM bookings WHERE professional_id = '00000000-0000-0000-0000-000000000001' \
-             AND starts_at >= '2027-01-01Z' ORDER BY starts_at, id LIMIT 21",
+            list(
+                BookingOwner::Professional(ProfessionalId::from_uuid(uuid(
+                    "00000000-0000-0000-0000-000000000001",
+                ))),
+                Some(y2027),
+                None,
+            ),
             "bookings_professional_start_idx",
         ),
-        (
-            "EXPLAIN SELECT id FROM bookings WHERE (starts_at, id) > ('2027-01-01Z', '00000000-0000-0000-0000-000000000000') \
-             ORDER BY starts_at, id LIMIT 21",
-            "bookings_start_idx",
-        ),
+        (list(BookingOwner::All, None, cursor), "bookings_start_idx"),
+    ];
+    for (query, index) in lists {
+        let mut explain =
+            test_support::sql::explain_list_bookings(&query, Some(y2027)).expect("a valid query");
+        let sql = explain.sql().as_str().to_owned();
+        let plan = plan_of(explain.build().fetch_all(&mut *conn).await, &sql);
+        assert_index_without_sort(&sql, &plan, index);
+    }
+    let sweep = format!("EXPLAIN {}", test_support::sql::EXPIRE_DUE_HOLDS);
+    for now in [Some(y2027), None] {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sweep.clone()))
+            .bind(now)
+            .bind(100_i64)
+            .fetch_all(&mut *conn)
+            .await;
+        let plan = plan_of(rows, &sweep);
+        assert_index_without_sort(&sweep, &plan, "bookings_hold_expiry_idx");
+    }
+    // Search (the directory module's SQL) and the outbox read: their shapes, by hand.
+    let cases: [(&'static str, &str); 3] = [
         (
             "EXPLAIN SELECT id FROM professionals WHERE is_active AND (hourly_rate_cents, id) > (100, '00000000-0000-0000-0000-000000000000') \
              ORDER BY hourly_rate_cents, id LIMIT 21",
@@ -806,31 +852,44 @@ async fn list_orders_are_served_by_matching_indexes() {
             "EXPLAIN SELECT payload FROM domain_events WHERE seq > 10 ORDER BY seq LIMIT 100",
             "domain_events_seq_idx",
         ),
-        (
-            "EXPLAIN SELECT id FROM bookings WHERE status = 'pending_payment' \
-             AND hold_expires_at <= '2027-01-01Z' LIMIT 100",
-            "bookings_hold_expiry_idx",
-        ),
     ];
     for (sql, index) in cases {
-        let plan: Vec<String> = sqlx::query(sql)
-            .fetch_all(&mut *conn)
-            .await
-            .expect("explain")
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect();
-        let plan = plan.join("\n");
-        assert!(plan.contains(index), "{sql}\nexpected {index}:\n{plan}");
-        assert!(!plan.contains("Sort"), "{sql}\nmust not sort:\n{plan}");
+        let plan = plan_of(sqlx::query(sql).fetch_all(&mut *conn).await, sql);
+        assert_index_without_sort(sql, &plan, index);
     }
+}
+
+/// The text of an `EXPLAIN`'s rows.
+fn plan_of(rows: Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>, sql: &str) -> String {
+    rows.unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"))
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The plan reads `index` and sorts nothing (the index delivers the order).
+fn assert_index_without_sort(sql: &str, plan: &str, index: &str) {
+    assert!(plan.contains(index), "{sql}\nexpected {index}:\n{plan}");
+    assert!(!plan.contains("Sort"), "{sql}\nmust not sort:\n{plan}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_and_harness_behaviour() {
-    // The harness defaults to the local server and reads BOOKING_REQUIRE_POSTGRES.
-    assert!(!test_support::database_url().is_empty());
-    let Some(store) = common::store().await else {
+    // The harness uses DATABASE_URL when it is set, the local server otherwise.
+    let url = test_support::database_url();
+    match std::env::var("DATABASE_URL") {
+        Ok(set) if !set.trim().is_empty() => assert_eq!(url, set),
+        _ => assert_eq!(url, test_support::DEFAULT_URL),
+    }
+    test_support::server_options().expect("the harness's URL parses");
+    let store = common::store().await;
+    // Where Postgres is required (CI), a test gets a store or fails: it never skips.
+    assert!(
+        store.is_some() || !test_support::postgres_required(),
+        "BOOKING_REQUIRE_POSTGRES=1, yet the harness skipped"
+    );
+    let Some(store) = store else {
         return;
     };
     store.ping().await.expect("ping");

@@ -72,13 +72,23 @@ where
     });
 }
 
+/// The names of the checks [`conformance_suite!`](crate::conformance_suite) runs, in its order.
+///
+/// A test in [`checks`] compares them with the checks its modules define.
+pub const CHECK_NAMES: &[&str] = crate::conformance_suite!(@list [@names]);
+
 /// Expands to one `#[test]` per conformance check, each on a fresh store from the factory.
 ///
 /// The argument is an expression whose type implements [`StoreFactory`].
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:expr) => {
-        $crate::conformance_suite!(@tests $factory;
+        $crate::conformance_suite!(@list [@tests $factory]);
+    };
+    // The one list of checks, handed to `@tests` (one `#[test]` each) or `@names`
+    // ([`CHECK_NAMES`](crate::testing::CHECK_NAMES)).
+    (@list [$($then:tt)*]) => {
+        $crate::conformance_suite! {$($then)*;
             back_to_back_bookings_do_not_conflict,
             overlapping_booking_is_refused,
             buffers_widen_the_blocked_range,
@@ -117,6 +127,10 @@ macro_rules! conformance_suite {
             race_overlapping_requests_never_overlap,
             race_one_idempotency_key_one_start,
             race_reschedule_against_new_booking,
+            race_retries_of_one_idempotent_request,
+            race_for_the_slot_of_an_expired_hold,
+            race_cancel_against_reschedule,
+            race_outbox_readers_during_writes,
             state_machine_matches_the_model,
             booking_and_its_answer_commit_together,
             stale_lease_stores_no_answer,
@@ -161,7 +175,10 @@ macro_rules! conformance_suite {
             search_by_radius_orders_by_distance,
             search_text_matches_every_term,
             search_matches_brute_force_and_pages_cleanly,
-        );
+        }
+    };
+    (@names; $($name:ident),* $(,)?) => {
+        &[$(stringify!($name)),*]
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
         $(

@@ -4,377 +4,26 @@ use async_trait::async_trait;
 use booking_core::domain::{Booking, BookingId, ProfessionalId, TimeRange, Transition};
 use booking_core::events::{DomainEvent, EventKind};
 use booking_core::store::{
-    BookingOwner, BookingQuery, BookingStore, Cursor, Inserted, Page, RequestAnswer, check_limit,
+    BookingQuery, BookingStore, Cursor, Inserted, Page, RequestAnswer, check_limit,
 };
-use booking_core::{BookingStatus, Entity, Error, Result};
+use booking_core::{Entity, Error, Result};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Row};
 
-use super::{PgStore, fetch_limit, outbox};
+mod sql;
+
+pub(super) use sql::bind_answer;
+pub(crate) use sql::{
+    EXPIRE_DUE, FIND_BY_REQUEST, INSERT_FAST, LOCK_BOOKING, SELECT_BOOKING, list_bookings,
+};
+use sql::{RESCHEDULE_FAST, TRANSITION_FAST, bind_booking};
+pub(super) use sql::{answer_cte, clock_now, professional_lock};
+
+use super::{PgStore, outbox};
 use crate::config::PgClock;
 use crate::error::{PgError, retrying, sqlstate};
-use crate::rows::{self, booking_columns, payment_columns, pg_range};
-
-type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
-
-/// Binds `$1..$13` to a booking's columns in table order (id, professional_id, client_id,
-/// starts_at, ends_at, blocked_range, status, price_cents, currency, hold_expires_at,
-/// request_ref, created_at, updated_at), as both insert statements expect.
-fn bind_booking<'q>(query: PgQuery<'q>, booking: &'q Booking) -> PgQuery<'q> {
-    query
-        .bind(booking.id.as_uuid())
-        .bind(booking.professional_id.as_uuid())
-        .bind(booking.client_id.as_uuid())
-        .bind(booking.range.start())
-        .bind(booking.range.end())
-        .bind(pg_range(&booking.blocked))
-        .bind(booking.status.as_str())
-        .bind(booking.price.amount_cents)
-        .bind(booking.price.currency.as_str())
-        .bind(booking.hold_expires_at)
-        .bind(booking.request_ref.as_deref())
-        .bind(booking.created_at)
-        .bind(booking.updated_at)
-}
-
-/// The first key of the transaction-scoped advisory lock (two-key form, its own key space)
-/// that inserts take on their professional (`hashtext` of the id is the second key) before
-/// they write: inserts of one professional queue instead of both writing a row and then
-/// waiting for each other in the exclusion check (a deadlock PostgreSQL breaks only after
-/// `deadlock_timeout`). The constraint still decides; the lock only orders the writers.
-macro_rules! professional_lock {
-    ($id:literal) => {
-        concat!(
-            "pg_advisory_xact_lock(1651208306, hashtext(",
-            $id,
-            "::text))"
-        )
-    };
-}
-pub(super) use professional_lock;
-
-/// The store's clock in SQL: `COALESCE($n, now())`, with `$n` bound by
-/// [`PgClock::bind`](crate::PgClock): the caller's `now`, or `NULL` for the database's time
-/// (`now()`: the transaction's start, fixed for all its statements). One statement text
-/// serves both modes.
-macro_rules! clock_now {
-    ($param:literal) => {
-        concat!("COALESCE(", $param, "::timestamptz, now())")
-    };
-}
-pub(super) use clock_now;
-
-/// An instant the engine computed from its clock, moved onto the database's clock when
-/// the SQL condition `$restamp` holds: `$at + (now() - $base)` (so `hold_expires_at` keeps its length from
-/// `created_at`); `$at` unchanged otherwise. Computed on UTC timestamps without zone, so
-/// the whole days of a long shift are 24 hours whatever the session's time zone.
-macro_rules! on_clock {
-    ($at:literal, $base:literal, $restamp:literal) => {
-        concat!(
-            "CASE WHEN ",
-            $restamp,
-            " THEN ((",
-            $at,
-            "::timestamptz AT TIME ZONE 'UTC') + ((now() AT TIME ZONE 'UTC') - (",
-            $base,
-            "::timestamptz AT TIME ZONE 'UTC'))) AT TIME ZONE 'UTC' ELSE ",
-            $at,
-            "::timestamptz END"
-        )
-    };
-}
-
-/// An event payload (`$payload`, built by the engine before the statement) whose instants
-/// are replaced by the stored row's (`$row`) when the SQL condition `$restamp` holds (the
-/// database's clock stamps the row): `occurred_at` and the booking's `created_at`, `updated_at`, `hold_expires_at`.
-/// Unchanged otherwise.
-macro_rules! payload_on_clock {
-    ($payload:literal, $row:literal, $restamp:literal) => {
-        concat!(
-            "CASE WHEN ",
-            $restamp,
-            " THEN \
-                 jsonb_set(jsonb_set(jsonb_set(jsonb_set(",
-            $payload,
-            "::jsonb, \
-                 '{occurred_at}', to_jsonb(",
-            $row,
-            ".updated_at)), '{booking,created_at}', to_jsonb(",
-            $row,
-            ".created_at)), '{booking,updated_at}', to_jsonb(",
-            $row,
-            ".updated_at)), '{booking,hold_expires_at}', \
-                 COALESCE(to_jsonb(",
-            $row,
-            ".hold_expires_at), 'null'::jsonb)) \
-             ELSE ",
-            $payload,
-            "::jsonb END"
-        )
-    };
-}
-
-/// When an event happened: the stored row's `updated_at` when the SQL condition
-/// `$restamp` holds (the database's clock stamps the row), `$at` otherwise.
-macro_rules! occurred_on_clock {
-    ($at:literal, $row:literal, $restamp:literal) => {
-        concat!(
-            "CASE WHEN ",
-            $restamp,
-            " THEN ",
-            $row,
-            ".updated_at ELSE ",
-            $at,
-            "::timestamptz END"
-        )
-    };
-}
-
-/// The effective status of a `bookings` row at `$at` (a hold that ran out is `expired`),
-/// as [`Booking::effective_status`] decides it.
-macro_rules! effective_status {
-    ($($at:tt)+) => {
-        concat!(
-            "CASE WHEN status = 'pending_payment' \
-                 AND (hold_expires_at IS NULL OR hold_expires_at <= ",
-            $($at)+,
-            ") THEN 'expired' ELSE status END"
-        )
-    };
-}
-
-/// The CTE `answered` of a one-statement change that stores an idempotent request's answer
-/// with it: completes the record of the request (scope, key, lease, status, headers, body:
-/// the parameters named, bound by [`bind_answer`]; scope `NULL` for
-/// none) for each row of `$from`, while the lease still owns it. Returns a row if it did.
-macro_rules! answer_cte {
-    ($from:literal, $scope:literal, $key:literal, $lease:literal, $status:literal,
-     $headers:literal, $body:literal) => {
-        concat!(
-            "answered AS ( \
-                 UPDATE idempotency_keys \
-                 SET lease_id = NULL, locked_until = NULL, response_status = ",
-            $status,
-            "::integer, response_headers = ",
-            $headers,
-            "::jsonb, response_body = ",
-            $body,
-            "::bytea FROM ",
-            $from,
-            " WHERE ",
-            $scope,
-            "::text IS NOT NULL AND scope = ",
-            $scope,
-            "::text AND key = ",
-            $key,
-            "::text AND lease_id = ",
-            $lease,
-            "::uuid RETURNING 1)"
-        )
-    };
-}
-pub(super) use answer_cte;
-
-/// `insert_booking`'s one statement (see [`PgStore::insert_booking_fast`]): `$1`..`$13`
-/// the booking's columns in the order of the `INSERT`, `$14` now (`NULL`: the database's
-/// clock, which then also stamps `created_at`, `updated_at`, shifts `hold_expires_at` by
-/// the same amount and patches the event to match, unless an answer is stored with the
-/// booking: the engine rendered it from the booking as given, and a replay must show what
-/// the first response showed), `$15` event id, `$16` event kind, `$17` occurred at, `$18`
-/// payload; `$19`..`$24` the idempotent request's answer stored with the booking (scope,
-/// key, lease, status, headers, body; all `NULL` for none); `$25`..`$31` the booking's
-/// payment columns
-/// ([`rows::bind_payment`]). Returns the request's earlier booking
-/// (`outcome = 'existing'`), the inserted one (`'inserted'`, with `answered` telling whether
-/// the lease still owned the key's record), or no row when holds that ran out must be
-/// released first.
-pub(crate) const INSERT_FAST: &str = concat!(
-    "WITH existing AS ( \
-         SELECT ",
-    booking_columns!(),
-    " FROM bookings \
-         WHERE $11::text IS NOT NULL AND professional_id = $2 AND request_ref = $11), \
-     due AS ( \
-         SELECT 1 FROM bookings \
-         WHERE professional_id = $2 AND status = 'pending_payment' \
-           AND (hold_expires_at <= ",
-    clock_now!("$14"),
-    " OR hold_expires_at IS NULL) \
-           AND blocked_range && $6 AND id <> $1 \
-         LIMIT 1), \
-     professional_lock AS (SELECT ",
-    professional_lock!("$2"),
-    "), \
-     inserted AS ( \
-         INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
-             blocked_range, status, price_cents, currency, hold_expires_at, \
-             request_ref, created_at, updated_at, ",
-    payment_columns!(),
-    ") \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, ",
-    on_clock!(
-        "$10",
-        "$12",
-        "$14::timestamptz IS NULL AND $19::text IS NULL"
-    ),
-    ", $11, ",
-    on_clock!(
-        "$12",
-        "$12",
-        "$14::timestamptz IS NULL AND $19::text IS NULL"
-    ),
-    ", ",
-    on_clock!(
-        "$13",
-        "$12",
-        "$14::timestamptz IS NULL AND $19::text IS NULL"
-    ),
-    ", \
-             $25, $26, $27, $28, $29, $30, $31 \
-         FROM professional_lock \
-         WHERE NOT EXISTS (SELECT 1 FROM existing) AND NOT EXISTS (SELECT 1 FROM due) \
-         RETURNING ",
-    booking_columns!(),
-    "), \
-     recorded AS ( \
-         INSERT INTO domain_events \
-             (id, kind, booking_id, professional_id, occurred_at, payload) \
-         SELECT $15, $16, inserted.id, inserted.professional_id, ",
-    occurred_on_clock!(
-        "$17",
-        "inserted",
-        "$14::timestamptz IS NULL AND $19::text IS NULL"
-    ),
-    ", ",
-    payload_on_clock!(
-        "$18",
-        "inserted",
-        "$14::timestamptz IS NULL AND $19::text IS NULL"
-    ),
-    " FROM inserted), \
-     ",
-    answer_cte!("inserted", "$19", "$20", "$21", "$22", "$23", "$24"),
-    " \
-     SELECT 'existing' AS outcome, FALSE AS answered, ",
-    booking_columns!(),
-    " FROM existing \
-     UNION ALL SELECT 'inserted' AS outcome, EXISTS (SELECT 1 FROM answered) AS answered, ",
-    booking_columns!(),
-    " FROM inserted"
-);
-
-/// Binds an optional request answer as `$n..$n+5` (scope, key, lease, status, headers,
-/// body), all `NULL` for none.
-pub(super) fn bind_answer<'q>(
-    query: PgQuery<'q>,
-    answer: Option<&'q RequestAnswer>,
-) -> PgQuery<'q> {
-    query
-        .bind(answer.map(|a| a.scope.as_str()))
-        .bind(answer.map(|a| a.key.as_str()))
-        .bind(answer.map(|a| a.lease.0))
-        .bind(answer.map(|a| i32::from(a.response.status)))
-        .bind(answer.map(|a| Json(&a.response.headers)))
-        .bind(answer.map(|a| a.response.body.as_slice()))
-}
-
-/// The tail of a one-statement change whose CTE `updated` returns the changed booking:
-/// records its event (event id, kind, occurred at, payload: the parameters
-/// named; instants patched from the row when the SQL condition `$restamp` holds, see
-/// [`payload_on_clock`])
-/// and returns the booking's columns.
-macro_rules! record_updated {
-    ($id:literal, $kind:literal, $at:literal, $payload:literal, $restamp:literal) => {
-        concat!(
-            "recorded AS ( \
-                 INSERT INTO domain_events \
-                     (id, kind, booking_id, professional_id, occurred_at, payload) \
-                 SELECT ",
-            $id,
-            ", ",
-            $kind,
-            ", updated.id, updated.professional_id, ",
-            occurred_on_clock!($at, "updated", $restamp),
-            ", ",
-            payload_on_clock!($payload, "updated", $restamp),
-            " FROM updated) \
-             SELECT ",
-            booking_columns!(),
-            " FROM updated"
-        )
-    };
-}
-
-/// A status change as one statement, if the row is still exactly as read and its
-/// effective status is still the one planned from: `$1` professional, `$2` id, `$3` new
-/// status, `$4` new hold expiry, `$5` updated at (the store's clock: `NULL` for the
-/// database's); the row as read: `$6` status, `$7` updated at, `$8` start, `$9` end, `$10`
-/// hold expiry; `$11` event id, `$12` kind, `$13` occurred at, `$14` payload; `$15` the
-/// effective status the plan was made from. Returns the updated row, or
-/// none when the row changed since it was read or the hold's expiry reads differently on
-/// the store's clock.
-pub(crate) const TRANSITION_FAST: &str = concat!(
-    "WITH updated AS ( \
-         UPDATE bookings SET status = $3, hold_expires_at = $4, updated_at = ",
-    clock_now!("$5"),
-    " \
-         WHERE professional_id = $1 AND id = $2 AND status = $6 AND updated_at = $7 \
-           AND starts_at = $8 AND ends_at = $9 AND hold_expires_at IS NOT DISTINCT FROM $10 \
-           AND ",
-    effective_status!(clock_now!("$5")),
-    " = $15 \
-         RETURNING ",
-    booking_columns!(),
-    "), ",
-    record_updated!("$11", "$12", "$13", "$14", "$5::timestamptz IS NULL")
-);
-
-/// A reschedule as one statement, if the row is still exactly as read, still active and no
-/// hold that ran out is in the way: `$1` professional, `$2` id, `$3` new start, `$4` new
-/// end, `$5` new blocked range, `$6` updated at; the row as read: `$7` status, `$8` updated
-/// at, `$9` start, `$10` end, `$11` hold expiry; `$12` now (`$6` and `$12` are `NULL` on
-/// the database's clock); `$13` event id, `$14` kind, `$15` occurred at, `$16` payload. Returns the updated row, or none when the
-/// row changed or holds that ran out must be released first. The exclusion constraint
-/// decides conflicts with other bookings (the row's own old version never counts).
-pub(crate) const RESCHEDULE_FAST: &str = concat!(
-    "WITH due AS ( \
-         SELECT 1 FROM bookings \
-         WHERE professional_id = $1 AND status = 'pending_payment' \
-           AND (hold_expires_at <= ",
-    clock_now!("$12"),
-    " OR hold_expires_at IS NULL) \
-           AND blocked_range && $5 AND id <> $2 \
-         LIMIT 1), \
-     updated AS ( \
-         UPDATE bookings SET starts_at = $3, ends_at = $4, blocked_range = $5, updated_at = ",
-    clock_now!("$6"),
-    " \
-         WHERE professional_id = $1 AND id = $2 AND status = $7 AND updated_at = $8 \
-           AND starts_at = $9 AND ends_at = $10 AND hold_expires_at IS NOT DISTINCT FROM $11 \
-           AND (status = 'confirmed' OR hold_expires_at > ",
-    clock_now!("$12"),
-    ") AND NOT EXISTS (SELECT 1 FROM due) \
-         RETURNING ",
-    booking_columns!(),
-    "), ",
-    record_updated!("$13", "$14", "$15", "$16", "$12::timestamptz IS NULL")
-);
-
-/// `get_booking`: `$1` the id. Also reads the database's time (`db_now`), for the
-/// decisions made after the read.
-pub(crate) const SELECT_BOOKING: &str = concat!(
-    "SELECT ",
-    booking_columns!(),
-    ", now() AS db_now FROM bookings WHERE id = $1"
-);
-
-/// `find_booking_by_request`: `$1` professional, `$2` request reference.
-pub(crate) const FIND_BY_REQUEST: &str = concat!(
-    "SELECT ",
-    booking_columns!(),
-    " FROM bookings WHERE professional_id = $1 AND request_ref = $2"
-);
+use crate::rows::{self, pg_range};
 
 /// Marks the professional's holds that ran out by `now` and whose blocked range overlaps
 /// `blocked` as `expired` (recording their events), so that the exclusion constraint lets
@@ -391,28 +40,13 @@ pub(super) async fn release_expired_holds(
     now: Option<DateTime<Utc>>,
     except: BookingId,
 ) -> Result<Vec<Booking>, PgError> {
-    let released = sqlx::query(concat!(
-        "WITH due AS ( \
-             SELECT id AS due_id FROM bookings \
-             WHERE professional_id = $1 AND status = 'pending_payment' \
-               AND (hold_expires_at <= ",
-        clock_now!("$2"),
-        " OR hold_expires_at IS NULL) \
-               AND blocked_range && $3 AND id <> $4 \
-             ORDER BY id FOR UPDATE) \
-         UPDATE bookings SET status = 'expired', updated_at = ",
-        clock_now!("$2"),
-        " \
-         FROM due WHERE professional_id = $1 AND id = due.due_id \
-         RETURNING ",
-        booking_columns!()
-    ))
-    .bind(professional_id.as_uuid())
-    .bind(now)
-    .bind(pg_range(blocked))
-    .bind(except.as_uuid())
-    .fetch_all(&mut *conn)
-    .await?;
+    let released = sqlx::query(sql::RELEASE_EXPIRED_HOLDS)
+        .bind(professional_id.as_uuid())
+        .bind(now)
+        .bind(pg_range(blocked))
+        .bind(except.as_uuid())
+        .fetch_all(&mut *conn)
+        .await?;
     let mut expired = released
         .iter()
         .map(rows::booking)
@@ -440,14 +74,6 @@ async fn find_by_request(
         .map(rows::booking)
         .transpose()
 }
-
-/// [`lock_booking`]: `$1` the booking's id. Also reads the database's time (`now()`: the
-/// transaction's start, the same for all its statements).
-pub(crate) const LOCK_BOOKING: &str = concat!(
-    "SELECT ",
-    booking_columns!(),
-    ", now() AS db_now FROM bookings WHERE id = $1 FOR UPDATE"
-);
 
 /// The booking, locked for the rest of the transaction, and the database's time.
 pub(super) async fn lock_booking(
@@ -574,7 +200,7 @@ impl PgStore {
         answer: Option<&RequestAnswer>,
     ) -> Result<(Inserted, bool), PgError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(concat!("SELECT ", professional_lock!("$1")))
+        sqlx::query(sql::LOCK_PROFESSIONAL)
             .bind(booking.professional_id.as_uuid())
             .execute(&mut *tx)
             .await?;
@@ -597,25 +223,7 @@ impl PgStore {
         // when an answer rendered from `booking` as given is stored with it.
         let restamp = if answer.is_some() { Some(now) } else { clock };
         let inserted = rows::bind_payment(
-            bind_booking(
-                sqlx::query(concat!(
-                    "INSERT INTO bookings (id, professional_id, client_id, starts_at, ends_at, \
-                         blocked_range, status, price_cents, currency, hold_expires_at, \
-                         request_ref, created_at, updated_at, ",
-                    payment_columns!(),
-                    ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ",
-                    on_clock!("$10", "$12", "$21::timestamptz IS NULL"),
-                    ", $11, ",
-                    on_clock!("$12", "$12", "$21::timestamptz IS NULL"),
-                    ", ",
-                    on_clock!("$13", "$12", "$21::timestamptz IS NULL"),
-                    ", $14, $15, $16, $17, $18, $19, $20) \
-                     RETURNING ",
-                    booking_columns!()
-                )),
-                booking,
-            ),
+            bind_booking(sqlx::query(sql::INSERT_LOCKED), booking),
             booking.payment.as_ref(),
         )
         .bind(restamp)
@@ -759,18 +367,14 @@ impl PgStore {
             .await?;
         }
         let next = &plan.booking;
-        let row = sqlx::query(concat!(
-            "UPDATE bookings SET status = $3, hold_expires_at = $4, updated_at = $5 \
-             WHERE professional_id = $1 AND id = $2 RETURNING ",
-            booking_columns!()
-        ))
-        .bind(current.professional_id.as_uuid())
-        .bind(id.as_uuid())
-        .bind(next.status.as_str())
-        .bind(next.hold_expires_at)
-        .bind(next.updated_at)
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = sqlx::query(sql::TRANSITION_LOCKED)
+            .bind(current.professional_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(next.status.as_str())
+            .bind(next.hold_expires_at)
+            .bind(next.updated_at)
+            .fetch_one(&mut *tx)
+            .await?;
         let updated = rows::booking(&row)?;
         outbox::record(&mut tx, &[DomainEvent::new(plan.event, &updated, None)]).await?;
         tx.commit().await?;
@@ -855,19 +459,15 @@ impl PgStore {
         let next = &plan.booking;
         // The exclusion constraint compares the new blocked range with every other active
         // booking; the row's own old version is replaced, so it never counts.
-        let row = sqlx::query(concat!(
-            "UPDATE bookings SET starts_at = $3, ends_at = $4, blocked_range = $5, updated_at = $6 \
-             WHERE professional_id = $1 AND id = $2 RETURNING ",
-            booking_columns!()
-        ))
-        .bind(current.professional_id.as_uuid())
-        .bind(id.as_uuid())
-        .bind(next.range.start())
-        .bind(next.range.end())
-        .bind(pg_range(&next.blocked))
-        .bind(next.updated_at)
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = sqlx::query(sql::RESCHEDULE_LOCKED)
+            .bind(current.professional_id.as_uuid())
+            .bind(id.as_uuid())
+            .bind(next.range.start())
+            .bind(next.range.end())
+            .bind(pg_range(&next.blocked))
+            .bind(next.updated_at)
+            .fetch_one(&mut *tx)
+            .await?;
         let updated = rows::booking(&row)?;
         outbox::record(
             &mut tx,
@@ -882,25 +482,11 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         // SKIP LOCKED: holds another transaction is changing right now (a payment
         // confirming one, another sweeper) are left to it.
-        let changed = sqlx::query(concat!(
-            "WITH due AS ( \
-                 SELECT professional_id AS due_professional_id, id AS due_id FROM bookings \
-                 WHERE status = 'pending_payment' \
-                   AND (hold_expires_at <= ",
-            clock_now!("$1"),
-            " OR hold_expires_at IS NULL) \
-                 LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             UPDATE bookings SET status = 'expired', updated_at = ",
-            clock_now!("$1"),
-            " \
-             FROM due WHERE professional_id = due.due_professional_id AND id = due.due_id \
-             RETURNING ",
-            booking_columns!()
-        ))
-        .bind(self.clock.bind(now))
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let changed = sqlx::query(sql::EXPIRE_DUE)
+            .bind(self.clock.bind(now))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut expired = changed
             .iter()
             .map(rows::booking)
@@ -917,62 +503,7 @@ impl PgStore {
 
     async fn list_bookings_once(&self, query: &BookingQuery) -> Result<Page<Booking>, PgError> {
         let limit = check_limit(query.limit)?;
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(concat!(
-            "SELECT ",
-            booking_columns!(),
-            " FROM bookings WHERE TRUE"
-        ));
-        match query.owner {
-            BookingOwner::All => {}
-            BookingOwner::Client(c) => {
-                qb.push(" AND client_id = ").push_bind(c.as_uuid());
-            }
-            BookingOwner::Professional(p) => {
-                qb.push(" AND professional_id = ").push_bind(p.as_uuid());
-            }
-        }
-        if let Some(p) = query.professional_id {
-            qb.push(" AND professional_id = ").push_bind(p.as_uuid());
-        }
-        // The effective status: a hold that ran out by `now` (the store's clock) counts as
-        // expired.
-        let now = self.clock.bind(query.now);
-        match query.status {
-            None => {}
-            Some(BookingStatus::PendingPayment) => {
-                qb.push(" AND status = 'pending_payment' AND hold_expires_at > COALESCE(")
-                    .push_bind(now)
-                    .push("::timestamptz, now())");
-            }
-            Some(BookingStatus::Expired) => {
-                qb.push(
-                    " AND (status = 'expired' OR (status = 'pending_payment' \
-                     AND (hold_expires_at IS NULL OR hold_expires_at <= COALESCE(",
-                )
-                .push_bind(now)
-                .push("::timestamptz, now()))))");
-            }
-            Some(s @ (BookingStatus::Confirmed | BookingStatus::Cancelled)) => {
-                qb.push(" AND status = ").push_bind(s.as_str());
-            }
-        }
-        if let Some(from) = query.from {
-            qb.push(" AND starts_at >= ").push_bind(from);
-        }
-        if let Some(to) = query.to {
-            qb.push(" AND starts_at < ").push_bind(to);
-        }
-        if let Some(after) = query.after {
-            let start = DateTime::<Utc>::from_timestamp_micros(after.primary)
-                .ok_or_else(|| Error::invalid("cursor", "is not a cursor returned by this list"))?;
-            qb.push(" AND (starts_at, id) > (")
-                .push_bind(start)
-                .push(", ")
-                .push_bind(after.id)
-                .push(")");
-        }
-        qb.push(" ORDER BY starts_at, id LIMIT ")
-            .push_bind(fetch_limit(limit));
+        let mut qb = sql::list_bookings("", query, self.clock.bind(query.now), limit)?;
         let fetched = qb.build().fetch_all(&self.pool).await?;
         let mut items = fetched
             .iter()
@@ -1084,19 +615,13 @@ impl BookingStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<TimeRange>> {
         retrying!(self.retry, async {
-            let ranges: Vec<sqlx::postgres::types::PgRange<DateTime<Utc>>> = sqlx::query_scalar(
-                "SELECT blocked_range FROM bookings \
-                 WHERE professional_id = $1 AND blocked_range && $2 \
-                   AND status IN ('pending_payment', 'confirmed') \
-                   AND (status = 'confirmed' \
-                        OR hold_expires_at > COALESCE($3::timestamptz, now())) \
-                 ORDER BY lower(blocked_range)",
-            )
-            .bind(professional_id.as_uuid())
-            .bind(pg_range(&window))
-            .bind(self.clock.bind(now))
-            .fetch_all(&self.pool)
-            .await?;
+            let ranges: Vec<sqlx::postgres::types::PgRange<DateTime<Utc>>> =
+                sqlx::query_scalar(sql::BLOCKED_RANGES)
+                    .bind(professional_id.as_uuid())
+                    .bind(pg_range(&window))
+                    .bind(self.clock.bind(now))
+                    .fetch_all(&self.pool)
+                    .await?;
             ranges
                 .into_iter()
                 .map(rows::time_range)

@@ -11,7 +11,9 @@ mod webhooks;
 
 /// Statement texts shared with benchmarks (through `test_support::sql`).
 pub(crate) mod sql {
-    pub(crate) use super::bookings::{FIND_BY_REQUEST, INSERT_FAST, LOCK_BOOKING, SELECT_BOOKING};
+    pub(crate) use super::bookings::{
+        EXPIRE_DUE, FIND_BY_REQUEST, INSERT_FAST, LOCK_BOOKING, SELECT_BOOKING, list_bookings,
+    };
     pub(crate) use super::directory::{
         SELECT_CLIENT, SELECT_PRINCIPAL, SELECT_PROFESSIONAL, SELECT_SCHEDULE,
     };

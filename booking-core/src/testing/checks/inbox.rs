@@ -48,9 +48,10 @@ fn keys_of(claimed: &[Claimed]) -> Vec<InboxKey> {
     claimed.iter().map(|c| c.event.key.clone()).collect()
 }
 
-/// `record`: a second record of the same key is `Duplicate` and changes nothing, whatever
-/// the event's state (pending and claimed, processed); another key is `New`.
+/// `InboxStore::record`: a second record of a key is `Duplicate` and changes nothing.
 pub async fn inbox_duplicate_record_changes_nothing<S: Store + ?Sized>(store: Arc<S>) {
+    // `record`: a second record of the same key is `Duplicate` and changes nothing, whatever
+    // the event's state (pending and claimed, processed); another key is `New`.
     record_all(&*store, [1]).await;
     let fresh = get(&*store, 1).await.expect("recorded");
     assert_eq!(fresh, InboxEvent::received(&new_event(1), at(0)));
@@ -100,9 +101,10 @@ pub async fn inbox_duplicate_record_changes_nothing<S: Store + ?Sized>(store: Ar
     record_all(&*store, [2]).await;
 }
 
-/// `claim_due`: earliest due first, at most `limit`; a claimed event is invisible to a
-/// second claimer, and nothing is claimed twice.
+/// `InboxStore::claim_due`: earliest due first; a claimed event is hidden from others.
 pub async fn inbox_claim_hides_rows_from_a_second_claimer<S: Store + ?Sized>(store: Arc<S>) {
+    // `claim_due`: earliest due first, at most `limit`; a claimed event is invisible to a
+    // second claimer, and nothing is claimed twice.
     for (n, minute) in [(1, 2), (2, 0), (3, 1)] {
         store
             .record(&new_event(n), at(minute))
@@ -155,9 +157,10 @@ pub async fn inbox_claim_hides_rows_from_a_second_claimer<S: Store + ?Sized>(sto
     );
 }
 
-/// `claim_due`: a claim whose lease ran out (a crashed worker) is due again and claimed under
-/// a new lease; the old lease no longer owns the event.
+/// `InboxStore::claim_due`: a claim whose lease ran out is due again under a new lease.
 pub async fn inbox_lease_expiry_returns_the_row<S: Store + ?Sized>(store: Arc<S>) {
+    // `claim_due`: a claim whose lease ran out (a crashed worker) is due again and claimed under
+    // a new lease; the old lease no longer owns the event.
     record_all(&*store, [1]).await;
     let first = claim_one(&*store, at(0)).await;
     assert!(
@@ -190,9 +193,10 @@ pub async fn inbox_lease_expiry_returns_the_row<S: Store + ?Sized>(store: Arc<S>
     assert_eq!(done.processed_at, Some(at(6)));
 }
 
-/// `mark_processed`, `schedule_retry`, `dead_letter`: only the lease that owns the event
-/// settles it, and only once; a refused settle changes nothing.
+/// `InboxStore::mark_processed` and friends: only the owning lease settles, once.
 pub async fn inbox_only_the_owning_lease_settles<S: Store + ?Sized>(store: Arc<S>) {
+    // `mark_processed`, `schedule_retry`, `dead_letter`: only the lease that owns the event
+    // settles it, and only once; a refused settle changes nothing.
     record_all(&*store, [1]).await;
     let claimed = claim_one(&*store, at(0)).await;
     let stranger = LeaseId::new_at(at(0));
@@ -278,9 +282,10 @@ pub async fn inbox_only_the_owning_lease_settles<S: Store + ?Sized>(store: Arc<S
     );
 }
 
-/// `schedule_retry`: the event keeps its error and is not due before `at`, then is due at
-/// `at` exactly (also when `at` is before the old lease's end).
+/// `InboxStore::schedule_retry`: not due before `at`, due at `at` exactly.
 pub async fn inbox_retry_is_not_due_before_its_time<S: Store + ?Sized>(store: Arc<S>) {
+    // `schedule_retry`: the event keeps its error and is not due before `at`, then is due at
+    // `at` exactly (also when `at` is before the old lease's end).
     record_all(&*store, [1, 2]).await;
     let claimed = store.claim_due(at(0), 10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 2);
@@ -332,10 +337,11 @@ pub async fn inbox_retry_is_not_due_before_its_time<S: Store + ?Sized>(store: Ar
     assert_eq!(retried.event.last_error.as_deref(), Some("boom"));
 }
 
-/// `dead_letter`, `list_dead_letters`, `replay_dead_letter`: dead letters are listed in
-/// `(dead_lettered_at, list_id)` order, page by page without gaps or duplicates, and a
-/// replay makes one pending and due again.
+/// `InboxStore::list_dead_letters` / `replay_dead_letter`: clean pages, replay makes it due.
 pub async fn inbox_dead_letters_list_and_replay<S: Store + ?Sized>(store: Arc<S>) {
+    // `dead_letter`, `list_dead_letters`, `replay_dead_letter`: dead letters are listed in
+    // `(dead_lettered_at, list_id)` order, page by page without gaps or duplicates, and a
+    // replay makes one pending and due again.
     record_all(&*store, 1..=7).await;
     let claimed = store.claim_due(at(0), 10, LEASE).await.expect("claim");
     assert_eq!(claimed.len(), 7);
@@ -431,9 +437,10 @@ pub async fn inbox_dead_letters_list_and_replay<S: Store + ?Sized>(store: Arc<S>
     }
 }
 
-/// `prune_processed`: deletes processed events with `processed_at` before the cutoff, at
-/// most `limit` at a time; pending and dead-lettered events stay, whatever their age.
+/// `InboxStore::prune_processed`: only processed events older than the cutoff go.
 pub async fn inbox_prune_removes_only_old_processed_rows<S: Store + ?Sized>(store: Arc<S>) {
+    // `prune_processed`: deletes processed events with `processed_at` before the cutoff, at
+    // most `limit` at a time; pending and dead-lettered events stay, whatever their age.
     record_all(&*store, 1..=6).await;
     let claimed = store.claim_due(at(0), 10, LEASE).await.expect("claim");
     for c in claimed {
@@ -472,11 +479,12 @@ pub async fn inbox_prune_removes_only_old_processed_rows<S: Store + ?Sized>(stor
     );
 }
 
-/// `claim_due` under contention: 16 tasks claiming at once never claim one event twice,
-/// and together claim every due event.
+/// `InboxStore::claim_due` raced: no event is claimed twice, every due event once.
 pub async fn race_inbox_claims_never_claim_one_event_twice<S: Store + ?Sized + 'static>(
     store: Arc<S>,
 ) {
+    // `claim_due` under contention: 16 tasks claiming at once never claim one event twice,
+    // and together claim every due event.
     const EVENTS: usize = 48;
     const TASKS: usize = 16;
     record_all(&*store, 0..EVENTS).await;

@@ -88,9 +88,10 @@ async fn deliveries<S: Store + ?Sized>(store: &S, subscription: SubscriptionId) 
     }
 }
 
-/// `create_subscription`/`list_subscriptions`/`delete_subscription`: subscriptions round
-/// trip with their secret, list in creation order without gaps, and delete once.
+/// `SubscriptionStore::create_subscription` and friends: round trip, clean pages, one delete.
 pub async fn webhook_subscriptions_roundtrip_and_paginate<S: Store + ?Sized>(store: Arc<S>) {
+    // `create_subscription`/`list_subscriptions`/`delete_subscription`: subscriptions round
+    // trip with their secret, list in creation order without gaps, and delete once.
     let a = subscribe(&*store, &ALL, None, 1).await;
     let b = subscribe(&*store, &[EventKind::BookingCreated], None, 2).await;
     let c = subscribe(&*store, &[EventKind::BookingExpired], None, 3).await;
@@ -121,9 +122,10 @@ pub async fn webhook_subscriptions_roundtrip_and_paginate<S: Store + ?Sized>(sto
     assert_eq!(left.items, vec![a, c]);
 }
 
-/// `record_deliveries`: one delivery per event and matching subscription, filtered by
-/// event type and professional.
+/// `SubscriptionStore::record_deliveries`: one delivery per event and matching subscription.
 pub async fn webhook_fan_out_filters_by_type_and_professional<S: Store + ?Sized>(store: Arc<S>) {
+    // `record_deliveries`: one delivery per event and matching subscription, filtered by
+    // event type and professional.
     let fx = Fixture::new(store.clone()).await;
     let other = new_professional(&fx.engine).await;
     let every = subscribe(&*store, &ALL, None, 1).await;
@@ -166,9 +168,10 @@ pub async fn webhook_fan_out_filters_by_type_and_professional<S: Store + ?Sized>
     );
 }
 
-/// `record_deliveries`: exactly once: a claim whose lease ran out and was claimed again
-/// creates nothing, and the new claim creates each delivery once.
+/// `SubscriptionStore::record_deliveries`: exactly once, even under a stale lease.
 pub async fn webhook_fan_out_is_exactly_once_under_a_stale_lease<S: Store + ?Sized>(store: Arc<S>) {
+    // `record_deliveries`: exactly once: a claim whose lease ran out and was claimed again
+    // creates nothing, and the new claim creates each delivery once.
     let fx = Fixture::new(store.clone()).await;
     let s = subscribe(&*store, &ALL, None, 1).await;
     fx.book(60, 120).await.expect("book");
@@ -222,9 +225,10 @@ pub async fn webhook_fan_out_is_exactly_once_under_a_stale_lease<S: Store + ?Siz
     );
 }
 
-/// `claim_deliveries`: a claim counts an attempt and hides the delivery from other
-/// claimers until its lease runs out; `settle_delivery` needs the owning lease.
+/// `SubscriptionStore::claim_deliveries`: a claim hides the delivery until its lease ends.
 pub async fn webhook_delivery_claims_are_exclusive<S: Store + ?Sized>(store: Arc<S>) {
+    // `claim_deliveries`: a claim counts an attempt and hides the delivery from other
+    // claimers until its lease runs out; `settle_delivery` needs the owning lease.
     let fx = Fixture::new(store.clone()).await;
     subscribe(&*store, &ALL, None, 1).await;
     fx.book(60, 120).await.expect("book");
@@ -287,9 +291,10 @@ pub async fn webhook_delivery_claims_are_exclusive<S: Store + ?Sized>(store: Arc
     assert_eq!(log.items[0].next_attempt_at, None);
 }
 
-/// `settle_delivery`: a retry is not due before its time; a failure is final (until a
-/// redelivery).
+/// `SubscriptionStore::settle_delivery`: retries wait their time; a failure is final.
 pub async fn webhook_retry_is_scheduled_and_failure_is_final<S: Store + ?Sized>(store: Arc<S>) {
+    // `settle_delivery`: a retry is not due before its time; a failure is final (until a
+    // redelivery).
     let fx = Fixture::new(store.clone()).await;
     subscribe(&*store, &ALL, None, 1).await;
     fx.book(60, 120).await.expect("book");
@@ -360,9 +365,10 @@ pub async fn webhook_retry_is_scheduled_and_failure_is_final<S: Store + ?Sized>(
     assert_eq!(log.items[0].last_error.as_deref(), Some("timed out"));
 }
 
-/// `redeliver`: the same delivery id is due again at once, its attempt count continuing,
-/// whatever its status; an unknown id is not found.
+/// `SubscriptionStore::redeliver`: the same delivery is due again at once.
 pub async fn webhook_redeliver_keeps_the_id<S: Store + ?Sized>(store: Arc<S>) {
+    // `redeliver`: the same delivery id is due again at once, its attempt count continuing,
+    // whatever its status; an unknown id is not found.
     let fx = Fixture::new(store.clone()).await;
     subscribe(&*store, &ALL, None, 1).await;
     fx.book(60, 120).await.expect("book");
@@ -405,9 +411,10 @@ pub async fn webhook_redeliver_keeps_the_id<S: Store + ?Sized>(store: Arc<S>) {
     );
 }
 
-/// `delete_subscription`: a deleted subscription gets no new deliveries, its pending ones
-/// are not attempted, and its log is gone.
+/// `SubscriptionStore::delete_subscription`: no new deliveries, no attempts, no log.
 pub async fn webhook_delete_stops_new_deliveries<S: Store + ?Sized>(store: Arc<S>) {
+    // `delete_subscription`: a deleted subscription gets no new deliveries, its pending ones
+    // are not attempted, and its log is gone.
     let fx = Fixture::new(store.clone()).await;
     let gone = subscribe(&*store, &ALL, None, 1).await;
     let kept = subscribe(&*store, &ALL, None, 2).await;

@@ -50,10 +50,11 @@ async fn drain<S: Store + ?Sized>(store: &S, consumer: Consumer) -> Vec<DomainEv
     }
 }
 
-/// `claim_events`: at most one event per booking per claim, the earliest unmarked one, so
-/// a booking's events leave in the order they happened; marked events are not handed out
-/// again.
+/// `OutboxStore::claim_events`: a booking's events leave one at a time, in order.
 pub async fn outbox_claims_hand_out_each_booking_in_order<S: Store + ?Sized>(store: Arc<S>) {
+    // `claim_events`: at most one event per booking per claim, the earliest unmarked one, so
+    // a booking's events leave in the order they happened; marked events are not handed out
+    // again.
     let fx = Fixture::new(store.clone()).await;
     let a = fx.book(60, 120).await.expect("book a");
     fx.engine
@@ -108,10 +109,11 @@ pub async fn outbox_claims_hand_out_each_booking_in_order<S: Store + ?Sized>(sto
     assert!(third.events.is_empty(), "{third:?}");
 }
 
-/// `claim_events`/`mark_events`: a live claim keeps its events from other claimers; when
-/// it runs out they are handed out again, and the stale lease can no longer mark them.
-/// Consumers keep separate marks.
+/// `OutboxStore::claim_events` / `mark_events`: a live claim is exclusive.
 pub async fn outbox_claims_are_exclusive_until_they_run_out<S: Store + ?Sized>(store: Arc<S>) {
+    // `claim_events`/`mark_events`: a live claim keeps its events from other claimers; when
+    // it runs out they are handed out again, and the stale lease can no longer mark them.
+    // Consumers keep separate marks.
     let fx = Fixture::new(store.clone()).await;
     fx.book(60, 120).await.expect("book");
     let first = store
@@ -158,9 +160,10 @@ pub async fn outbox_claims_are_exclusive_until_they_run_out<S: Store + ?Sized>(s
     assert_eq!(drain(&*store, Consumer::Webhooks).await.len(), 0, "held");
 }
 
-/// `prune_events`: events some consumer has not marked, and events recorded after the
-/// cutoff, are never pruned.
+/// `OutboxStore::prune_events`: unmarked and recent events are never pruned.
 pub async fn outbox_prune_keeps_unmarked_and_recent_events<S: Store + ?Sized>(store: Arc<S>) {
+    // `prune_events`: events some consumer has not marked, and events recorded after the
+    // cutoff, are never pruned.
     let fx = Fixture::new(store.clone()).await;
     for i in 0..5 {
         fx.book(i * 60, i * 60 + 30).await.expect("book");
@@ -192,12 +195,13 @@ pub async fn outbox_prune_keeps_unmarked_and_recent_events<S: Store + ?Sized>(st
     );
 }
 
-/// 64 tasks book and cancel (on 8 professionals) while two claimers claim and mark: every
-/// event is marked exactly once, none is skipped, and each booking's events are marked in
-/// the order they happened.
+/// Claimers racing writers mark every event exactly once, each booking's in order.
 pub async fn race_outbox_claimers_lose_and_repeat_nothing<S: Store + ?Sized + 'static>(
     store: Arc<S>,
 ) {
+    // 64 tasks book and cancel (on 8 professionals) while two claimers claim and mark: every
+    // event is marked exactly once, none is skipped, and each booking's events are marked in
+    // the order they happened.
     let fx = Arc::new(Fixture::new(store.clone()).await);
     let mut pros = Vec::new();
     for _ in 0..8 {

@@ -38,9 +38,10 @@ async fn started<S: Store + ?Sized>(
     (scope, key, fp, lease)
 }
 
-/// `insert_booking_answered`: the booking and the request's answer are stored in one
-/// step; a replay returns exactly that answer and the request creates nothing more.
+/// `RequestStore::insert_booking_answered`: the booking and its answer in one step.
 pub async fn booking_and_its_answer_commit_together<S: Store + ?Sized>(store: Arc<S>) {
+    // `insert_booking_answered`: the booking and the request's answer are stored in one
+    // step; a replay returns exactly that answer and the request creates nothing more.
     let fx = Fixture::new(store).await;
     let (scope, key, fp, lease) = started(&fx).await;
     let request = BookingRequest {
@@ -83,9 +84,10 @@ pub async fn booking_and_its_answer_commit_together<S: Store + ?Sized>(store: Ar
     }
 }
 
-/// `insert_booking_answered`: a lease that no longer owns the record stores no answer (the
-/// booking is still stored: the attempt that took over finds it by its request reference).
+/// `RequestStore::insert_booking_answered`: a stale lease stores no answer.
 pub async fn stale_lease_stores_no_answer<S: Store + ?Sized>(store: Arc<S>) {
+    // `insert_booking_answered`: a lease that no longer owns the record stores no answer (the
+    // booking is still stored: the attempt that took over finds it by its request reference).
     let fx = Fixture::new(store).await;
     let (scope, key, fp, lease) = started(&fx).await;
     let booking = fx.book(0, 30).await.expect("book a first slot");
@@ -118,9 +120,10 @@ pub async fn stale_lease_stores_no_answer<S: Store + ?Sized>(store: Arc<S>) {
     }
 }
 
-/// `insert_booking_answered`: a refused insert stores neither the booking nor an answer;
-/// the request's earlier booking is returned as `Existing` without storing an answer.
+/// `RequestStore::insert_booking_answered`: a refused or existing insert stores no answer.
 pub async fn refused_or_existing_insert_stores_no_answer<S: Store + ?Sized>(store: Arc<S>) {
+    // `insert_booking_answered`: a refused insert stores neither the booking nor an answer;
+    // the request's earlier booking is returned as `Existing` without storing an answer.
     let fx = Fixture::new(store).await;
     let taken = fx.book(60, 120).await.expect("book");
     let (scope, key, fp, lease) = started(&fx).await;
@@ -181,9 +184,10 @@ pub async fn refused_or_existing_insert_stores_no_answer<S: Store + ?Sized>(stor
     ));
 }
 
-/// `begin_booking`: a fresh claim reads the professional, their schedule and whether the
-/// client exists; any other decision reads nothing.
+/// `RequestStore::begin_booking`: a fresh claim reads its context, other decisions nothing.
 pub async fn begin_booking_reads_the_context<S: Store + ?Sized>(store: Arc<S>) {
+    // `begin_booking`: a fresh claim reads the professional, their schedule and whether the
+    // client exists; any other decision reads nothing.
     let fx = Fixture::new(store).await;
     fx.set_buffers(10, 20).await;
     let scope = Scope::new(format!("client:{}", fx.client.id));
@@ -253,12 +257,13 @@ pub async fn begin_booking_reads_the_context<S: Store + ?Sized>(store: Arc<S>) {
     assert!(!context.client_exists);
 }
 
-/// The engine over `begin_booking`'s context: an unknown professional is 404, an unknown
-/// client is 404, and a retry that took over finds its first attempt's booking even when
-/// the range is no longer bookable.
+/// The engine over `begin_booking`: unknown parties are 404, retries find their booking.
 pub async fn answered_create_refuses_unknown_parties_and_finds_retries<S: Store + ?Sized>(
     store: Arc<S>,
 ) {
+    // The engine over `begin_booking`'s context: an unknown professional is 404, an unknown
+    // client is 404, and a retry that took over finds its first attempt's booking even when
+    // the range is no longer bookable.
     let fx = Fixture::new(store).await;
     let mut schedule = crate::schedule::Schedule::always_open(fx.pro.timezone);
     schedule.min_notice_minutes = 30;
@@ -327,10 +332,11 @@ pub async fn answered_create_refuses_unknown_parties_and_finds_retries<S: Store 
     assert_eq!(fx.status(&first).await, BookingStatus::Confirmed);
 }
 
-/// `availability_snapshot`: the professional, the schedule, and the blocked ranges of
-/// active bookings in reach of the window (buffers included), in start order; holds that
-/// ran out and cancelled bookings do not block.
+/// `RequestStore::availability_snapshot`: equals its parts read one by one.
 pub async fn availability_snapshot_matches_its_parts<S: Store + ?Sized>(store: Arc<S>) {
+    // `availability_snapshot`: the professional, the schedule, and the blocked ranges of
+    // active bookings in reach of the window (buffers included), in start order; holds that
+    // ran out and cancelled bookings do not block.
     let fx = Fixture::with_holds(store).await;
     fx.set_buffers(15, 30).await;
     let a = fx.book(120, 180).await.expect("a"); // blocked [105, 210)
@@ -374,9 +380,10 @@ pub async fn availability_snapshot_matches_its_parts<S: Store + ?Sized>(store: A
     );
 }
 
-/// `transition_booking_from` / `reschedule_booking_from`: a snapshot that is out of date
-/// never decides; the change applies to the stored row, or is refused for what it is now.
+/// `BookingStore::transition_booking_from` / `reschedule_booking_from`: the stored row decides.
 pub async fn stale_snapshots_decide_on_the_stored_row<S: Store + ?Sized>(store: Arc<S>) {
+    // `transition_booking_from` / `reschedule_booking_from`: a snapshot that is out of date
+    // never decides; the change applies to the stored row, or is refused for what it is now.
     let fx = Fixture::new(store).await;
     let booking = fx.book(60, 120).await.expect("book");
     let snapshot = booking.clone();

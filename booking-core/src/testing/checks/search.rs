@@ -79,9 +79,10 @@ fn point(lat: f64, lng: f64) -> GeoPoint {
     GeoPoint { lat, lng }
 }
 
-/// `search_professionals` with a radius: only professionals inside it, nearest first,
-/// ties by id, across pages; inactive ones never.
+/// `DirectoryStore::search_professionals` with a radius: inside it, nearest first.
 pub async fn search_by_radius_orders_by_distance<S: Store + ?Sized>(store: Arc<S>) {
+    // `search_professionals` with a radius: only professionals inside it, nearest first,
+    // ties by id, across pages; inactive ones never.
     let fx = Fixture::new(store).await; // its professional (massage) sits ~3 m from `berlin`
     let berlin = point(52.520008, 13.404954);
     let near = create(
@@ -181,9 +182,10 @@ pub async fn search_by_radius_orders_by_distance<S: Store + ?Sized>(store: Arc<S
     assert_eq!(got, [east.id, west.id]);
 }
 
-/// `search_professionals` with `text`: every term is a case-insensitive (ASCII) substring
-/// of the name or of the category; `%`, `_` and `\` are literal.
+/// `DirectoryStore::search_professionals` with text: every term matches, literally.
 pub async fn search_text_matches_every_term<S: Store + ?Sized>(store: Arc<S>) {
+    // `search_professionals` with `text`: every term is a case-insensitive (ASCII) substring
+    // of the name or of the category; `%`, `_` and `\` are literal.
     let fx = Fixture::new(store).await;
     let anna = create(&fx.engine, "Anna Smith", "yoga", point(1.0, 1.0), 100, true).await;
     let annabel = create(
@@ -248,10 +250,11 @@ pub async fn search_text_matches_every_term<S: Store + ?Sized>(store: Arc<S>) {
     assert_eq!(search("smith").await, []);
 }
 
-/// `search_professionals` equals a brute-force filter and sort over the same rows for
-/// random data and queries, and paging with a small limit never skips or repeats a row,
-/// also while rows are inserted between pages.
+/// `DirectoryStore::search_professionals` equals a brute-force filter, page by page.
 pub async fn search_matches_brute_force_and_pages_cleanly<S: Store + ?Sized>(store: Arc<S>) {
+    // `search_professionals` equals a brute-force filter and sort over the same rows for
+    // random data and queries, and paging with a small limit never skips or repeats a row,
+    // also while rows are inserted between pages.
     let fx = Fixture::new(store).await;
     let mut made = vec![fx.pro.clone()];
     let mut runner = TestRunner::deterministic();
