@@ -9,6 +9,7 @@ use crate::domain::{NewClient, NewProfessional, ProfessionalId, TimeRange};
 use crate::idempotency::{Fingerprint, IdempotencyKey, canonical_json};
 use crate::schedule::ScheduleInput;
 use crate::store::Cursor;
+use crate::testing::model;
 use crate::webhook::{self, DEFAULT_TOLERANCE, SignatureHeader, WebhookSecret};
 
 fn base() -> DateTime<Utc> {
@@ -198,4 +199,121 @@ pub fn stripe_event(data: &[u8]) {
         StripeEvent::parse(minimal.to_string().as_bytes()).as_ref(),
         Ok(&event)
     );
+}
+
+/// A model sequence decoded from bytes, for the `store_ops` fuzz target: the initial
+/// state (holds or not, both professionals' schedules) from the first 11 bytes, then one
+/// step per 4 bytes. The value ranges are those of the state-machine strategy
+/// ([`crate::testing::model::EngineModel`]), so every decoded sequence is one the model
+/// can judge; run it with [`crate::testing::model::run_sequence`] against a store.
+pub fn model_sequence(data: &[u8]) -> (model::ModelState, Vec<model::Step>) {
+    use model::{CLIENTS, KEY_TTL, LOCAL_AT_T0, ORIGIN, PROS, Party, Request, STEP, Step};
+
+    let byte = |i: usize| i64::from(data.get(i).copied().unwrap_or(0));
+    let pick = |options: &[i64], b: i64| options[usize::try_from(b).unwrap_or(0) % options.len()];
+    let schedule = |pro: usize, at: usize| {
+        let base = LOCAL_AT_T0[pro] + ORIGIN;
+        let hours = (byte(at) % 2 == 1).then(|| {
+            let s1 = base + (byte(at + 1) % 4) * STEP;
+            let e1 = s1 + (8 + byte(at + 1) / 4 % 12) * STEP;
+            let s2 = e1 + (1 + byte(at + 2) % 5) * STEP;
+            let l2 = 4 + byte(at + 2) / 5 % 20;
+            vec![(s1, e1), (s2, (s2 + l2 * STEP).min(1440))]
+        });
+        model::ModelSchedule {
+            hours,
+            step: pick(&[5, 10, 15, 15, 30], byte(at + 3)),
+            notice: pick(&[0, 10, 20, 45], byte(at + 3) / 5),
+            buffer_before: pick(&[0, 5, 10, 15, 25], byte(at + 4)),
+            buffer_after: pick(&[0, 5, 10, 15, 25], byte(at + 4) / 5),
+        }
+    };
+    let initial = model::ModelState {
+        holds: byte(0) % 2 == 1,
+        schedules: (0..PROS).map(|pro| schedule(pro, 1 + 5 * pro)).collect(),
+        now: 0,
+        bookings: Vec::new(),
+        keys: std::collections::BTreeMap::new(),
+        made: std::collections::BTreeMap::new(),
+        events: Vec::new(),
+        hard: model::HardCases::default(),
+    };
+    let party = |b: u8| match b % 6 {
+        0 => Party::OtherClient,
+        1 => Party::Professional,
+        _ => Party::Owner,
+    };
+    let mut now = 0;
+    let mut steps = Vec::new();
+    let mut keyed: Vec<(Request, u8)> = Vec::new();
+    for chunk in data.get(11..).unwrap_or_default().chunks_exact(4) {
+        let [kind, a, b, c] = [chunk[0], chunk[1], chunk[2], chunk[3]];
+        // Start slots around now, as the strategy draws them.
+        let next = (now - ORIGIN).max(0).div_euclid(STEP) + 1;
+        let slot = |x: u8| (next - 1).max(0) + i64::from(x % 17);
+        let request = Request {
+            client: usize::from(a) % CLIENTS,
+            pro: usize::from(a >> 4) % PROS,
+            slot: slot(b),
+            len: 1 + i64::from(c % 4),
+        };
+        let step = match kind % 9 {
+            // A new attempt; as in the strategy, only a keyed one can crash or take the
+            // answered path.
+            0 => {
+                let key = (kind & 0x10 != 0).then_some(c >> 6);
+                Step::Create {
+                    request,
+                    key,
+                    crash: key.is_some() && kind & 0x20 != 0,
+                    answered: key.is_some() && kind & 0x40 != 0,
+                }
+            }
+            // A retry of an earlier keyed attempt: the same request again, or (bit 7 of
+            // the kind) another one under the same key.
+            1 => match keyed.get(usize::from(b) % keyed.len().max(1)) {
+                Some(&(first, key)) => Step::Create {
+                    request: if kind & 0x80 != 0 {
+                        Request {
+                            client: first.client,
+                            ..request
+                        }
+                    } else {
+                        first
+                    },
+                    key: Some(key),
+                    crash: kind & 0x20 != 0,
+                    answered: kind & 0x40 != 0,
+                },
+                None => Step::Sweep,
+            },
+            2 => Step::Cancel {
+                n: usize::from(a),
+                by: party(b),
+            },
+            3 => Step::Confirm(usize::from(a)),
+            4 => Step::Reschedule {
+                n: usize::from(a),
+                slot: slot(b),
+                by: party(c),
+            },
+            5 | 6 => {
+                let minutes = 1 + i64::from(a) % (2 * KEY_TTL);
+                now += minutes;
+                Step::Advance(minutes)
+            }
+            7 => Step::Sweep,
+            _ => Step::Purge,
+        };
+        if let Step::Create {
+            request,
+            key: Some(key),
+            ..
+        } = step
+        {
+            keyed.push((request, key));
+        }
+        steps.push(step);
+    }
+    (initial, steps)
 }

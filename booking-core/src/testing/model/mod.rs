@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use crate::domain::BookingStatus;
 use crate::events::EventKind;
 
-pub use run::run_against;
+pub use run::{run_against, run_sequence};
 pub use transitions::EngineModel;
 
 /// Steps per sequence: long enough for a key to be used, crash, time out and be retried.

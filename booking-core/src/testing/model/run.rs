@@ -50,6 +50,29 @@ async fn run_step<S: Store + ?Sized>(
     system.check(model, &touched).await
 }
 
+/// Runs `steps` from `initial` on a fresh professional set of `store` and compares every
+/// answer, outbox event and booking with the model, as [`run_against`] does for each
+/// drawn sequence. Returns the hard cases the sequence met, or the first divergence.
+///
+/// This is the entry point for sequences that come from elsewhere than the strategy: the
+/// `store_ops` fuzz target decodes them from bytes ([`crate::testing::fuzz::model_sequence`]).
+pub async fn run_sequence<S: Store + ?Sized + 'static>(
+    store: Arc<S>,
+    initial: ModelState,
+    steps: &[Step],
+) -> Result<HardCases, String> {
+    let mut model = initial;
+    let outcome = async {
+        let mut system = System::new(store, &model, None).await?;
+        for step in steps {
+            run_step(&mut system, &mut model, step).await?;
+        }
+        system.check(&model, &[]).await
+    }
+    .await;
+    outcome.map(|()| model.hard).map_err(|e| e.to_string())
+}
+
 /// Fails unless each hard case happened in at least [`MIN_SEQUENCES_PER_HARD_CASE`] of the
 /// sequences `met` (one entry per sequence that passed).
 fn assert_hard_cases_reached(met: &[HardCases]) {
