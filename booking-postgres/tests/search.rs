@@ -140,7 +140,10 @@ async fn radius_pages_follow_the_exact_order_through_clusters_and_near_ties() {
         spots.push((52.529 + f64::from(k) * 1e-9, 13.405));
     }
     for k in 0..20 {
-        spots.push((52.52 + f64::from(k) * 0.0013, 13.405 - f64::from(k) * 0.0011));
+        spots.push((
+            52.52 + f64::from(k) * 0.0013,
+            13.405 - f64::from(k) * 0.0011,
+        ));
     }
     let mut made = Vec::new();
     for (i, (lat, lng)) in spots.into_iter().enumerate() {
