@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # EXPLAIN (ANALYZE, BUFFERS) of every search query shape on a seeded scratch database,
-# without and with the search indexes of migration 20260712000001_search.sql.
+# without and with the search indexes of migrations 20260712000001_search.sql and
+# 20260801000001_search_knn.sql.
 #
 #   booking-postgres/bench/search_plans.sh [rows]      (default 200000)
 #
@@ -18,7 +19,8 @@ for f in "$here"/../migrations/*.sql; do
 done
 psql -qX -v ON_ERROR_STOP=1 -d "$db" -v n="$rows" -f "$here/search_seed.sql" >/dev/null
 
-# The statements `search_sql` (src/store/directory.rs) builds, with the values inlined.
+# The statements src/store/directory/search.rs builds for pages of 20 (a radius walk
+# fetches 20 + 1 + 16 rows nearest first, a rate walk 21), with the values inlined.
 # 10 km around Berlin: earth_box half-side = 10000 m * 6378168/6371008.8 * (1 + 1e-9) + 1.
 box=10012.237155
 declare -a names=(
@@ -36,12 +38,12 @@ declare -a sqls=(
 "SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND category = 'massage' AND hourly_rate_cents >= 4000 AND hourly_rate_cents <= 8000) AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
 "SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND category = 'massage' AND hourly_rate_cents >= 4000 AND hourly_rate_cents <= 8000) AS hit WHERE true AND (hourly_rate_cents, id) > (7000, '80000000-0000-0000-0000-000000000000') ORDER BY hourly_rate_cents, id LIMIT 21"
 "SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active) AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
-"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND category = 'massage' AND hourly_rate_cents >= 4000 AND hourly_rate_cents <= 8000) AS hit WHERE distance_mm <= 10000000 ORDER BY distance_mm, id LIMIT 21"
-"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng)) AS hit WHERE distance_mm <= 10000000 AND (distance_mm, id) > (8000000, '00000000-0000-0000-0000-000000000000') ORDER BY distance_mm, id LIMIT 21"
-"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND search_doc LIKE '%ann%') AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
-"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND search_doc LIKE '%anna%' AND search_doc LIKE '%schmidt%') AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
-"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND search_doc LIKE '%schmidt%') AS hit WHERE distance_mm <= 10000000 ORDER BY distance_mm, id LIMIT 21"
-"SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND search_doc LIKE '%zoë%' AND search_doc LIKE '%yilmaz%') AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, ll_to_earth(lat, lng) <-> ll_to_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND category = 'massage' AND hourly_rate_cents >= 4000::bigint AND hourly_rate_cents <= 8000::bigint AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 ORDER BY chord_m LIMIT 37"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, ll_to_earth(lat, lng) <-> ll_to_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 AND (booking_distance_mm(52.520008, 13.404954, lat, lng), id) > (8000000, '00000000-0000-0000-0000-000000000000') ORDER BY chord_m LIMIT 37"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE id IN (SELECT id FROM professionals WHERE is_active AND search_doc LIKE '%ann%' ORDER BY hourly_rate_cents, id LIMIT 21) ORDER BY hourly_rate_cents, id"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE id IN (SELECT id FROM professionals WHERE is_active AND search_doc LIKE '%anna%' AND search_doc LIKE '%schmidt%' ORDER BY hourly_rate_cents, id LIMIT 21) ORDER BY hourly_rate_cents, id"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, ll_to_earth(lat, lng) <-> ll_to_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND search_doc LIKE '%schmidt%' AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 ORDER BY chord_m LIMIT 37"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE id IN (SELECT id FROM professionals WHERE is_active AND search_doc LIKE '%zoë%' AND search_doc LIKE '%yilmaz%' ORDER BY hourly_rate_cents, id LIMIT 21) ORDER BY hourly_rate_cents, id"
 )
 
 explain_all() {
@@ -63,13 +65,12 @@ echo
 echo "Seed: \`booking-postgres/bench/search_seed.sql\`, 300 cities, 20 categories."
 echo
 echo "### Without the search indexes (only the rate and category btrees)"
+# The search indexes as the migrations define them, to put back after the first run.
+search_indexes=$(psql -qAtX -d "$db" -c "SELECT string_agg(indexdef, E';\n') || ';' FROM pg_indexes \
+    WHERE indexname IN ('professionals_earth_idx', 'professionals_search_doc_trgm_idx')")
 psql -qX -d "$db" -c "DROP INDEX professionals_earth_idx, professionals_search_doc_trgm_idx" >/dev/null
 explain_all
 echo
-echo "### With the search indexes (GiST on ll_to_earth, trigram GIN on search_doc)"
-psql -qX -d "$db" -f - >/dev/null <<'SQL'
-CREATE INDEX professionals_earth_idx ON professionals USING gist (ll_to_earth(lat, lng)) WHERE is_active;
-CREATE INDEX professionals_search_doc_trgm_idx ON professionals USING gin (search_doc gin_trgm_ops) WHERE is_active;
-ANALYZE professionals;
-SQL
+echo "### With the search indexes (GiST on ll_to_earth + category + rate, trigram GIN on search_doc)"
+psql -qX -d "$db" -c "$search_indexes" -c "ANALYZE professionals" >/dev/null
 explain_all

@@ -17,7 +17,9 @@
 //!    Scenario `uncached`: a zero search-cache TTL, which turns the cache off. Scenario
 //!    `cached`: the in-process (moka) cache, warmed by one pass over the query set first.
 //! 3. `clients` (default 32) concurrent clients for `seconds` (default 10) per scenario run
-//!    a fixed, shuffled set of searches (the same set in both scenarios), each job one of:
+//!    a fixed, shuffled set of searches (the same set in both scenarios), each job one of
+//!    the kinds below; `uncached (1 client)` first runs the same jobs with one client, for
+//!    the latency of a query that waits for nothing:
 //!    * `radius+cat+rate`: 10 km around a centre + a category + a rate range, first page;
 //!    * `text`: `q` of one or two terms (names, surnames, categories), first page;
 //!    * `radius pages`: 10 km around a centre, pages 1–5 following `next_cursor`;
@@ -456,78 +458,74 @@ fn print_outcome(name: &str, o: &Outcome) {
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS)` of the benchmark's statement shapes around `(lat, lng)`,
-/// as `search_sql` (booking-postgres `src/store/directory.rs`) builds them.
+/// as booking-postgres (`src/store/directory/search.rs`) builds them for pages of 20: a
+/// radius walk fetches 20 + 1 + 16 rows nearest first, a rate walk 21.
 async fn explain(db: &TestDatabase, lat: f64, lng: f64) {
     let cols = "id, name, category, lat, lng, hourly_rate_cents, currency, timezone, \
                 is_active, created_at, updated_at";
     let radius = 10_000.0 * 6_378_168.0 / 6_371_008.8 * (1.0 + 1e-9) + 1.0;
-    let near = format!(
-        "SELECT {cols}, booking_distance_mm({lat}, {lng}, lat, lng) AS distance_mm \
-         FROM professionals WHERE is_active \
-         AND earth_box(ll_to_earth({lat}, {lng}), {radius}) @> ll_to_earth(lat, lng)"
-    );
+    let dist = format!("booking_distance_mm({lat}, {lng}, lat, lng)");
+    let near = |filters: &str| {
+        format!(
+            "SELECT {cols}, {dist} AS distance_mm, \
+             ll_to_earth(lat, lng) <-> ll_to_earth({lat}, {lng}) AS chord_m \
+             FROM professionals WHERE is_active \
+             AND earth_box(ll_to_earth({lat}, {lng}), {radius}) @> ll_to_earth(lat, lng)\
+             {filters} AND {dist} <= 10000000 ORDER BY chord_m LIMIT 37"
+        )
+    };
+    let mut conn = PgConnection::connect_with(&db.connect_options())
+        .await
+        .expect("connect");
+    // The cursor the server hands out after page 4 of the radius paging.
+    let (after_mm, after_id): (i64, uuid::Uuid) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {dist}, id FROM professionals WHERE is_active AND {dist} <= 10000000 \
+         ORDER BY 1, 2 OFFSET 79 LIMIT 1"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .expect("page 4's last row");
+    let text = |terms: &[&str]| {
+        let likes: String = terms
+            .iter()
+            .map(|t| format!(" AND search_doc LIKE '%{t}%'"))
+            .collect();
+        format!(
+            "SELECT {cols} FROM professionals WHERE id IN (SELECT id FROM professionals \
+             WHERE is_active{likes} ORDER BY hourly_rate_cents, id LIMIT 21) \
+             ORDER BY hourly_rate_cents, id"
+        )
+    };
     let shapes = [
         (
             "10 km radius + category + rate range, first page",
-            format!(
-                "SELECT * FROM ({near} AND category = 'massage' AND hourly_rate_cents >= 4000 \
-                 AND hourly_rate_cents <= 12000) AS hit WHERE distance_mm <= 10000000 \
-                 ORDER BY distance_mm, id LIMIT 21"
+            near(
+                " AND category = 'massage' AND hourly_rate_cents >= 4000::bigint \
+                 AND hourly_rate_cents <= 12000::bigint",
             ),
         ),
-        (
-            "10 km radius, first page",
-            format!(
-                "SELECT * FROM ({near}) AS hit WHERE distance_mm <= 10000000 \
-                 ORDER BY distance_mm, id LIMIT 21"
-            ),
-        ),
+        ("10 km radius, first page", near("")),
         (
             "10 km radius, page 5 (keyset on distance)",
-            format!(
-                "SELECT * FROM ({near}) AS hit WHERE distance_mm <= 10000000 \
-                 AND (distance_mm, id) > (SELECT distance_mm, id FROM ({near}) AS h \
-                 WHERE distance_mm <= 10000000 ORDER BY distance_mm, id OFFSET 79 LIMIT 1) \
-                 ORDER BY distance_mm, id LIMIT 21"
-            ),
+            near(&format!(" AND ({dist}, id) > ({after_mm}, '{after_id}')")),
         ),
         (
             "category + rate range, page 5 (keyset)",
             format!(
-                "SELECT * FROM (SELECT {cols} FROM professionals WHERE is_active \
+                "SELECT {cols} FROM professionals WHERE is_active \
                  AND category = 'massage' AND hourly_rate_cents >= 4000 \
-                 AND hourly_rate_cents <= 12000) AS hit \
-                 WHERE (hourly_rate_cents, id) > (4000, '13000000-0000-0000-0000-000000000000') \
+                 AND hourly_rate_cents <= 12000 \
+                 AND (hourly_rate_cents, id) > (4000, '13000000-0000-0000-0000-000000000000') \
                  ORDER BY hourly_rate_cents, id LIMIT 21"
             ),
         ),
-        (
-            "text q=schmidt, first page",
-            format!(
-                "SELECT * FROM (SELECT {cols} FROM professionals WHERE is_active \
-                 AND search_doc LIKE '%schmidt%') AS hit ORDER BY hourly_rate_cents, id LIMIT 21"
-            ),
-        ),
+        ("text q=schmidt, first page", text(&["schmidt"])),
         (
             "text q=\"zoë yilmaz\", first page",
-            format!(
-                "SELECT * FROM (SELECT {cols} FROM professionals WHERE is_active \
-                 AND search_doc LIKE '%zoë%' AND search_doc LIKE '%yilmaz%') AS hit \
-                 ORDER BY hourly_rate_cents, id LIMIT 21"
-            ),
+            text(&["zoë", "yilmaz"]),
         ),
-        (
-            "text q=\"tara nagy\", first page",
-            format!(
-                "SELECT * FROM (SELECT {cols} FROM professionals WHERE is_active \
-                 AND search_doc LIKE '%tara%' AND search_doc LIKE '%nagy%') AS hit \
-                 ORDER BY hourly_rate_cents, id LIMIT 21"
-            ),
-        ),
+        ("text q=\"tara nagy\", first page", text(&["tara", "nagy"])),
     ];
-    let mut conn = PgConnection::connect_with(&db.connect_options())
-        .await
-        .expect("connect");
     for (name, sql) in shapes {
         // Warm once, then measure.
         let _ = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
@@ -574,6 +572,7 @@ async fn main() {
     let (base, stop, server, pool) = start(&db, false).await;
     // Search is open to any caller: one client's token (it stays valid on the second server).
     let token = client_token(&http, &base).await;
+    let single = drive(&http, &base, &token, &jobs, 1, Some(seconds)).await;
     let uncached = drive(&http, &base, &token, &jobs, clients, Some(seconds)).await;
     let _ = stop.send(());
     let _ = server.await;
@@ -596,6 +595,7 @@ async fn main() {
         "{:<28} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9}",
         "scenario", "requests", "errors", "req/s", "p50 ms", "p99 ms", "cpu own", "cpu other"
     );
+    print_outcome("uncached (1 client)", &single);
     print_outcome("uncached", &uncached);
     print_outcome("cached (warm-up pass)", &warm);
     print_outcome("cached (in-process moka)", &cached);

@@ -3,18 +3,19 @@
 use async_trait::async_trait;
 use booking_core::auth::{Principal, TokenHash};
 use booking_core::domain::{Client, ClientId, Professional, ProfessionalId, ProfessionalPatch};
-use booking_core::search::like_pattern;
 use booking_core::store::{
-    Cursor, DirectoryStore, Page, ProfessionalQuery, Registered, ScheduleStore, check_limit,
+    DirectoryStore, Page, ProfessionalQuery, Registered, ScheduleStore, check_limit,
 };
 use booking_core::{Entity, Error, Result, Schedule};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row as _};
+use sqlx::{PgConnection, PgPool};
 
-use super::{PgStore, fetch_limit};
+use super::PgStore;
 use crate::error::{PgError, retrying, sqlstate};
 use crate::rows::{self, principal_kind, professional_columns};
+
+mod search;
 
 /// `get_professional`: `$1` the id.
 pub(crate) const SELECT_PROFESSIONAL: &str = concat!(
@@ -214,99 +215,8 @@ impl PgStore {
         pool: &PgPool,
     ) -> Result<Page<Professional>, PgError> {
         let limit = check_limit(query.limit)?;
-        let mut qb = search_sql(query, limit);
-        let fetched = qb.build().fetch_all(pool).await?;
-        let mut items = Vec::with_capacity(fetched.len());
-        let mut keys = Vec::with_capacity(fetched.len());
-        for row in &fetched {
-            let p = rows::professional(row)?;
-            // The cursor carries the key the database ordered by (for a geo query the
-            // distance it computed), so that the next page continues exactly there.
-            let primary = if query.near.is_some() {
-                row.try_get::<i64, _>("distance_mm")?
-            } else {
-                p.hourly_rate_cents
-            };
-            keys.push(Cursor {
-                primary,
-                id: p.id.as_uuid(),
-            });
-            items.push(p);
-        }
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            keys.get(limit as usize - 1).copied()
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        search::search(pool, query, limit).await
     }
-}
-
-/// `ll_to_earth` places points on a sphere of 6,378,168 m, ours has 6,371,008.8 m: a chord
-/// there is at most `distance * EARTH_BOX_SCALE`, so a box of that half-side holds the circle.
-const EARTH_BOX_SCALE: f64 = 6_378_168.0 / 6_371_008.8;
-
-/// The search statement for `query` (see docs/search-plans.md for its plans).
-///
-/// Without a geo filter: the filters, the keyset `(hourly_rate_cents, id) > cursor`, ordered by
-/// `(hourly_rate_cents, id)`. With one: an `earth_box` prefilter (GiST), the exact distance
-/// in millimetres as `distance_mm` (`booking_distance_mm`, the core formula), the keyset
-/// `(distance_mm, id) > cursor`, ordered by `(distance_mm, id)`. Text terms are `LIKE`
-/// patterns on `search_doc` (trigram GIN).
-fn search_sql(query: &ProfessionalQuery, limit: u32) -> QueryBuilder<Postgres> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM (SELECT ");
-    qb.push(professional_columns!());
-    if let Some(near) = &query.near {
-        let c = near.center();
-        qb.push(", booking_distance_mm(")
-            .push_bind(c.lat)
-            .push(", ")
-            .push_bind(c.lng)
-            .push(", lat, lng) AS distance_mm FROM professionals WHERE is_active")
-            .push(" AND earth_box(ll_to_earth(")
-            .push_bind(c.lat)
-            .push(", ")
-            .push_bind(c.lng)
-            .push("), ")
-            .push_bind(near.radius_km() * 1000.0 * EARTH_BOX_SCALE * (1.0 + 1e-9) + 1.0)
-            .push(") @> ll_to_earth(lat, lng)");
-    } else {
-        qb.push(" FROM professionals WHERE is_active");
-    }
-    if let Some(c) = &query.category {
-        qb.push(" AND category = ").push_bind(c.as_str().to_owned());
-    }
-    if let Some(min) = query.min_rate_cents {
-        qb.push(" AND hourly_rate_cents >= ").push_bind(min);
-    }
-    if let Some(max) = query.max_rate_cents {
-        qb.push(" AND hourly_rate_cents <= ").push_bind(max);
-    }
-    if let Some(text) = &query.text {
-        for term in text.terms() {
-            qb.push(" AND search_doc LIKE ")
-                .push_bind(like_pattern(term));
-        }
-    }
-    let key = if let Some(near) = &query.near {
-        qb.push(") AS hit WHERE distance_mm <= ")
-            .push_bind(near.radius_mm());
-        "distance_mm"
-    } else {
-        qb.push(") AS hit WHERE true");
-        "hourly_rate_cents"
-    };
-    if let Some(after) = query.after {
-        qb.push(format_args!(" AND ({key}, id) > ("))
-            .push_bind(after.primary)
-            .push(", ")
-            .push_bind(after.id)
-            .push(")");
-    }
-    qb.push(format_args!(" ORDER BY {key}, id LIMIT "))
-        .push_bind(fetch_limit(limit));
-    qb
 }
 
 #[async_trait]
