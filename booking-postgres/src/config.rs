@@ -28,6 +28,26 @@ pub struct PgConfig {
     /// Server-side `statement_timeout` of every connection (`None`: the server default).
     /// A statement cancelled by it fails with [`booking_core::Error::Unavailable`].
     pub statement_timeout: Option<Duration>,
+    /// Server-side `lock_timeout` of every connection (`None`: the server default, no
+    /// limit): how long a statement waits for a lock, e.g. the lock an insert takes on its
+    /// professional, before it fails with [`booking_core::Error::Unavailable`]. Keep it
+    /// below `statement_timeout`, so that a caller queued behind a stuck holder learns
+    /// it quickly and the pool's connections are not all spent waiting.
+    pub lock_timeout: Option<Duration>,
+    /// Server-side `idle_in_transaction_session_timeout` of every connection (`None`: the
+    /// server default, no limit): a session that sits inside a transaction without sending
+    /// a statement for this long (its client froze, crashed or lost the network) is
+    /// terminated by the server, which releases its locks. The adapter's transactions
+    /// never pause between statements, so this only ever cuts a stuck client.
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// TCP keepalive of every connection, set on the server's side of the socket
+    /// (`tcp_keepalives_idle` = this, `tcp_keepalives_interval` = a third of it,
+    /// `tcp_keepalives_count` = 3, `tcp_user_timeout` = this): the server notices a client
+    /// host that vanished (no FIN: power loss, partition) after about twice this and ends
+    /// its session. `None`: the server's defaults (usually the kernel's two hours). sqlx
+    /// sets no keepalive on the client's side; its calls are bounded by the server's
+    /// timeouts and the caller's. Only TCP connections have keepalives (not Unix sockets).
+    pub tcp_keepalive: Option<Duration>,
     /// Whose clock decides hold expiry and stamps the times the store writes
     /// (default [`PgClock::Database`]).
     pub clock: PgClock,
@@ -113,7 +133,17 @@ impl PgClock {
 
 impl PgConfig {
     /// Defaults for `url`: at most 10 connections, none kept idle, 5 s to acquire one,
-    /// statements cancelled after 5 s, the database's clock ([`PgClock::Database`]).
+    /// statements cancelled after 5 s, lock waits after 2 s, sessions idle inside a
+    /// transaction terminated after 5 s, TCP keepalive after 30 s of silence, the
+    /// database's clock ([`PgClock::Database`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = booking_postgres::PgConfig::from_url("postgres://db/booking");
+    /// assert!(config.lock_timeout < config.statement_timeout);
+    /// assert_eq!(config.idle_in_transaction_timeout, Some(Duration::from_secs(5)));
+    /// assert_eq!(config.tcp_keepalive, Some(Duration::from_secs(30)));
+    /// ```
     pub fn from_url(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -121,8 +151,37 @@ impl PgConfig {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(5)),
+            lock_timeout: Some(Duration::from_secs(2)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(5)),
+            tcp_keepalive: Some(Duration::from_secs(30)),
             clock: PgClock::Database,
         }
+    }
+
+    /// The server settings every connection starts with (`options` of the startup
+    /// message), in the units PostgreSQL reads without a suffix (milliseconds, seconds for
+    /// the keepalive idle and interval).
+    pub(crate) fn session_settings(&self) -> Vec<(&'static str, String)> {
+        // Unit-less values are milliseconds; 0 would mean "no timeout", so round up.
+        let ms = |d: Duration| d.as_millis().max(1).to_string();
+        let secs = |d: Duration| d.as_secs().max(1).to_string();
+        let mut settings = Vec::new();
+        if let Some(t) = self.statement_timeout {
+            settings.push(("statement_timeout", ms(t)));
+        }
+        if let Some(t) = self.lock_timeout {
+            settings.push(("lock_timeout", ms(t)));
+        }
+        if let Some(t) = self.idle_in_transaction_timeout {
+            settings.push(("idle_in_transaction_session_timeout", ms(t)));
+        }
+        if let Some(t) = self.tcp_keepalive {
+            settings.push(("tcp_keepalives_idle", secs(t)));
+            settings.push(("tcp_keepalives_interval", secs(t / 3)));
+            settings.push(("tcp_keepalives_count", "3".to_owned()));
+            settings.push(("tcp_user_timeout", ms(t)));
+        }
+        settings
     }
 
     /// The URL with any password replaced by `***`, for logs.
@@ -139,6 +198,12 @@ impl fmt::Debug for PgConfig {
             .field("min_connections", &self.min_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
+            .field("tcp_keepalive", &self.tcp_keepalive)
             .field("clock", &self.clock)
             .finish()
     }
@@ -173,5 +238,38 @@ mod tests {
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact("not a url"), "not a url");
+    }
+
+    #[test]
+    fn session_settings() {
+        let config = PgConfig {
+            statement_timeout: Some(Duration::from_millis(1500)),
+            lock_timeout: Some(Duration::from_micros(10)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(3)),
+            tcp_keepalive: Some(Duration::from_secs(9)),
+            ..PgConfig::from_url("postgres://h/db")
+        };
+        let owned = config.session_settings();
+        let settings: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            settings,
+            [
+                ("statement_timeout", "1500"),
+                ("lock_timeout", "1"),
+                ("idle_in_transaction_session_timeout", "3000"),
+                ("tcp_keepalives_idle", "9"),
+                ("tcp_keepalives_interval", "3"),
+                ("tcp_keepalives_count", "3"),
+                ("tcp_user_timeout", "9000"),
+            ]
+        );
+        let none = PgConfig {
+            statement_timeout: None,
+            lock_timeout: None,
+            idle_in_transaction_timeout: None,
+            tcp_keepalive: None,
+            ..config
+        };
+        assert!(none.session_settings().is_empty());
     }
 }

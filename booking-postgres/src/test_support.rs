@@ -24,6 +24,8 @@ use tokio::sync::OnceCell;
 
 use crate::{MIGRATOR, PgStore};
 
+pub mod private_server;
+
 /// The statements a `POST /v1/bookings` of the reference server sends, in order, verbatim
 /// (with `$n` parameters), so that a benchmark can run the same SQL without the adapter
 /// (`reference-server/examples/load.rs` feeds them to pgbench).

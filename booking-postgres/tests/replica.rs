@@ -7,9 +7,7 @@
 //! root). Without PostgreSQL's server binaries it prints `SKIPPED` and passes, unless
 //! `BOOKING_REQUIRE_REPLICA=1`.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use booking_core::auth::TokenHash;
@@ -21,103 +19,36 @@ use booking_core::{
     Booking, BookingId, BookingStatus, ClientId, Currency, GeoPoint, Money, NewProfessional,
     Professional, ProfessionalId, Schedule, TimeRange,
 };
+use booking_postgres::test_support::private_server::{
+    PrivateServer, StopMode, append, free_port, pg_tool,
+};
 use booking_postgres::{PgConfig, PgStore};
 use chrono::Utc;
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// Runs a PostgreSQL tool as the `postgres` user.
-fn pg_tool(tool: &str, args: &[&str]) -> Result<(), String> {
-    let program = Path::new(BIN).join(tool);
-    let as_root = std::env::var("USER").map_or(true, |u| u == "root");
-    let mut cmd = if as_root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&program);
-        c
-    } else {
-        Command::new(&program)
-    };
-    let out = cmd
-        .args(args)
-        .output()
-        .map_err(|e| format!("{tool}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{tool} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
-}
-
 /// A primary and its streaming replica; stopped and deleted on drop.
 struct Pair {
-    root: PathBuf,
-    primary_port: u16,
+    primary: PrivateServer,
     replica_port: u16,
 }
 
 impl Pair {
     fn start() -> Result<Self, String> {
-        if !Path::new(BIN).join("initdb").exists() {
-            return Err(format!("no {BIN}/initdb"));
-        }
-        let root = std::env::temp_dir().join(format!("booking-replica-{}", unique("r")));
-        std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-        // The postgres user must own the directory (runuser does not change ownership).
-        let owned = Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&root)
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !owned.success() {
-            return Err("chown of the temporary directory failed".into());
-        }
-        let pair = Self {
-            primary_port: free_port()?,
-            replica_port: free_port()?,
-            root,
-        };
-        let primary = pair.dir("primary");
-        let replica = pair.dir("replica");
-        let sockets = pair.root.to_string_lossy().into_owned();
-        pg_tool(
-            "initdb",
-            &[
-                "-D",
-                &primary,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-            ],
-        )?;
-        let conf = format!(
-            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{sockets}'\n\
-             fsync = off\nmax_wal_senders = 4\nshared_buffers = 16MB\n",
-            pair.primary_port
-        );
-        append(&Path::new(&primary).join("postgresql.conf"), &conf)?;
-        append(
-            &Path::new(&primary).join("pg_hba.conf"),
+        let primary = PrivateServer::start(
+            "max_wal_senders = 4",
             "host replication all 127.0.0.1/32 trust\n",
         )?;
-        let log = pair.dir("primary.log");
-        pg_tool("pg_ctl", &["-D", &primary, "-l", &log, "-w", "start"])?;
+        let pair = Self {
+            replica_port: free_port()?,
+            primary,
+        };
+        let replica = pair.replica_dir();
         pg_tool(
             "pg_basebackup",
             &[
                 "-h",
                 "127.0.0.1",
                 "-p",
-                &pair.primary_port.to_string(),
+                &pair.primary.port().to_string(),
                 "-U",
                 "postgres",
                 "-D",
@@ -133,46 +64,37 @@ impl Pair {
             &Path::new(&replica).join("postgresql.conf"),
             &format!("port = {}\n", pair.replica_port),
         )?;
-        let log = pair.dir("replica.log");
+        let log = pair.primary.path("replica.log");
         pg_tool("pg_ctl", &["-D", &replica, "-l", &log, "-w", "start"])?;
         Ok(pair)
     }
 
-    fn dir(&self, name: &str) -> String {
-        self.root.join(name).to_string_lossy().into_owned()
+    fn replica_dir(&self) -> String {
+        self.primary.path("replica")
     }
 
-    fn url(&self, port: u16, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{port}/{db}")
+    fn primary_url(&self, db: &str) -> String {
+        self.primary.url(db)
     }
 
-    fn stop_replica(&self) -> Result<(), String> {
+    fn replica_url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.replica_port)
+    }
+
+    fn stop_replica(&self, mode: StopMode) -> Result<(), String> {
         pg_tool(
             "pg_ctl",
-            &["-D", &self.dir("replica"), "-m", "fast", "-w", "stop"],
+            &["-D", &self.replica_dir(), "-m", mode.as_str(), "-w", "stop"],
         )
     }
 }
 
 impl Drop for Pair {
+    /// The replica first; the primary stops and its directory (the replica's too) goes
+    /// when the field drops.
     fn drop(&mut self) {
-        for node in ["replica", "primary"] {
-            let _ = pg_tool(
-                "pg_ctl",
-                &["-D", &self.dir(node), "-m", "immediate", "stop"],
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
+        let _ = self.stop_replica(StopMode::Immediate);
     }
-}
-
-fn append(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn professional(name: &str) -> Professional {
@@ -239,7 +161,7 @@ async fn searches_read_the_replica_and_fall_back_to_the_primary() {
         Err(e) => panic!("cannot start a primary and a replica: {e}"),
     };
     // A migrated database on the primary; it streams to the replica.
-    let admin = PgStore::connect(&PgConfig::from_url(pair.url(pair.primary_port, "postgres")))
+    let admin = PgStore::connect(&PgConfig::from_url(pair.primary_url("postgres")))
         .await
         .expect("primary");
     sqlx::query("CREATE DATABASE booking")
@@ -247,14 +169,13 @@ async fn searches_read_the_replica_and_fall_back_to_the_primary() {
         .await
         .expect("create database");
     admin.close().await;
-    let primary_only =
-        PgStore::connect(&PgConfig::from_url(pair.url(pair.primary_port, "booking")))
-            .await
-            .expect("primary");
+    let primary_only = PgStore::connect(&PgConfig::from_url(pair.primary_url("booking")))
+        .await
+        .expect("primary");
     primary_only.migrate().await.expect("migrate");
     let replica_config = PgConfig {
         acquire_timeout: Duration::from_secs(1),
-        ..PgConfig::from_url(pair.url(pair.replica_port, "booking"))
+        ..PgConfig::from_url(pair.replica_url("booking"))
     };
     let store = primary_only
         .clone()
@@ -320,7 +241,7 @@ async fn searches_read_the_replica_and_fall_back_to_the_primary() {
     );
 
     // The replica goes away: searches are answered by the primary.
-    pair.stop_replica().expect("stop the replica");
+    pair.stop_replica(StopMode::Fast).expect("stop the replica");
     let mut fallback = names(&store).await;
     fallback.sort();
     assert_eq!(fallback, ["first", "second"]);

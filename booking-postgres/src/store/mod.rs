@@ -176,10 +176,9 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions> {
     }
     let mut options: PgConnectOptions = config.url.parse().map_err(|_| invalid())?;
     options = options.application_name("booking-postgres");
-    if let Some(timeout) = config.statement_timeout {
-        // Unit-less values are milliseconds; 0 would mean "no timeout", so round up.
-        let ms = timeout.as_millis().max(1);
-        options = options.options([("statement_timeout", ms.to_string())]);
+    let settings = config.session_settings();
+    if !settings.is_empty() {
+        options = options.options(settings);
     }
     Ok(options)
 }
