@@ -4,8 +4,8 @@
 //! The shared test server allows no replication connections, so this test starts its own
 //! primary (`initdb`) and a real streaming replica of it (`pg_basebackup -R`), both on free
 //! ports in a temporary directory, as the `postgres` user (through `runuser` when run as
-//! root). Without PostgreSQL's server binaries it prints `SKIPPED` and passes, unless
-//! `BOOKING_REQUIRE_REPLICA=1`.
+//! root). Without PostgreSQL's server binaries it prints `SKIPPED` and passes, unless it
+//! runs in CI (`CI` true) or `BOOKING_REQUIRE_REPLICA` is true.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use booking_core::{
 use booking_postgres::test_support::private_server::{
     PrivateServer, StopMode, append, free_port, pg_tool,
 };
-use booking_postgres::{PgConfig, PgStore};
+use booking_postgres::{PgConfig, PgStore, test_support};
 use chrono::Utc;
 
 /// A primary and its streaming replica; stopped and deleted on drop.
@@ -154,8 +154,8 @@ async fn names(store: &PgStore) -> Vec<String> {
 async fn searches_read_the_replica_and_fall_back_to_the_primary() {
     let pair = match Pair::start() {
         Ok(p) => p,
-        Err(e) if std::env::var("BOOKING_REQUIRE_REPLICA").as_deref() != Ok("1") => {
-            eprintln!("SKIPPED: cannot start a primary and a replica: {e}");
+        Err(e) if !(test_support::in_ci() || test_support::env_flag("BOOKING_REQUIRE_REPLICA")) => {
+            test_support::report_skipped(&format!("cannot start a primary and a replica: {e}"));
             return;
         }
         Err(e) => panic!("cannot start a primary and a replica: {e}"),

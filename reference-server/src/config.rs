@@ -50,8 +50,8 @@
 //! |---|---|---|
 //! | the listener and the router | [`crate::startup`] | `listen`, `request_timeout` |
 //! | authentication | [`crate::AppState`] | `admin_token`, `token_secret` |
-//! | the PostgreSQL store | [`Config::database`] -> [`DatabaseConfig::pg_options`], [`DatabaseConfig::replica_options`] | `database_url`, `database_read_url`, `db_max_connections`, `db_statement_timeout` |
-//! | the engine | [`Config::engine_config`], [`Config::payment_hold_ttl`] | `idempotency_ttl`, `hold_ttl` |
+//! | the PostgreSQL store | [`Config::database`] -> [`DatabaseConfig::pg_options`], [`DatabaseConfig::replica_options`] | `database_url`, `database_read_url`, `db_max_connections`, `db_statement_timeout`, `db_lock_timeout`, `db_idle_in_transaction_timeout`, `db_tcp_keepalive`, `db_acquire_timeout` |
+//! | the engine | [`Config::engine_config`], [`Config::payment_hold_ttl`] | `idempotency_ttl`, `idempotency_lease`, `hold_ttl` |
 //! | payments and the Stripe webhook | [`StripeConfig`], [`Config::webhook_signing_secrets`], [`WebhookConfig::retry_policy`] | `stripe`, `webhook_secrets`, `webhook` |
 //! | domain events out | [`Config::outbox_consumers`], [`Config::outbox_retention_period`], [`OutboundConfig`] | `nats_url`, `outbox_retention`, `outbound` |
 //! | the search cache | [`Config::search_cache`] | `redis_url`, `redis_prefix`, `search_cache_ttl` |
@@ -96,10 +96,28 @@ pub struct Config {
     /// Server-side `statement_timeout` of every PostgreSQL connection
     /// (`BOOKING_DB_STATEMENT_TIMEOUT_MS`, default 5 s; `None`: the server's default).
     pub db_statement_timeout: Option<Duration>,
+    /// Server-side `lock_timeout` (`BOOKING_DB_LOCK_TIMEOUT_MS`, default 2 s, below the
+    /// statement timeout; `None`: off): a booking queued behind a stuck holder of its
+    /// professional's lock answers 503 instead of waiting.
+    pub db_lock_timeout: Option<Duration>,
+    /// Server-side `idle_in_transaction_session_timeout`
+    /// (`BOOKING_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`, default 5 s; `None`: off): a session
+    /// frozen inside a transaction is cut and its locks released.
+    pub db_idle_in_transaction_timeout: Option<Duration>,
+    /// TCP keepalive idle time of the database's side of each connection
+    /// (`BOOKING_DB_TCP_KEEPALIVE_SECS`, default 30 s; `None`: the server's default).
+    pub db_tcp_keepalive: Option<Duration>,
+    /// How long a request waits for a pool connection before it answers 503
+    /// (`BOOKING_DB_ACQUIRE_TIMEOUT_MS`, default 5 s).
+    pub db_acquire_timeout: Duration,
 
     // ---- the engine ([`Config::engine_config`]) ---------------------------------------
     /// How long idempotency keys are kept (`BOOKING_IDEMPOTENCY_TTL_SECONDS`, default 86400).
     pub idempotency_ttl: Duration,
+    /// How long an attempt owns its idempotency key before a retry may take it over
+    /// (`BOOKING_IDEMPOTENCY_LEASE_SECONDS`, default 60). Only a crashed process leaves a
+    /// key to its lease: a panic, a timeout or a client disconnect frees it at once.
+    pub idempotency_lease: Duration,
     /// How long a `pending_payment` hold blocks its slot (`BOOKING_HOLD_TTL_SECONDS`,
     /// default 900). Only used once payments are configured.
     pub hold_ttl: Duration,
@@ -173,6 +191,8 @@ impl fmt::Debug for Config {
 impl Default for Config {
     /// The documented defaults: memory store on `127.0.0.1:8080`, generated admin token.
     fn default() -> Self {
+        // The PostgreSQL adapter's own defaults.
+        let pg = booking_postgres::PgConfig::from_url(String::new());
         Self {
             listen: "127.0.0.1:8080".to_owned(),
             request_timeout: Duration::from_secs(30),
@@ -181,8 +201,16 @@ impl Default for Config {
             database_url: None,
             database_read_url: None,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
-            db_statement_timeout: Some(Duration::from_secs(5)),
+            db_statement_timeout: pg.statement_timeout,
+            db_lock_timeout: pg.lock_timeout,
+            db_idle_in_transaction_timeout: pg.idle_in_transaction_timeout,
+            db_tcp_keepalive: pg.tcp_keepalive,
+            db_acquire_timeout: pg.acquire_timeout,
             idempotency_ttl: Duration::from_secs(86_400),
+            idempotency_lease: IdempotencyPolicy::default()
+                .lease
+                .to_std()
+                .unwrap_or(Duration::from_secs(60)),
             hold_ttl: Duration::from_secs(900),
             stripe: None,
             webhook_secrets: Vec::new(),
@@ -218,16 +246,21 @@ impl Config {
             read_url: self.database_read_url.clone(),
             max_connections: self.db_max_connections,
             statement_timeout: self.db_statement_timeout,
+            lock_timeout: self.db_lock_timeout,
+            idle_in_transaction_timeout: self.db_idle_in_transaction_timeout,
+            tcp_keepalive: self.db_tcp_keepalive,
+            acquire_timeout: self.db_acquire_timeout,
         })
     }
 
-    /// The engine's settings: idempotency keys live `idempotency_ttl` (the lease stays the
-    /// engine's default); holds are set by [`Config::payment_hold_ttl`] once payments are on.
+    /// The engine's settings: idempotency keys live `idempotency_ttl` and an attempt owns
+    /// its key for `idempotency_lease`; holds are set by [`Config::payment_hold_ttl`] once
+    /// payments are on.
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             idempotency: IdempotencyPolicy {
                 ttl: chrono_or(self.idempotency_ttl, chrono::Duration::hours(24)),
-                ..IdempotencyPolicy::default()
+                lease: chrono_or(self.idempotency_lease, chrono::Duration::seconds(60)),
             },
             ..EngineConfig::default()
         }
@@ -296,6 +329,14 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// `BOOKING_DB_STATEMENT_TIMEOUT_MS`.
     pub statement_timeout: Option<Duration>,
+    /// `BOOKING_DB_LOCK_TIMEOUT_MS`.
+    pub lock_timeout: Option<Duration>,
+    /// `BOOKING_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`.
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// `BOOKING_DB_TCP_KEEPALIVE_SECS`.
+    pub tcp_keepalive: Option<Duration>,
+    /// `BOOKING_DB_ACQUIRE_TIMEOUT_MS`.
+    pub acquire_timeout: Duration,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -305,6 +346,13 @@ impl fmt::Debug for DatabaseConfig {
             .field("read_url", &self.read_url.as_ref().map(|_| "<set>"))
             .field("max_connections", &self.max_connections)
             .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("acquire_timeout", &self.acquire_timeout)
             .finish()
     }
 }
@@ -315,11 +363,15 @@ impl DatabaseConfig {
     pub const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
     /// The primary's pool: [`booking_postgres::PgConfig::from_url`]'s defaults with this
-    /// pool bound and statement timeout.
+    /// pool bound, timeouts and keepalive.
     pub fn pg_options(&self) -> booking_postgres::PgConfig {
         booking_postgres::PgConfig {
             max_connections: self.max_connections,
             statement_timeout: self.statement_timeout,
+            lock_timeout: self.lock_timeout,
+            idle_in_transaction_timeout: self.idle_in_transaction_timeout,
+            tcp_keepalive: self.tcp_keepalive,
+            acquire_timeout: self.acquire_timeout,
             ..booking_postgres::PgConfig::from_url(self.url.clone())
         }
     }

@@ -7,7 +7,7 @@
 //! free port in a temporary directory) and stops it twice, once `fast` (sessions are
 //! terminated: 57P01) and once `immediate` (like a crash: connections reset, recovery from
 //! the WAL on restart). Without PostgreSQL's server binaries it prints `SKIPPED` and
-//! passes, unless `BOOKING_REQUIRE_PRIVATE_POSTGRES=1`.
+//! passes, unless it runs in CI (`CI` true) or `BOOKING_REQUIRE_PRIVATE_POSTGRES` is true.
 
 mod common;
 
@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use booking_postgres::test_support::private_server::{PrivateServer, StopMode};
+use booking_postgres::test_support::{
+    self,
+    private_server::{PrivateServer, StopMode},
+};
 use common::{
     ADMIN, HttpClient, booking_body, http, http_client, open_schedule, professional_body, str_of,
 };
@@ -93,8 +96,11 @@ struct Outage {
 async fn postgres_restarts_answer_503_and_the_server_recovers_by_itself() {
     let pg = match PrivateServer::start("max_connections = 50", "") {
         Ok(pg) => pg,
-        Err(e) if std::env::var("BOOKING_REQUIRE_PRIVATE_POSTGRES").as_deref() != Ok("1") => {
-            eprintln!("SKIPPED: cannot start a private PostgreSQL: {e}");
+        Err(e)
+            if !(test_support::in_ci()
+                || test_support::env_flag("BOOKING_REQUIRE_PRIVATE_POSTGRES")) =>
+        {
+            test_support::report_skipped(&format!("cannot start a private PostgreSQL: {e}"));
             return;
         }
         Err(e) => panic!("cannot start a private PostgreSQL: {e}"),

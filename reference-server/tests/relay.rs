@@ -1,6 +1,6 @@
 //! The outbox relay against the real NATS server (`NATS_URL`, default
 //! `nats://127.0.0.1:4222`). Each test uses its own stream and subject prefix. Outside CI a
-//! test skips loudly when NATS is unreachable; in CI (`CI=true`) it fails.
+//! test skips loudly when NATS is unreachable; in CI (`CI` set to a true value) it fails.
 
 mod common;
 
@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use booking_core::Store;
 use booking_core::events::{Consumer, DomainEvent, EventKind};
+use booking_postgres::test_support;
 use common::{ADMIN, TestApp, booking_body, str_of};
 use reference_server::relay::{NatsConfig, Relay};
 use reference_server::{AppState, Config};
@@ -30,12 +31,12 @@ async fn nats_config() -> Option<NatsConfig> {
         .await
         .is_ok();
     if !reachable {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if test_support::in_ci() {
             panic!("NATS is not reachable at {url}, and CI requires it");
         }
-        eprintln!(
-            "SKIPPED: NATS is not reachable at {url} (set NATS_URL or start nats-server -js)"
-        );
+        test_support::report_skipped(&format!(
+            "NATS is not reachable at {url} (set NATS_URL or start nats-server -js)"
+        ));
         return None;
     }
     let tag = uuid::Uuid::now_v7().simple().to_string();
@@ -355,10 +356,10 @@ async fn the_relay_survives_nats_going_down_and_up() {
         return;
     }
     let Some(mut nats) = OwnNats::new() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if test_support::in_ci() {
             panic!("nats-server binary not found, and CI requires it");
         }
-        eprintln!("SKIPPED: no nats-server binary to stop and start");
+        test_support::report_skipped("no nats-server binary to stop and start");
         return;
     };
     nats.start().await;

@@ -156,19 +156,57 @@ impl Config {
             };
         }
         if let Some(v) = get("BOOKING_DB_STATEMENT_TIMEOUT_MS") {
-            c.db_statement_timeout = match v.trim().parse::<u64>() {
-                Ok(0) => None,
-                Ok(ms) if ms <= 3_600_000 => Some(Duration::from_millis(ms)),
-                _ => {
-                    return Err(ConfigError(
-                        "BOOKING_DB_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds \
-                         from 0 (off) to 3600000"
-                            .into(),
-                    ));
-                }
+            c.db_statement_timeout = optional_ms("BOOKING_DB_STATEMENT_TIMEOUT_MS", &v)?;
+        }
+        let lock_timeout = get("BOOKING_DB_LOCK_TIMEOUT_MS");
+        if let Some(v) = &lock_timeout {
+            c.db_lock_timeout = optional_ms("BOOKING_DB_LOCK_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("BOOKING_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS") {
+            c.db_idle_in_transaction_timeout =
+                optional_ms("BOOKING_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = get("BOOKING_DB_TCP_KEEPALIVE_SECS") {
+            c.db_tcp_keepalive = match v.trim() {
+                "0" => None,
+                v => Some(seconds("BOOKING_DB_TCP_KEEPALIVE_SECS", v, 7_200)?),
             };
         }
+        if let Some(v) = get("BOOKING_DB_ACQUIRE_TIMEOUT_MS") {
+            c.db_acquire_timeout =
+                optional_ms("BOOKING_DB_ACQUIRE_TIMEOUT_MS", &v)?.ok_or_else(|| {
+                    ConfigError("BOOKING_DB_ACQUIRE_TIMEOUT_MS must be at least 1".into())
+                })?;
+        }
+        // A lock wait must give up before the statement does, or the statement timeout
+        // cuts it first. A lowered statement timeout takes the default lock timeout down
+        // with it (to half); both set and out of order is an error.
+        if let (Some(lock), Some(statement)) = (c.db_lock_timeout, c.db_statement_timeout)
+            && lock >= statement
+        {
+            if lock_timeout.is_some() {
+                return Err(ConfigError(
+                    "BOOKING_DB_LOCK_TIMEOUT_MS must be below BOOKING_DB_STATEMENT_TIMEOUT_MS"
+                        .into(),
+                ));
+            }
+            c.db_lock_timeout = Some(statement / 2);
+        }
+        if let Some(v) = get("BOOKING_IDEMPOTENCY_LEASE_SECONDS") {
+            c.idempotency_lease = seconds("BOOKING_IDEMPOTENCY_LEASE_SECONDS", &v, 3_600)?;
+        }
         Ok(c)
+    }
+}
+
+/// Milliseconds from 0 (`None`: off) to one hour.
+fn optional_ms(name: &str, value: &str) -> Result<Option<Duration>, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(ms) if ms <= 3_600_000 => Ok(Some(Duration::from_millis(ms))),
+        _ => Err(ConfigError(format!(
+            "{name} must be a whole number of milliseconds from 0 (off) to 3600000"
+        ))),
     }
 }
 
@@ -222,6 +260,45 @@ mod tests {
         );
         let off = from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "0")]).unwrap();
         assert_eq!(off.db_statement_timeout, None);
+        let db = from(&[
+            ("BOOKING_DB_LOCK_TIMEOUT_MS", "700"),
+            ("BOOKING_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "0"),
+            ("BOOKING_DB_TCP_KEEPALIVE_SECS", "12"),
+            ("BOOKING_DB_ACQUIRE_TIMEOUT_MS", "900"),
+            ("BOOKING_IDEMPOTENCY_LEASE_SECONDS", "5"),
+            ("DATABASE_URL", "postgres://h/db"),
+        ])
+        .unwrap();
+        let pg = db.database().unwrap().pg_options();
+        assert_eq!(pg.lock_timeout, Some(Duration::from_millis(700)));
+        assert_eq!(pg.idle_in_transaction_timeout, None);
+        assert_eq!(pg.tcp_keepalive, Some(Duration::from_secs(12)));
+        assert_eq!(pg.acquire_timeout, Duration::from_millis(900));
+        assert_eq!(
+            db.engine_config().idempotency.lease,
+            chrono::Duration::seconds(5)
+        );
+        // The defaults are the adapter's.
+        let defaults = from(&[("DATABASE_URL", "postgres://h/db")]).unwrap();
+        let adapter = booking_postgres::PgConfig::from_url("postgres://h/db");
+        let pg = defaults.database().unwrap().pg_options();
+        assert_eq!(pg.lock_timeout, adapter.lock_timeout);
+        assert_eq!(
+            pg.idle_in_transaction_timeout,
+            adapter.idle_in_transaction_timeout
+        );
+        assert_eq!(pg.tcp_keepalive, adapter.tcp_keepalive);
+        assert_eq!(pg.acquire_timeout, adapter.acquire_timeout);
+        assert_eq!(
+            defaults.engine_config().idempotency.lease,
+            chrono::Duration::seconds(60)
+        );
+        assert!(from(&[("BOOKING_DB_LOCK_TIMEOUT_MS", "5000")]).is_err());
+        let short = from(&[("BOOKING_DB_STATEMENT_TIMEOUT_MS", "300")]).unwrap();
+        assert_eq!(short.db_lock_timeout, Some(Duration::from_millis(150)));
+        assert!(from(&[("BOOKING_DB_ACQUIRE_TIMEOUT_MS", "0")]).is_err());
+        assert!(from(&[("BOOKING_IDEMPOTENCY_LEASE_SECONDS", "0")]).is_err());
+        assert!(from(&[("BOOKING_DB_TCP_KEEPALIVE_SECS", "x")]).is_err());
         assert!(!c.outbound.allow_private);
         let open = from(&[("BOOKING_WEBHOOK_ALLOW_PRIVATE", "true")]).unwrap();
         assert!(open.outbound.allow_private);
