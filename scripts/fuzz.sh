@@ -59,7 +59,8 @@ for target in "${targets[@]}"; do
     status=$?
     set -e
     # With --jobs, libFuzzer writes one fuzz-N.log per process in the working directory.
-    execs=$(grep -ho 'stat::number_of_executed_units: *[0-9]*' "$log" fuzz-*.log 2>/dev/null |
+    execs=$({ cat "$log" fuzz-*.log 2>/dev/null || true; } |
+        { grep -o 'stat::number_of_executed_units: *[0-9]*' || true; } |
         awk '{s += $2} END {print s + 0}')
     rm -f fuzz-*.log
     after_corpus=$(find "$corpus" -type f | wc -l)
@@ -67,7 +68,7 @@ for target in "${targets[@]}"; do
     crashes=$((after_crashes - before_crashes))
     printf '%-20s %8d %14d %10d %10d %9d\n' "$target" "$seconds" "$execs" \
         $((execs / seconds)) $((after_corpus - before_corpus)) "$crashes" >>"$summary"
-    if [[ $status -ne 0 || $crashes -gt 0 ]]; then
+    if [[ $status -ne 0 || $crashes -gt 0 || $execs -eq 0 ]]; then
         echo "fuzz: $target stopped with status $status; crash inputs in $artifacts" >&2
         tail -n 40 "$log" >&2
     fi

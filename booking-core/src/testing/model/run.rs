@@ -87,7 +87,7 @@ fn assert_hard_cases_reached(met: &[HardCases]) {
     }
 }
 
-/// Runs the state-machine property against `store`: [`CASES`] random step sequences, each
+/// Runs the state-machine property against `store`: `CASES` (32) random step sequences, each
 /// on its own professionals, clients and clock. Panics with the shrunk failing sequence on
 /// a divergence, or if a hard case of the idempotency protocol (replay, in flight,
 /// mismatch, lease takeover, crash-retry, TTL expiry) happened in too few sequences.
