@@ -3,7 +3,9 @@
 //!
 //! It wraps any [`Store`] and forwards every call, except that a method named with
 //! [`Faulty::fail`] answers [`Error::Unavailable`] (the next `times` calls, or until
-//! [`Faulty::heal`]) without reaching the inner store, so a failed call changes nothing.
+//! [`Faulty::heal`]) without reaching the inner store, so a failed call changes nothing;
+//! and a method named with [`Faulty::lose_answer`] does its work in the inner store and
+//! then answers [`Error::Unavailable`] anyway (a commit whose outcome is unknown).
 //!
 //! ```ignore
 //! use booking_core::testing::faulty::Faulty;
@@ -36,11 +38,23 @@ use crate::store::*;
 use crate::webhook::inbox::{Claimed, InboxEvent, InboxKey, NewInboxEvent, Recorded};
 use crate::webhook::outbound::{AttemptOutcome, Delivery, DueDelivery, Subscription};
 
+/// One call of the wrapped store through the injected faults: refused before it reaches
+/// the inner store ([`Faulty::fail`]), or its answer lost after ([`Faulty::lose_answer`]).
+macro_rules! forward {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        $self.check(stringify!($method))?;
+        let out = $self.inner.$method($($arg),*).await;
+        $self.after(stringify!($method), out)
+    }};
+}
+
 /// A store that fails chosen operations on demand (see the [module docs](self)).
 pub struct Faulty<S: ?Sized> {
     inner: Arc<S>,
     /// Method name -> failures left (`u32::MAX`: until healed).
     failing: Mutex<HashMap<String, u32>>,
+    /// Method name -> answers left to lose after the inner store has done the work.
+    losing: Mutex<HashMap<String, u32>>,
 }
 
 impl<S: ?Sized> std::fmt::Debug for Faulty<S> {
@@ -55,6 +69,7 @@ impl<S: ?Sized> Faulty<S> {
         Self {
             inner,
             failing: Mutex::new(HashMap::new()),
+            losing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -73,9 +88,41 @@ impl<S: ?Sized> Faulty<S> {
         self.failing().insert(method.to_owned(), times);
     }
 
-    /// Lets `method` through again.
+    /// Makes the next `times` successful calls of `method` do their work in the inner
+    /// store (a commit) and then answer [`Error::Unavailable`] anyway: a commit whose
+    /// outcome the caller never learns, as when a connection drops after `COMMIT` was sent.
+    /// `u32::MAX` loses every answer until [`Faulty::heal`].
+    pub fn lose_answer(&self, method: &str, times: u32) {
+        self.losing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(method.to_owned(), times);
+    }
+
+    /// Lets `method` through again (undoes [`Faulty::fail`] and [`Faulty::lose_answer`]).
     pub fn heal(&self, method: &str) {
         self.failing().remove(method);
+        self.losing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(method);
+    }
+
+    /// The answer of `method` after the inner store ran: `out`, or an injected
+    /// [`Error::Unavailable`] in its place while [`Faulty::lose_answer`] says so.
+    fn after<T>(&self, method: &str, out: Result<T>) -> Result<T> {
+        let mut losing = self.losing.lock().unwrap_or_else(|p| p.into_inner());
+        match losing.get_mut(method) {
+            Some(n) if *n > 0 && out.is_ok() => {
+                if *n != u32::MAX {
+                    *n -= 1;
+                }
+                Err(Error::Unavailable(format!(
+                    "injected: {method} committed but its answer was lost"
+                )))
+            }
+            _ => out,
+        }
     }
 
     fn check(&self, method: &str) -> Result<()> {
@@ -95,8 +142,7 @@ impl<S: ?Sized> Faulty<S> {
 #[async_trait]
 impl<S: Store + ?Sized> BookingStore for Faulty<S> {
     async fn insert_booking(&self, booking: &Booking, now: DateTime<Utc>) -> Result<Inserted> {
-        self.check("insert_booking")?;
-        self.inner.insert_booking(booking, now).await
+        forward!(self.insert_booking(booking, now))
     }
 
     async fn find_booking_by_request(
@@ -104,15 +150,11 @@ impl<S: Store + ?Sized> BookingStore for Faulty<S> {
         professional_id: ProfessionalId,
         request_ref: &str,
     ) -> Result<Option<Booking>> {
-        self.check("find_booking_by_request")?;
-        self.inner
-            .find_booking_by_request(professional_id, request_ref)
-            .await
+        forward!(self.find_booking_by_request(professional_id, request_ref))
     }
 
     async fn get_booking(&self, id: BookingId) -> Result<Option<Booking>> {
-        self.check("get_booking")?;
-        self.inner.get_booking(id).await
+        forward!(self.get_booking(id))
     }
 
     async fn transition_booking(
@@ -121,8 +163,7 @@ impl<S: Store + ?Sized> BookingStore for Faulty<S> {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        self.check("transition_booking")?;
-        self.inner.transition_booking(id, transition, now).await
+        forward!(self.transition_booking(id, transition, now))
     }
 
     async fn reschedule_booking(
@@ -132,8 +173,7 @@ impl<S: Store + ?Sized> BookingStore for Faulty<S> {
         blocked: TimeRange,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        self.check("reschedule_booking")?;
-        self.inner.reschedule_booking(id, range, blocked, now).await
+        forward!(self.reschedule_booking(id, range, blocked, now))
     }
 
     async fn transition_booking_from(
@@ -142,10 +182,7 @@ impl<S: Store + ?Sized> BookingStore for Faulty<S> {
         transition: Transition,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        self.check("transition_booking_from")?;
-        self.inner
-            .transition_booking_from(current, transition, now)
-            .await
+        forward!(self.transition_booking_from(current, transition, now))
     }
 
     async fn reschedule_booking_from(
@@ -155,15 +192,11 @@ impl<S: Store + ?Sized> BookingStore for Faulty<S> {
         blocked: TimeRange,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        self.check("reschedule_booking_from")?;
-        self.inner
-            .reschedule_booking_from(current, range, blocked, now)
-            .await
+        forward!(self.reschedule_booking_from(current, range, blocked, now))
     }
 
     async fn list_bookings(&self, query: &BookingQuery) -> Result<Page<Booking>> {
-        self.check("list_bookings")?;
-        self.inner.list_bookings(query).await
+        forward!(self.list_bookings(query))
     }
 
     async fn blocked_ranges(
@@ -172,15 +205,11 @@ impl<S: Store + ?Sized> BookingStore for Faulty<S> {
         window: TimeRange,
         now: DateTime<Utc>,
     ) -> Result<Vec<TimeRange>> {
-        self.check("blocked_ranges")?;
-        self.inner
-            .blocked_ranges(professional_id, window, now)
-            .await
+        forward!(self.blocked_ranges(professional_id, window, now))
     }
 
     async fn expire_due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>> {
-        self.check("expire_due_holds")?;
-        self.inner.expire_due_holds(now, limit).await
+        forward!(self.expire_due_holds(now, limit))
     }
 }
 
@@ -192,15 +221,11 @@ impl<S: Store + ?Sized> DirectoryStore for Faulty<S> {
         token: TokenHash,
         request_ref: Option<&str>,
     ) -> Result<Registered<Professional>> {
-        self.check("insert_professional")?;
-        self.inner
-            .insert_professional(professional, token, request_ref)
-            .await
+        forward!(self.insert_professional(professional, token, request_ref))
     }
 
     async fn get_professional(&self, id: ProfessionalId) -> Result<Option<Professional>> {
-        self.check("get_professional")?;
-        self.inner.get_professional(id).await
+        forward!(self.get_professional(id))
     }
 
     async fn update_professional(
@@ -209,13 +234,11 @@ impl<S: Store + ?Sized> DirectoryStore for Faulty<S> {
         patch: &ProfessionalPatch,
         now: DateTime<Utc>,
     ) -> Result<Professional> {
-        self.check("update_professional")?;
-        self.inner.update_professional(id, patch, now).await
+        forward!(self.update_professional(id, patch, now))
     }
 
     async fn search_professionals(&self, query: &ProfessionalQuery) -> Result<Page<Professional>> {
-        self.check("search_professionals")?;
-        self.inner.search_professionals(query).await
+        forward!(self.search_professionals(query))
     }
 
     async fn insert_client(
@@ -224,18 +247,15 @@ impl<S: Store + ?Sized> DirectoryStore for Faulty<S> {
         token: TokenHash,
         request_ref: Option<&str>,
     ) -> Result<Registered<Client>> {
-        self.check("insert_client")?;
-        self.inner.insert_client(client, token, request_ref).await
+        forward!(self.insert_client(client, token, request_ref))
     }
 
     async fn get_client(&self, id: ClientId) -> Result<Option<Client>> {
-        self.check("get_client")?;
-        self.inner.get_client(id).await
+        forward!(self.get_client(id))
     }
 
     async fn principal_for_token(&self, token: TokenHash) -> Result<Option<Principal>> {
-        self.check("principal_for_token")?;
-        self.inner.principal_for_token(token).await
+        forward!(self.principal_for_token(token))
     }
 }
 
@@ -246,13 +266,11 @@ impl<S: Store + ?Sized> ScheduleStore for Faulty<S> {
         professional_id: ProfessionalId,
         schedule: &Schedule,
     ) -> Result<()> {
-        self.check("put_schedule")?;
-        self.inner.put_schedule(professional_id, schedule).await
+        forward!(self.put_schedule(professional_id, schedule))
     }
 
     async fn get_schedule(&self, professional_id: ProfessionalId) -> Result<Option<Schedule>> {
-        self.check("get_schedule")?;
-        self.inner.get_schedule(professional_id).await
+        forward!(self.get_schedule(professional_id))
     }
 }
 
@@ -266,8 +284,7 @@ impl<S: Store + ?Sized> IdempotencyStore for Faulty<S> {
         now: DateTime<Utc>,
         policy: &IdempotencyPolicy,
     ) -> Result<Decision> {
-        self.check("begin")?;
-        self.inner.begin(scope, key, fingerprint, now, policy).await
+        forward!(self.begin(scope, key, fingerprint, now, policy))
     }
 
     async fn complete(
@@ -277,26 +294,22 @@ impl<S: Store + ?Sized> IdempotencyStore for Faulty<S> {
         lease: LeaseId,
         response: &StoredResponse,
     ) -> Result<bool> {
-        self.check("complete")?;
-        self.inner.complete(scope, key, lease, response).await
+        forward!(self.complete(scope, key, lease, response))
     }
 
     async fn abandon(&self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> Result<bool> {
-        self.check("abandon")?;
-        self.inner.abandon(scope, key, lease).await
+        forward!(self.abandon(scope, key, lease))
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<u64> {
-        self.check("purge_expired")?;
-        self.inner.purge_expired(now, limit).await
+        forward!(self.purge_expired(now, limit))
     }
 }
 
 #[async_trait]
 impl<S: Store + ?Sized> OutboxStore for Faulty<S> {
     async fn events_after(&self, after: Option<EventId>, limit: usize) -> Result<Vec<DomainEvent>> {
-        self.check("events_after")?;
-        self.inner.events_after(after, limit).await
+        forward!(self.events_after(after, limit))
     }
 
     async fn claim_events(
@@ -306,8 +319,7 @@ impl<S: Store + ?Sized> OutboxStore for Faulty<S> {
         limit: usize,
         lease: chrono::Duration,
     ) -> Result<ClaimedEvents> {
-        self.check("claim_events")?;
-        self.inner.claim_events(consumer, now, limit, lease).await
+        forward!(self.claim_events(consumer, now, limit, lease))
     }
 
     async fn mark_events(
@@ -317,8 +329,7 @@ impl<S: Store + ?Sized> OutboxStore for Faulty<S> {
         ids: &[EventId],
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        self.check("mark_events")?;
-        self.inner.mark_events(consumer, lease, ids, now).await
+        forward!(self.mark_events(consumer, lease, ids, now))
     }
 
     async fn prune_events(
@@ -327,8 +338,7 @@ impl<S: Store + ?Sized> OutboxStore for Faulty<S> {
         consumers: &[Consumer],
         limit: usize,
     ) -> Result<u64> {
-        self.check("prune_events")?;
-        self.inner.prune_events(older_than, consumers, limit).await
+        forward!(self.prune_events(older_than, consumers, limit))
     }
 }
 
@@ -340,10 +350,7 @@ impl<S: Store + ?Sized> RequestStore for Faulty<S> {
         now: DateTime<Utc>,
         answer: &RequestAnswer,
     ) -> Result<(Inserted, bool)> {
-        self.check("insert_booking_answered")?;
-        self.inner
-            .insert_booking_answered(booking, now, answer)
-            .await
+        forward!(self.insert_booking_answered(booking, now, answer))
     }
 
     async fn begin_booking(
@@ -356,18 +363,15 @@ impl<S: Store + ?Sized> RequestStore for Faulty<S> {
         client_id: ClientId,
         professional_id: ProfessionalId,
     ) -> Result<(Decision, Option<BookingContext>)> {
-        self.check("begin_booking")?;
-        self.inner
-            .begin_booking(
-                scope,
-                key,
-                fingerprint,
-                now,
-                policy,
-                client_id,
-                professional_id,
-            )
-            .await
+        forward!(self.begin_booking(
+            scope,
+            key,
+            fingerprint,
+            now,
+            policy,
+            client_id,
+            professional_id
+        ))
     }
 
     async fn availability_snapshot(
@@ -376,23 +380,18 @@ impl<S: Store + ?Sized> RequestStore for Faulty<S> {
         window: TimeRange,
         now: DateTime<Utc>,
     ) -> Result<Option<AvailabilitySnapshot>> {
-        self.check("availability_snapshot")?;
-        self.inner
-            .availability_snapshot(professional_id, window, now)
-            .await
+        forward!(self.availability_snapshot(professional_id, window, now))
     }
 }
 
 #[async_trait]
 impl<S: Store + ?Sized> InboxStore for Faulty<S> {
     async fn record(&self, event: &NewInboxEvent, now: DateTime<Utc>) -> Result<Recorded> {
-        self.check("record")?;
-        self.inner.record(event, now).await
+        forward!(self.record(event, now))
     }
 
     async fn inbox_event(&self, key: &InboxKey) -> Result<Option<InboxEvent>> {
-        self.check("inbox_event")?;
-        self.inner.inbox_event(key).await
+        forward!(self.inbox_event(key))
     }
 
     async fn claim_due(
@@ -401,8 +400,7 @@ impl<S: Store + ?Sized> InboxStore for Faulty<S> {
         limit: usize,
         lease: chrono::Duration,
     ) -> Result<Vec<Claimed>> {
-        self.check("claim_due")?;
-        self.inner.claim_due(now, limit, lease).await
+        forward!(self.claim_due(now, limit, lease))
     }
 
     async fn mark_processed(
@@ -411,8 +409,7 @@ impl<S: Store + ?Sized> InboxStore for Faulty<S> {
         lease: LeaseId,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.check("mark_processed")?;
-        self.inner.mark_processed(key, lease, now).await
+        forward!(self.mark_processed(key, lease, now))
     }
 
     async fn schedule_retry(
@@ -422,8 +419,7 @@ impl<S: Store + ?Sized> InboxStore for Faulty<S> {
         at: DateTime<Utc>,
         error: &str,
     ) -> Result<bool> {
-        self.check("schedule_retry")?;
-        self.inner.schedule_retry(key, lease, at, error).await
+        forward!(self.schedule_retry(key, lease, at, error))
     }
 
     async fn dead_letter(
@@ -433,8 +429,7 @@ impl<S: Store + ?Sized> InboxStore for Faulty<S> {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.check("dead_letter")?;
-        self.inner.dead_letter(key, lease, error, now).await
+        forward!(self.dead_letter(key, lease, error, now))
     }
 
     async fn list_dead_letters(
@@ -442,18 +437,15 @@ impl<S: Store + ?Sized> InboxStore for Faulty<S> {
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<Page<InboxEvent>> {
-        self.check("list_dead_letters")?;
-        self.inner.list_dead_letters(limit, after).await
+        forward!(self.list_dead_letters(limit, after))
     }
 
     async fn replay_dead_letter(&self, key: &InboxKey, now: DateTime<Utc>) -> Result<InboxEvent> {
-        self.check("replay_dead_letter")?;
-        self.inner.replay_dead_letter(key, now).await
+        forward!(self.replay_dead_letter(key, now))
     }
 
     async fn prune_processed(&self, older_than: DateTime<Utc>, limit: usize) -> Result<u64> {
-        self.check("prune_processed")?;
-        self.inner.prune_processed(older_than, limit).await
+        forward!(self.prune_processed(older_than, limit))
     }
 }
 
@@ -466,8 +458,7 @@ impl<S: Store + ?Sized> PaymentStore for Faulty<S> {
         answer: Option<&RequestAnswer>,
         now: DateTime<Utc>,
     ) -> Result<(Booking, bool)> {
-        self.check("attach_payment")?;
-        self.inner.attach_payment(id, payment, answer, now).await
+        forward!(self.attach_payment(id, payment, answer, now))
     }
 
     async fn release_unpaid_hold(
@@ -475,8 +466,7 @@ impl<S: Store + ?Sized> PaymentStore for Faulty<S> {
         id: BookingId,
         now: DateTime<Utc>,
     ) -> Result<Option<Booking>> {
-        self.check("release_unpaid_hold")?;
-        self.inner.release_unpaid_hold(id, now).await
+        forward!(self.release_unpaid_hold(id, now))
     }
 
     async fn settle_payment(
@@ -487,18 +477,15 @@ impl<S: Store + ?Sized> PaymentStore for Faulty<S> {
         change: PaymentChange,
         now: DateTime<Utc>,
     ) -> Result<Option<Settled>> {
-        self.check("settle_payment")?;
-        self.inner.settle_payment(key, lease, id, change, now).await
+        forward!(self.settle_payment(key, lease, id, change, now))
     }
 
     async fn booking_by_intent(&self, intent_id: &str) -> Result<Option<Booking>> {
-        self.check("booking_by_intent")?;
-        self.inner.booking_by_intent(intent_id).await
+        forward!(self.booking_by_intent(intent_id))
     }
 
     async fn payment_obligations(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>> {
-        self.check("payment_obligations")?;
-        self.inner.payment_obligations(now, limit).await
+        forward!(self.payment_obligations(now, limit))
     }
 
     async fn obligation_met(
@@ -507,21 +494,18 @@ impl<S: Store + ?Sized> PaymentStore for Faulty<S> {
         met: &ObligationMet,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        self.check("obligation_met")?;
-        self.inner.obligation_met(id, met, now).await
+        forward!(self.obligation_met(id, met, now))
     }
 }
 
 #[async_trait]
 impl<S: Store + ?Sized> SubscriptionStore for Faulty<S> {
     async fn create_subscription(&self, subscription: &Subscription) -> Result<()> {
-        self.check("create_subscription")?;
-        self.inner.create_subscription(subscription).await
+        forward!(self.create_subscription(subscription))
     }
 
     async fn get_subscription(&self, id: SubscriptionId) -> Result<Option<Subscription>> {
-        self.check("get_subscription")?;
-        self.inner.get_subscription(id).await
+        forward!(self.get_subscription(id))
     }
 
     async fn list_subscriptions(
@@ -529,13 +513,11 @@ impl<S: Store + ?Sized> SubscriptionStore for Faulty<S> {
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<Page<Subscription>> {
-        self.check("list_subscriptions")?;
-        self.inner.list_subscriptions(limit, after).await
+        forward!(self.list_subscriptions(limit, after))
     }
 
     async fn delete_subscription(&self, id: SubscriptionId) -> Result<()> {
-        self.check("delete_subscription")?;
-        self.inner.delete_subscription(id).await
+        forward!(self.delete_subscription(id))
     }
 
     async fn record_deliveries(
@@ -544,8 +526,7 @@ impl<S: Store + ?Sized> SubscriptionStore for Faulty<S> {
         events: &[DomainEvent],
         now: DateTime<Utc>,
     ) -> Result<FanOut> {
-        self.check("record_deliveries")?;
-        self.inner.record_deliveries(lease, events, now).await
+        forward!(self.record_deliveries(lease, events, now))
     }
 
     async fn claim_deliveries(
@@ -554,8 +535,7 @@ impl<S: Store + ?Sized> SubscriptionStore for Faulty<S> {
         limit: usize,
         lease: chrono::Duration,
     ) -> Result<Vec<DueDelivery>> {
-        self.check("claim_deliveries")?;
-        self.inner.claim_deliveries(now, limit, lease).await
+        forward!(self.claim_deliveries(now, limit, lease))
     }
 
     async fn settle_delivery(
@@ -565,8 +545,7 @@ impl<S: Store + ?Sized> SubscriptionStore for Faulty<S> {
         outcome: &AttemptOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.check("settle_delivery")?;
-        self.inner.settle_delivery(id, lease, outcome, now).await
+        forward!(self.settle_delivery(id, lease, outcome, now))
     }
 
     async fn list_deliveries(
@@ -575,20 +554,17 @@ impl<S: Store + ?Sized> SubscriptionStore for Faulty<S> {
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<Page<Delivery>> {
-        self.check("list_deliveries")?;
-        self.inner.list_deliveries(subscription, limit, after).await
+        forward!(self.list_deliveries(subscription, limit, after))
     }
 
     async fn redeliver(&self, id: DeliveryId, now: DateTime<Utc>) -> Result<Delivery> {
-        self.check("redeliver")?;
-        self.inner.redeliver(id, now).await
+        forward!(self.redeliver(id, now))
     }
 }
 
 #[async_trait]
 impl<S: Store + ?Sized> HealthCheck for Faulty<S> {
     async fn ping(&self) -> Result<()> {
-        self.check("ping")?;
-        self.inner.ping().await
+        forward!(self.ping())
     }
 }

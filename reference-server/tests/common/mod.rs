@@ -75,16 +75,16 @@ pub struct TestApp {
 
 impl TestApp {
     pub fn new() -> Self {
+        Self::over(Arc::new(booking_memory::MemoryStore::new()))
+    }
+
+    /// An in-process app over `store` (e.g. a `Faulty` wrapper of the memory store).
+    pub fn over(store: Arc<dyn booking_core::Store>) -> Self {
         let config = Config {
             admin_token: Some(ADMIN.into()),
             ..Config::default()
         };
-        let state = AppState::new(
-            Arc::new(booking_memory::MemoryStore::new()),
-            &config,
-            ADMIN,
-            None,
-        );
+        let state = AppState::new(store, &config, ADMIN, None);
         Self {
             router: reference_server::router(state.clone(), &config),
             state,
