@@ -3,7 +3,7 @@
 //! PostgreSQL, pgbench executing the SQL statements the server sends per booking.
 //!
 //! ```text
-//! cargo run --release -p reference-server --example load -- [memory|postgres] [seconds] ["16 32 64"]
+//! cargo run --release -p booking-bench --bin load -- [memory|postgres] [seconds] ["16 32 64"]
 //! ```
 //!
 //! Scenarios, each for `seconds` (default 5): `GET /healthz` (ceiling), `POST /v1/bookings`
@@ -44,14 +44,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use booking_bench::{CpuSample, ms, percentile, pgbench_binary, run_pgbench, substitute};
 use booking_core::events::{DomainEvent, EventKind};
 use booking_postgres::test_support::{TestDatabase, sql};
 use bytes::Bytes;
@@ -62,7 +60,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use reference_server::{Application, Config};
 use serde_json::{Value, json};
-use support::{CpuSample, ms, percentile, pgbench_binary, run_pgbench, substitute};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 

@@ -2,7 +2,7 @@
 //! `rows` professionals (default 1,000,000), uncached and with the in-process cache.
 //!
 //! ```text
-//! cargo run --release -p reference-server --example search_load -- [rows] [seconds] [clients]
+//! cargo run --release -p booking-bench --bin search_load -- [rows] [seconds] [clients]
 //! ```
 //!
 //! 1. A fresh database on `DATABASE_URL`'s server (dropped at the end) is seeded with
@@ -37,14 +37,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use booking_bench::{CpuSample, load_average, ms, percentile};
 use booking_postgres::test_support::TestDatabase;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -54,12 +52,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reference_server::{Application, Config};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use support::{CpuSample, load_average, ms, percentile};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 const ADMIN: &str = "search-load-admin-token-0123456789";
-const SEED_SQL: &str = include_str!("../../booking-postgres/bench/search_seed.sql");
+const SEED_SQL: &str = include_str!("../../../../booking-postgres/bench/search_seed.sql");
 const CATEGORIES: [&str; 20] = [
     "massage",
     "yoga",

@@ -1,15 +1,61 @@
-//! What the load drivers (`load.rs`, `webhook_load.rs`, `search_load.rs`) share: CPU
-//! sampling from `/proc`, percentiles, and running pgbench on the adapter's own SQL.
-//! Included by each with `#[path = "support/mod.rs"] mod support;` (a directory without a
-//! `main.rs` is not an example of its own).
+//! Load drivers of the booking engine, one binary each under `src/bin/` (`load`,
+//! `webhook_load`, `relay_load`, `search_load`, `throughput`, `purge`), and the measurement
+//! code they share: CPU sampling from `/proc`, percentiles, running pgbench on the adapter's
+//! own SQL, and the bookings the adapter-level drivers write.
+//!
+//! ```text
+//! cargo run --release -p booking-bench --bin <driver> -- [arguments]
+//! ```
 
-#![allow(dead_code)]
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use booking_core::domain::{
+    Booking, BookingId, BookingStatus, ClientId, Currency, Money, ProfessionalId, TimeRange,
+};
 use booking_postgres::test_support::TestDatabase;
+use chrono::{DateTime, Utc};
+
+/// The drivers' error type: any error, printed and fatal.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// 2030-01-01T00:00:00Z: the first slot the adapter-level drivers book.
+pub const BASE_EPOCH: i64 = 1_893_456_000;
+
+/// One-hour slot `n` from [`BASE_EPOCH`] on.
+pub fn slot(n: i64) -> Result<TimeRange, BoxError> {
+    let start = DateTime::<Utc>::from_timestamp(BASE_EPOCH + n * 3600, 0)
+        .ok_or("timestamp out of range")?;
+    Ok(TimeRange::new(start, start + chrono::Duration::hours(1))?)
+}
+
+/// A confirmed booking of 60 EUR of `pro` for `client` in [`slot`] `n`, with `request_ref`.
+pub fn confirmed_booking(
+    pro: ProfessionalId,
+    client: ClientId,
+    n: i64,
+    request_ref: Option<String>,
+) -> Result<Booking, BoxError> {
+    let now = Utc::now();
+    let range = slot(n)?;
+    Ok(Booking {
+        id: BookingId::new_at(now),
+        professional_id: pro,
+        client_id: client,
+        range,
+        blocked: range,
+        status: BookingStatus::Confirmed,
+        price: Money::new(6_000, Currency::parse("eur")?)?,
+        hold_expires_at: None,
+        request_ref,
+        payment: None,
+        created_at: now,
+        updated_at: now,
+    })
+}
 
 /// CPU time counters from `/proc` (Linux); all zero elsewhere.
 #[derive(Clone, Copy, Default)]

@@ -3,7 +3,7 @@
 //! pgbench running the same SQL in the same run.
 //!
 //! ```text
-//! cargo run --release -p reference-server --example webhook_load -- [seconds]
+//! cargo run --release -p booking-bench --bin webhook_load -- [seconds]
 //! ```
 //!
 //! On a fresh database on `DATABASE_URL`'s server (default
@@ -39,14 +39,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use booking_bench::{CpuSample, ms, percentile, pgbench_binary, run_pgbench, substitute};
 use booking_core::events::{DomainEvent, EventKind};
 use booking_core::payment::Payment;
 use booking_core::webhook::sign;
@@ -64,7 +62,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reference_server::{Application, Config};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use support::{CpuSample, ms, percentile, pgbench_binary, run_pgbench, substitute};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
