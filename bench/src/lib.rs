@@ -265,31 +265,74 @@ pub fn run_pgbench(
             output.status
         ));
     }
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
-    };
-    let tps = field("tps = ")
-        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}\n{stderr}"))?;
-    let processed = field("number of transactions actually processed: ")
-        .and_then(|v| v.split('/').next().map(str::to_owned))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
-    let failed = field("number of failed transactions: ")
-        .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(0);
+    let summary = PgbenchSummary::parse(&stdout).map_err(|e| format!("{e}\n{stderr}"))?;
     if stderr.contains("aborted") || stderr.contains("ERROR") {
         return Err(format!("pgbench clients failed:\n{stderr}"));
     }
     latencies.sort_unstable();
     Ok(PgbenchRun {
-        processed,
-        failed,
-        tps,
+        processed: summary.processed,
+        failed: summary.failed,
+        tps: summary.tps,
         latencies,
         cpu_other,
     })
+}
+
+/// The figures of pgbench's summary on standard output.
+pub struct PgbenchSummary {
+    /// Transactions per second.
+    pub tps: f64,
+    /// Transactions processed.
+    pub processed: usize,
+    /// Transactions that failed (0 when pgbench does not report the line).
+    pub failed: usize,
+}
+
+impl PgbenchSummary {
+    /// Reads the `tps = `, `number of transactions actually processed: ` and
+    /// `number of failed transactions: ` lines of pgbench's `stdout`.
+    pub fn parse(stdout: &str) -> Result<Self, String> {
+        let field = |prefix: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+        };
+        let tps = field("tps = ")
+            .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}"))?;
+        let processed = field("number of transactions actually processed: ")
+            .and_then(|v| v.split('/').next().map(str::to_owned))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
+        let failed = field("number of failed transactions: ")
+            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        Ok(Self {
+            tps,
+            processed,
+            failed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PgbenchSummary;
+
+    #[test]
+    fn pgbench_summary_reads_rate_count_and_failures() {
+        let stdout = "transaction type: script.sql\n\
+            number of clients: 2\n\
+            number of transactions actually processed: 426/426\n\
+            number of failed transactions: 3 (0.699%)\n\
+            latency average = 4.671 ms\n\
+            tps = 426.400513 (without initial connection time)\n";
+        let summary = PgbenchSummary::parse(stdout).expect("summary");
+        assert_eq!(summary.processed, 426);
+        assert_eq!(summary.failed, 3);
+        assert!((summary.tps - 426.400513).abs() < 1e-9);
+        assert!(PgbenchSummary::parse("no summary").is_err());
+    }
 }

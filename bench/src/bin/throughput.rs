@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use booking_bench::{BASE_EPOCH, BoxError, confirmed_booking, pgbench_binary};
+use booking_bench::{BASE_EPOCH, BoxError, PgbenchSummary, confirmed_booking, pgbench_binary};
 use booking_core::domain::{ClientId, ProfessionalId};
 use booking_core::events::{DomainEvent, EventKind};
 use booking_core::store::{BookingStore, Inserted};
@@ -219,25 +219,11 @@ fn pgbench_phase(
     if !output.status.success() {
         return Err(format!("pgbench failed: {}\n{stdout}\n{stderr}", output.status).into());
     }
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
-    };
-    let tps = field("tps = ")
-        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}"))?;
-    let processed = field("number of transactions actually processed: ")
-        .and_then(|v| v.split('/').next().map(str::to_owned))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
-    if let Some(failed) = field("number of failed transactions: ")
-        && !failed.starts_with('0')
-    {
-        return Err(format!("pgbench transactions failed: {failed}\n{stdout}").into());
+    let summary = PgbenchSummary::parse(&stdout)?;
+    if summary.failed > 0 {
+        return Err(format!("pgbench transactions failed: {}\n{stdout}", summary.failed).into());
     }
-    Ok((tps, processed))
+    Ok((summary.tps, summary.processed as u64))
 }
 
 async fn count_bookings(store: &PgStore) -> Result<i64, BoxError> {
