@@ -20,4 +20,4 @@ if [[ -z "${PGBENCH:-}" ]] && ! command -v pgbench >/dev/null 2>&1; then
 fi
 
 cd "$(dirname "$0")/../.."
-exec cargo run --quiet -p booking-postgres --release --example throughput -- "$@"
+exec cargo run --quiet --release -p booking-bench --bin throughput -- "$@"

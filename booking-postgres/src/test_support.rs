@@ -28,7 +28,7 @@ pub mod private_server;
 
 /// The statements a `POST /v1/bookings` of the reference server sends, in order, verbatim
 /// (with `$n` parameters), so that a benchmark can run the same SQL without the adapter
-/// (`reference-server/examples/load.rs` feeds them to pgbench).
+/// (`bench/src/bin/load` feeds them to pgbench).
 pub mod sql {
     /// `principal_for_token`.
     pub const SELECT_PRINCIPAL: &str = crate::store::sql::SELECT_PRINCIPAL;
@@ -53,7 +53,7 @@ pub mod sql {
     /// `PaymentStore::payment_obligations` (`$1` now, `$2` limit), for index checks.
     pub const PAYMENT_OBLIGATIONS: &str = crate::store::sql::OBLIGATIONS;
 
-    // The webhook path (`reference-server/examples/webhook_load.rs` feeds these to
+    // The webhook path (`bench/src/bin/webhook_load` feeds these to
     // pgbench): intake records an event, the inbox worker claims a batch and settles each
     // event in one transaction.
 

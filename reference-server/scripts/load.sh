@@ -8,7 +8,7 @@
 #
 # On PostgreSQL it also runs pgbench, on the same database after the HTTP scenarios,
 # with the SQL statements the server sends per booking and per availability read (see the
-# docs of reference-server/examples/load.rs), and prints the server's rates over
+# docs of bench/src/bin/load/main.rs), and prints the server's rates over
 # pgbench's. pgbench runs with as many clients as the server's pool
 # (BOOKING_DB_MAX_CONNECTIONS, default 16); PGBENCH_CLIENTS="16 64" runs several and takes
 # the best as the ceiling. PGBENCH names the binary. Last, on PostgreSQL, the shared
@@ -28,8 +28,8 @@ if [[ -z "${PGBENCH:-}" ]] && ! command -v pgbench >/dev/null 2>&1; then
         [[ -x "$candidate" ]] && export PGBENCH="$candidate"
     done
 fi
-cargo build --quiet --release -p reference-server --example load --manifest-path "$root/Cargo.toml"
-bin="${CARGO_TARGET_DIR:-$root/target}/release/examples/load"
+cargo build --quiet --release -p booking-bench --bin load --manifest-path "$root/Cargo.toml"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/load"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 for store in $stores; do
     RUST_LOG=warn "$bin" "$store" "$seconds" "$concurrency"

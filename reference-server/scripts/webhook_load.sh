@@ -10,7 +10,7 @@
 #
 # each against pgbench running the same SQL in the same run (the inbox insert at 32
 # clients, PGBENCH_CLIENTS="16 32" runs several; the worker's statements per event at 1
-# client), and the ratios. See the docs of reference-server/examples/webhook_load.rs.
+# client), and the ratios. See the docs of bench/src/bin/webhook_load/main.rs.
 # Loopback only; each phase runs SECONDS_PER_SCENARIO (default 5), the apply phase until
 # the inbox is empty. PGBENCH names the binary.
 #
@@ -24,8 +24,8 @@ if [[ -z "${PGBENCH:-}" ]] && ! command -v pgbench >/dev/null 2>&1; then
         [[ -x "$candidate" ]] && export PGBENCH="$candidate"
     done
 fi
-cargo build --quiet --release -p reference-server --example webhook_load --manifest-path "$root/Cargo.toml"
-bin="${CARGO_TARGET_DIR:-$root/target}/release/examples/webhook_load"
+cargo build --quiet --release -p booking-bench --bin webhook_load --manifest-path "$root/Cargo.toml"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/webhook_load"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 RUST_LOG=warn "$bin" "$seconds"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"

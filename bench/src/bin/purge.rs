@@ -4,7 +4,7 @@
 //! costs the bookings written meanwhile.
 //!
 //! ```text
-//! nice -n 10 cargo run -p booking-postgres --release --example purge [-- ROWS [SECONDS [CLIENTS [BATCH]]]]
+//! nice -n 10 cargo run --release -p booking-bench --bin purge -- [ROWS [SECONDS [CLIENTS [BATCH]]]]
 //! ```
 //!
 //! Defaults: 10,000,000 expired records, 10 s measuring windows, 4 booking clients,
@@ -27,16 +27,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use booking_core::domain::{
-    Booking, BookingId, BookingStatus, ClientId, Currency, Money, ProfessionalId, TimeRange,
-};
+use booking_bench::{BoxError, confirmed_booking};
+use booking_core::domain::{ClientId, ProfessionalId};
 use booking_core::store::{BookingStore, IdempotencyStore};
 use booking_postgres::test_support::TestDatabase;
 use booking_postgres::{PgConfig, PgStore};
 use chrono::Utc;
 use sqlx::{Connection, PgConnection};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Records seeded per statement.
 const SEED_CHUNK: i64 = 1_000_000;
@@ -74,27 +71,6 @@ async fn sizes(conn: &mut PgConnection, label: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A confirmed one-hour booking, slot `n` of `pro` from 2030 on.
-fn booking(pro: ProfessionalId, n: i64) -> Result<Booking, BoxError> {
-    let now = Utc::now();
-    let start = chrono::DateTime::from_timestamp(1_893_456_000 + n * 3600, 0).ok_or("range")?;
-    let range = TimeRange::new(start, start + chrono::Duration::hours(1))?;
-    Ok(Booking {
-        id: BookingId::new_at(now),
-        professional_id: pro,
-        client_id: ClientId::new_at(now),
-        range,
-        blocked: range,
-        status: BookingStatus::Confirmed,
-        price: Money::new(6_000, Currency::parse("eur")?)?,
-        hold_expires_at: None,
-        request_ref: None,
-        payment: None,
-        created_at: now,
-        updated_at: now,
-    })
-}
-
 /// Bookings through the adapter: `clients` tasks, each on its own professional, counted
 /// while `counting` is set, until `stop` is.
 struct Load {
@@ -118,7 +94,7 @@ impl Load {
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
-                        let b = booking(pro, n)?;
+                        let b = confirmed_booking(pro, ClientId::new_at(Utc::now()), n, None)?;
                         store.insert_booking(&b, b.created_at).await?;
                         if counting.load(Ordering::Relaxed) {
                             counted.fetch_add(1, Ordering::Relaxed);

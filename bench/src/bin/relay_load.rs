@@ -2,7 +2,7 @@
 //! acknowledgements (marked delivered), with one relay and with two relays at once.
 //!
 //! ```text
-//! cargo run --release -p reference-server --example relay_load -- [events]
+//! cargo run --release -p booking-bench --bin relay_load -- [events]
 //! ```
 //!
 //! On a fresh database of `DATABASE_URL`'s server it seeds `events` (default 20,000)

@@ -1,15 +1,61 @@
-//! What the load drivers (`load.rs`, `webhook_load.rs`, `search_load.rs`) share: CPU
-//! sampling from `/proc`, percentiles, and running pgbench on the adapter's own SQL.
-//! Included by each with `#[path = "support/mod.rs"] mod support;` (a directory without a
-//! `main.rs` is not an example of its own).
+//! Load drivers of the booking engine, one binary each under `src/bin/` (`load`,
+//! `webhook_load`, `relay_load`, `search_load`, `throughput`, `purge`), and the measurement
+//! code they share: CPU sampling from `/proc`, percentiles, running pgbench on the adapter's
+//! own SQL, and the bookings the adapter-level drivers write.
+//!
+//! ```text
+//! cargo run --release -p booking-bench --bin <driver> -- [arguments]
+//! ```
 
-#![allow(dead_code)]
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use booking_core::domain::{
+    Booking, BookingId, BookingStatus, ClientId, Currency, Money, ProfessionalId, TimeRange,
+};
 use booking_postgres::test_support::TestDatabase;
+use chrono::{DateTime, Utc};
+
+/// The drivers' error type: any error, printed and fatal.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// 2030-01-01T00:00:00Z: the first slot the adapter-level drivers book.
+pub const BASE_EPOCH: i64 = 1_893_456_000;
+
+/// One-hour slot `n` from [`BASE_EPOCH`] on.
+pub fn slot(n: i64) -> Result<TimeRange, BoxError> {
+    let start = DateTime::<Utc>::from_timestamp(BASE_EPOCH + n * 3600, 0)
+        .ok_or("timestamp out of range")?;
+    Ok(TimeRange::new(start, start + chrono::Duration::hours(1))?)
+}
+
+/// A confirmed booking of 60 EUR of `pro` for `client` in [`slot`] `n`, with `request_ref`.
+pub fn confirmed_booking(
+    pro: ProfessionalId,
+    client: ClientId,
+    n: i64,
+    request_ref: Option<String>,
+) -> Result<Booking, BoxError> {
+    let now = Utc::now();
+    let range = slot(n)?;
+    Ok(Booking {
+        id: BookingId::new_at(now),
+        professional_id: pro,
+        client_id: client,
+        range,
+        blocked: range,
+        status: BookingStatus::Confirmed,
+        price: Money::new(6_000, Currency::parse("eur")?)?,
+        hold_expires_at: None,
+        request_ref,
+        payment: None,
+        created_at: now,
+        updated_at: now,
+    })
+}
 
 /// CPU time counters from `/proc` (Linux); all zero elsewhere.
 #[derive(Clone, Copy, Default)]
@@ -219,31 +265,74 @@ pub fn run_pgbench(
             output.status
         ));
     }
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
-    };
-    let tps = field("tps = ")
-        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}\n{stderr}"))?;
-    let processed = field("number of transactions actually processed: ")
-        .and_then(|v| v.split('/').next().map(str::to_owned))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
-    let failed = field("number of failed transactions: ")
-        .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
-        .unwrap_or(0);
+    let summary = PgbenchSummary::parse(&stdout).map_err(|e| format!("{e}\n{stderr}"))?;
     if stderr.contains("aborted") || stderr.contains("ERROR") {
         return Err(format!("pgbench clients failed:\n{stderr}"));
     }
     latencies.sort_unstable();
     Ok(PgbenchRun {
-        processed,
-        failed,
-        tps,
+        processed: summary.processed,
+        failed: summary.failed,
+        tps: summary.tps,
         latencies,
         cpu_other,
     })
+}
+
+/// The figures of pgbench's summary on standard output.
+pub struct PgbenchSummary {
+    /// Transactions per second.
+    pub tps: f64,
+    /// Transactions processed.
+    pub processed: usize,
+    /// Transactions that failed (0 when pgbench does not report the line).
+    pub failed: usize,
+}
+
+impl PgbenchSummary {
+    /// Reads the `tps = `, `number of transactions actually processed: ` and
+    /// `number of failed transactions: ` lines of pgbench's `stdout`.
+    pub fn parse(stdout: &str) -> Result<Self, String> {
+        let field = |prefix: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+        };
+        let tps = field("tps = ")
+            .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}"))?;
+        let processed = field("number of transactions actually processed: ")
+            .and_then(|v| v.split('/').next().map(str::to_owned))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
+        let failed = field("number of failed transactions: ")
+            .and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        Ok(Self {
+            tps,
+            processed,
+            failed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PgbenchSummary;
+
+    #[test]
+    fn pgbench_summary_reads_rate_count_and_failures() {
+        let stdout = "transaction type: script.sql\n\
+            number of clients: 2\n\
+            number of transactions actually processed: 426/426\n\
+            number of failed transactions: 3 (0.699%)\n\
+            latency average = 4.671 ms\n\
+            tps = 426.400513 (without initial connection time)\n";
+        let summary = PgbenchSummary::parse(stdout).expect("summary");
+        assert_eq!(summary.processed, 426);
+        assert_eq!(summary.failed, 3);
+        assert!((summary.tps - 426.400513).abs() < 1e-9);
+        assert!(PgbenchSummary::parse("no summary").is_err());
+    }
 }

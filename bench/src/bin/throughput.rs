@@ -3,7 +3,7 @@
 //! transaction boundaries) with the same number of clients.
 //!
 //! ```text
-//! cargo run -p booking-postgres --release --example throughput [-- SECONDS [CLIENTS]]
+//! cargo run --release -p booking-bench --bin throughput -- [SECONDS [CLIENTS]]
 //! booking-postgres/bench/pg_throughput.sh [SECONDS [CLIENTS]]
 //! ```
 //!
@@ -26,57 +26,18 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use booking_core::domain::{
-    Booking, BookingId, BookingStatus, ClientId, Currency, Money, ProfessionalId, TimeRange,
-};
+use booking_bench::{BASE_EPOCH, BoxError, PgbenchSummary, confirmed_booking, pgbench_binary};
+use booking_core::domain::{ClientId, ProfessionalId};
 use booking_core::events::{DomainEvent, EventKind};
 use booking_core::store::{BookingStore, Inserted};
 use booking_postgres::test_support::TestDatabase;
 use booking_postgres::{PgConfig, PgStore};
-use chrono::{DateTime, TimeZone, Utc};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// 2030-01-01T00:00:00Z: the first slot of every client.
-const BASE_EPOCH: i64 = 1_893_456_000;
-
-fn slot(n: i64) -> Result<TimeRange, BoxError> {
-    let start: DateTime<Utc> = Utc
-        .timestamp_opt(BASE_EPOCH + n * 3600, 0)
-        .single()
-        .ok_or("timestamp out of range")?;
-    Ok(TimeRange::new(start, start + chrono::Duration::hours(1))?)
-}
-
-fn booking(
-    pro: ProfessionalId,
-    client: ClientId,
-    n: i64,
-    worker: usize,
-) -> Result<Booking, BoxError> {
-    let now = Utc::now();
-    let range = slot(n)?;
-    Ok(Booking {
-        id: BookingId::new_at(now),
-        professional_id: pro,
-        client_id: client,
-        range,
-        blocked: range,
-        status: BookingStatus::Confirmed,
-        price: Money::new(6_000, Currency::parse("eur")?)?,
-        hold_expires_at: None,
-        request_ref: Some(format!("bench-{worker}-{n}")),
-        payment: None,
-        created_at: now,
-        updated_at: now,
-    })
-}
+use chrono::Utc;
 
 /// Runs `clients` tasks inserting bookings for `warmup + duration`; returns the bookings
 /// per second during `duration`.
@@ -103,7 +64,7 @@ async fn adapter_phase(
             let mut n: i64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let b = booking(pro, client, n, worker)?;
+                let b = confirmed_booking(pro, client, n, Some(format!("bench-{worker}-{n}")))?;
                 match store.insert_booking(&b, b.created_at).await? {
                     Inserted::Created(_) => {}
                     Inserted::Existing(_) => {
@@ -129,27 +90,6 @@ async fn adapter_phase(
         total += t.await??;
     }
     Ok((done as f64 / elapsed.as_secs_f64(), total))
-}
-
-fn pgbench_binary() -> Result<PathBuf, BoxError> {
-    if let Ok(p) = std::env::var("PGBENCH") {
-        return Ok(PathBuf::from(p));
-    }
-    if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("pgbench"))
-            .find(|p| p.is_file())
-    }) {
-        return Ok(found);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin/pgbench")))
-        .filter(|p| p.is_file())
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .ok_or_else(|| "pgbench not found (set PGBENCH)".into())
 }
 
 /// The pgbench script: the adapter's statements, parameters computed server-side.
@@ -250,7 +190,7 @@ fn pgbench_phase(
         std::fs::write(&reader, text)?;
     }
     let threads = clients.min(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let output = Command::new(pgbench_binary()?)
+    let output = Command::new(pgbench_binary().ok_or("pgbench not found (set PGBENCH)")?)
         .args(["-n", "-M", "prepared", "-D", "n=0"])
         .arg("-c")
         .arg(clients.to_string())
@@ -279,25 +219,11 @@ fn pgbench_phase(
     if !output.status.success() {
         return Err(format!("pgbench failed: {}\n{stdout}\n{stderr}", output.status).into());
     }
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
-    };
-    let tps = field("tps = ")
-        .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("no tps in pgbench output:\n{stdout}"))?;
-    let processed = field("number of transactions actually processed: ")
-        .and_then(|v| v.split('/').next().map(str::to_owned))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| format!("no transaction count in pgbench output:\n{stdout}"))?;
-    if let Some(failed) = field("number of failed transactions: ")
-        && !failed.starts_with('0')
-    {
-        return Err(format!("pgbench transactions failed: {failed}\n{stdout}").into());
+    let summary = PgbenchSummary::parse(&stdout)?;
+    if summary.failed > 0 {
+        return Err(format!("pgbench transactions failed: {}\n{stdout}", summary.failed).into());
     }
-    Ok((tps, processed))
+    Ok((summary.tps, summary.processed as u64))
 }
 
 async fn count_bookings(store: &PgStore) -> Result<i64, BoxError> {
@@ -315,11 +241,11 @@ async fn main() -> Result<(), BoxError> {
     let warmup = Duration::from_secs(2);
 
     // A representative outbox payload for pgbench (the adapter serialises its own).
-    let sample = booking(
+    let sample = confirmed_booking(
         ProfessionalId::new_at(Utc::now()),
         ClientId::new_at(Utc::now()),
         1,
-        0,
+        Some("bench-0-1".to_owned()),
     )?;
     let payload =
         serde_json::to_string(&DomainEvent::new(EventKind::BookingCreated, &sample, None))?;
