@@ -1,7 +1,7 @@
 //! Search latency of the memory store at scale (a benchmark, not a test).
 //!
 //! ```sh
-//! cargo run --release -p booking-memory --example search_load -- 1000000 32
+//! cargo run --release -p booking-bench --bin memory_search_load -- 1000000 32
 //! ```
 //!
 //! Seeds `n` professionals over 300 cities like `booking-postgres/bench/search_seed.sql`
@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use booking_bench::percentile;
 use booking_core::search::{GeoFilter, TextQuery};
 use booking_core::store::{DirectoryStore, ProfessionalQuery};
 use booking_core::{Category, GeoPoint, Professional, ProfessionalId, TokenHash};
@@ -189,14 +190,13 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (k, mut v) in results.into_iter().enumerate() {
         v.sort();
-        let pct = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
         println!(
             "| {} | {} | {:?} | {:?} | {:?} |",
             kinds[k],
             v.len(),
-            pct(0.50),
-            pct(0.99),
-            v[v.len() - 1]
+            percentile(&v, 0.50),
+            percentile(&v, 0.99),
+            percentile(&v, 1.0)
         );
     }
 }
