@@ -263,4 +263,157 @@ mod tests {
         let inner = TimeRange::new(at(59), at(61)).unwrap();
         assert_eq!(index.overlapping(&inner).count(), 2);
     }
+
+    fn entry(id_min: i64, start: i64, end: i64, hold: Option<i64>) -> IndexEntry {
+        IndexEntry {
+            id: BookingId::new_at(at(id_min)),
+            blocked: TimeRange::new(at(start), at(end)).unwrap(),
+            hold_expires_at: hold.map(at),
+        }
+    }
+
+    fn range(start: i64, end: i64) -> TimeRange {
+        TimeRange::new(at(start), at(end)).unwrap()
+    }
+
+    #[test]
+    fn entry_of_a_booking_keeps_the_hold_deadline_only_for_holds() {
+        let (hold, now) = crate::testing_doc::sample_booking(crate::BookingStatus::PendingPayment);
+        let deadline = hold.hold_expires_at.unwrap();
+        let e = IndexEntry::of(&hold);
+        assert_eq!((e.id, e.blocked), (hold.id, hold.blocked));
+        assert_eq!(e.hold_expires_at, Some(deadline));
+        assert!(e.is_active(now));
+        // A confirmed booking blocks for good, whatever hold deadline it still carries.
+        let mut confirmed = hold.clone();
+        confirmed.status = crate::BookingStatus::Confirmed;
+        let c = IndexEntry::of(&confirmed);
+        assert_eq!(c.hold_expires_at, None);
+        assert!(c.is_active(deadline + Duration::days(365)));
+    }
+
+    #[test]
+    fn a_hold_entry_stops_blocking_exactly_at_its_deadline() {
+        let e = entry(0, 0, 60, Some(30));
+        assert!(e.is_active(at(29)));
+        assert!(!e.is_active(at(30)));
+        assert!(!e.is_active(at(31)));
+        let mut index = IntervalIndex::default();
+        index.insert(e).unwrap();
+        assert_eq!(index.first_active_conflict(&range(0, 60), at(29)), Some(&e));
+        assert_eq!(index.first_active_conflict(&range(0, 60), at(30)), None);
+    }
+
+    #[test]
+    fn queries_touching_an_entry_end_to_end_do_not_overlap_it() {
+        let mut index = IntervalIndex::default();
+        assert!(index.is_empty());
+        let mid = entry(0, 60, 120, None);
+        index.insert(mid).unwrap();
+        assert!(!index.is_empty());
+        for touching in [range(0, 60), range(120, 180)] {
+            assert_eq!(index.overlapping(&touching).count(), 0, "{touching:?}");
+            assert_eq!(index.overlapping_rev(&touching).count(), 0, "{touching:?}");
+            assert!(index.first_active_conflict(&touching, at(0)).is_none());
+        }
+        for hitting in [range(0, 61), range(119, 180), range(70, 80), range(0, 180)] {
+            assert_eq!(index.overlapping(&hitting).collect::<Vec<_>>(), [&mid]);
+            assert_eq!(index.overlapping_rev(&hitting).collect::<Vec<_>>(), [&mid]);
+        }
+        // Back-to-back inserts on either side are accepted; an overlapping one is refused
+        // with the entry in the way, leaving the index as it was.
+        index.insert(entry(1, 0, 60, None)).unwrap();
+        index.insert(entry(2, 120, 180, None)).unwrap();
+        assert_eq!(index.insert(entry(3, 100, 110, None)), Err(mid));
+        assert_eq!(index.len(), 3);
+        let starts: Vec<_> = index.iter().map(|e| e.blocked.start()).collect();
+        assert_eq!(starts, [at(0), at(60), at(120)]);
+        assert!(index.is_consistent());
+    }
+
+    #[test]
+    fn insert_checked_adds_the_entry() {
+        let mut index = IntervalIndex::default();
+        let e = entry(0, 0, 60, None);
+        index.insert_checked(e);
+        assert_eq!(index.iter().collect::<Vec<_>>(), [&e]);
+        assert_eq!(index.overlapping(&range(30, 40)).next(), Some(&e));
+    }
+
+    #[test]
+    fn remove_needs_both_the_start_and_the_booking() {
+        let mut index = IntervalIndex::default();
+        let e = entry(0, 0, 60, None);
+        index.insert(e).unwrap();
+        let stranger = BookingId::new_at(at(1));
+        assert_ne!(stranger, e.id);
+        assert!(!index.remove(at(0), stranger));
+        assert!(!index.remove(at(1), e.id));
+        assert_eq!(index.len(), 1);
+        assert!(index.remove(at(0), e.id));
+        assert!(index.is_empty());
+        assert!(!index.remove(at(0), e.id));
+    }
+
+    #[test]
+    fn is_consistent_spots_overlaps_and_misfiled_entries() {
+        let mut overlapping = IntervalIndex::default();
+        overlapping.by_start.insert(at(0), entry(0, 0, 60, None));
+        assert!(overlapping.is_consistent());
+        overlapping.by_start.insert(at(30), entry(1, 30, 90, None));
+        assert!(!overlapping.is_consistent());
+
+        let mut misfiled = IntervalIndex::default();
+        misfiled.by_start.insert(at(5), entry(0, 0, 60, None));
+        assert!(!misfiled.is_consistent());
+
+        let mut back_to_back = IntervalIndex::default();
+        back_to_back.by_start.insert(at(0), entry(0, 0, 60, None));
+        back_to_back.by_start.insert(at(60), entry(1, 60, 90, None));
+        assert!(back_to_back.is_consistent());
+    }
+
+    fn booking(pro: u128, start: i64, end: i64, status: crate::BookingStatus) -> Booking {
+        let (mut b, _) = crate::testing_doc::sample_booking(status);
+        b.id = BookingId::new_at(at(start));
+        b.professional_id = crate::ProfessionalId::from_uuid(uuid::Uuid::from_u128(pro + 1));
+        b.range = range(start, end);
+        b.blocked = b.range;
+        b.hold_expires_at = (status == crate::BookingStatus::PendingPayment).then(|| at(30));
+        b
+    }
+
+    #[test]
+    fn naive_conflicts_counts_only_active_overlapping_bookings() {
+        use crate::BookingStatus::{Cancelled, Confirmed, PendingPayment};
+        let confirmed = booking(0, 0, 60, Confirmed);
+        let cancelled = booking(0, 100, 160, Cancelled);
+        let hold = booking(0, 200, 260, PendingPayment);
+        let all = [confirmed.clone(), cancelled, hold];
+        assert!(naive_conflicts(&all, &range(59, 70), at(0)));
+        assert!(!naive_conflicts(&all, &range(60, 100), at(0)));
+        assert!(!naive_conflicts(&all, &range(110, 120), at(0)));
+        assert!(naive_conflicts(&all, &range(210, 220), at(29)));
+        assert!(!naive_conflicts(&all, &range(210, 220), at(30)));
+        assert!(!naive_conflicts([], &range(0, 60), at(0)));
+        // Active but elsewhere: no conflict.
+        assert!(!naive_conflicts([&confirmed], &range(300, 400), at(0)));
+    }
+
+    #[test]
+    fn find_overlap_pairs_active_bookings_of_one_professional() {
+        use crate::BookingStatus::{Cancelled, Confirmed};
+        let a = booking(0, 0, 60, Confirmed);
+        let b = booking(0, 30, 90, Confirmed);
+        assert_eq!(find_overlap([&a, &b], at(0)), Some((a.id, b.id)));
+        assert_eq!(find_overlap([&b, &a], at(0)), Some((a.id, b.id)));
+        // Another professional's booking at the same time is no overlap.
+        let other = booking(1, 30, 90, Confirmed);
+        assert_eq!(find_overlap([&a, &other], at(0)), None);
+        // Nor is an inactive one, nor a back-to-back one.
+        let gone = booking(0, 30, 90, Cancelled);
+        assert_eq!(find_overlap([&a, &gone], at(0)), None);
+        let next = booking(0, 60, 90, Confirmed);
+        assert_eq!(find_overlap([&a, &next], at(0)), None);
+    }
 }

@@ -480,4 +480,148 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), a);
     }
+
+    #[test]
+    fn keys_and_scopes_print_as_their_text() {
+        let key = IdempotencyKey::parse("\"k-1\"").unwrap();
+        assert_eq!(key.to_string(), "k-1");
+        let scope = Scope::new("client:a");
+        assert_eq!(scope.as_str(), "client:a");
+        assert_eq!(scope.to_string(), "client:a");
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_drops_white_space() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{ "b": [1, {"y": 2, "x": null}], "a": "s", "c": {} }"#)
+                .unwrap();
+        let mut out = String::new();
+        canonical_json(&v, &mut out);
+        assert_eq!(out, r#"{"a":"s","b":[1,{"x":null,"y":2}],"c":{}}"#);
+    }
+
+    #[test]
+    fn fingerprint_hex_is_the_sha256_in_lower_case() {
+        let fp = Fingerprint::of_request("POST", "/p", b"");
+        let hex = fp.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex, hex::encode(fp.0));
+        assert_ne!(fp.0, [0; 32]);
+    }
+
+    #[test]
+    fn request_ref_depends_on_every_part() {
+        let (scope, key, fp, now, _) = setup();
+        let r = request_ref(&scope, &key, &fp, now);
+        assert_eq!(r.len(), 64, "hex of a SHA-256");
+        assert_eq!(r, request_ref(&scope, &key, &fp, now));
+        let other_fp = Fingerprint::of_request("POST", "/v1/bookings", b"{}");
+        let other_key = IdempotencyKey::parse("key-2").unwrap();
+        for other in [
+            request_ref(&Scope::new("client:y"), &key, &fp, now),
+            request_ref(&scope, &other_key, &fp, now),
+            request_ref(&scope, &key, &other_fp, now),
+            request_ref(&scope, &key, &fp, now + Duration::microseconds(1)),
+        ] {
+            assert_ne!(other, r);
+        }
+    }
+
+    #[test]
+    fn default_policy_is_a_minute_lease_and_a_day_of_records() {
+        let policy = IdempotencyPolicy::default();
+        assert_eq!(policy.lease, Duration::seconds(60));
+        assert_eq!(policy.ttl, Duration::hours(24));
+    }
+
+    #[test]
+    fn a_new_record_is_leased_and_kept_for_the_ttl() {
+        let (scope, key, fp, now, policy) = setup();
+        let (d, rec) = decide(None, &scope, &key, fp, now, &policy);
+        let rec = rec.unwrap();
+        let Decision::Started { lease, first_seen } = d else {
+            panic!("expected Started, got {d:?}")
+        };
+        assert_eq!(first_seen, now);
+        assert_eq!(
+            rec.state,
+            RecordState::InFlight {
+                lease,
+                locked_until: now + policy.lease
+            }
+        );
+        assert_eq!((rec.created_at, rec.expires_at), (now, now + policy.ttl));
+        assert_eq!((&rec.scope, &rec.key, rec.fingerprint), (&scope, &key, fp));
+        // A TTL shorter than the lease still outlives the lease.
+        let short = IdempotencyPolicy {
+            lease: Duration::seconds(60),
+            ttl: Duration::seconds(10),
+        };
+        let rec = decide(None, &scope, &key, fp, now, &short).1.unwrap();
+        assert_eq!(rec.expires_at, now + short.lease);
+    }
+
+    #[test]
+    fn in_flight_asks_to_retry_when_the_lease_runs_out_and_at_least_after_a_second() {
+        let (scope, key, fp, now, policy) = setup();
+        let rec = decide(None, &scope, &key, fp, now, &policy).1.unwrap();
+        let wait = |at| match decide(Some(&rec), &scope, &key, fp, at, &policy).0 {
+            Decision::InFlight { retry_after } => retry_after,
+            d => panic!("expected InFlight, got {d:?}"),
+        };
+        assert_eq!(wait(now), policy.lease);
+        assert_eq!(wait(now + Duration::seconds(20)), Duration::seconds(40));
+        let almost = now + policy.lease - Duration::milliseconds(300);
+        assert_eq!(wait(almost), Duration::seconds(1));
+    }
+
+    #[test]
+    fn a_takeover_keeps_the_record_alive_for_the_new_lease() {
+        let (scope, key, fp, now, _) = setup();
+        let policy = IdempotencyPolicy {
+            lease: Duration::seconds(60),
+            ttl: Duration::seconds(90),
+        };
+        let rec = decide(None, &scope, &key, fp, now, &policy).1.unwrap();
+        assert_eq!(rec.expires_at, now + Duration::seconds(90));
+        let later = now + policy.lease;
+        let taken = decide(Some(&rec), &scope, &key, fp, later, &policy)
+            .1
+            .unwrap();
+        assert_eq!(taken.created_at, now);
+        assert_eq!(taken.expires_at, later + policy.lease);
+        // A takeover early in a long TTL keeps the record's original expiry.
+        let long = IdempotencyPolicy::default();
+        let rec = decide(None, &scope, &key, fp, now, &long).1.unwrap();
+        let later = now + long.lease;
+        let taken = decide(Some(&rec), &scope, &key, fp, later, &long)
+            .1
+            .unwrap();
+        assert_eq!(taken.expires_at, rec.expires_at);
+    }
+
+    #[test]
+    fn a_record_counts_until_just_before_it_expires() {
+        let (scope, key, fp, now, policy) = setup();
+        let mut rec = decide(None, &scope, &key, fp, now, &policy).1.unwrap();
+        rec.state = RecordState::Completed(StoredResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+        });
+        let just_before = rec.expires_at - Duration::microseconds(1);
+        assert!(matches!(
+            decide(Some(&rec), &scope, &key, fp, just_before, &policy).0,
+            Decision::Replay { .. }
+        ));
+        let (d, fresh) = decide(Some(&rec), &scope, &key, fp, rec.expires_at, &policy);
+        let Decision::Started { first_seen, .. } = d else {
+            panic!("expected Started, got {d:?}")
+        };
+        assert_eq!(
+            first_seen, rec.expires_at,
+            "an expired record starts afresh"
+        );
+        assert_eq!(fresh.unwrap().created_at, rec.expires_at);
+    }
 }

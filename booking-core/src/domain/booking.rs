@@ -339,4 +339,99 @@ mod tests {
         }
         assert!(BookingStatus::parse("done").is_err());
     }
+
+    #[test]
+    fn status_prints_its_wire_name() {
+        for s in ALL {
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        assert_eq!(BookingStatus::PendingPayment.to_string(), "pending_payment");
+    }
+
+    #[test]
+    fn effective_status_only_turns_a_lapsed_hold_into_expired() {
+        for status in ALL {
+            let (b, now) = sample_booking(status);
+            assert_eq!(b.effective_status(now), status, "{status} while held");
+            let long_after = now + Duration::days(1);
+            let want = match status {
+                BookingStatus::PendingPayment => BookingStatus::Expired,
+                other => other,
+            };
+            assert_eq!(b.effective_status(long_after), want, "{status} a day later");
+        }
+    }
+
+    #[test]
+    fn each_transition_records_its_event_and_settles_the_hold_deadline() {
+        let (hold, now) = sample_booking(BookingStatus::PendingPayment);
+        let deadline = hold.hold_expires_at.unwrap();
+        let later = now + Duration::minutes(1);
+
+        let confirmed = hold.plan(Transition::Confirm, later).unwrap();
+        assert_eq!(confirmed.event, EventKind::BookingConfirmed);
+        assert_eq!(confirmed.booking.hold_expires_at, None);
+        assert_eq!(confirmed.booking.updated_at, later);
+
+        let cancelled = hold.plan(Transition::Cancel, later).unwrap();
+        assert_eq!(cancelled.event, EventKind::BookingCancelled);
+        assert_eq!(cancelled.booking.hold_expires_at, None);
+
+        let expired = hold.plan(Transition::Expire, deadline).unwrap();
+        assert_eq!(expired.event, EventKind::BookingExpired);
+        assert_eq!(expired.booking.hold_expires_at, Some(deadline));
+
+        let reconfirmed = expired.booking.plan(Transition::Confirm, deadline).unwrap();
+        assert!(reconfirmed.requires_free_slot);
+        assert_eq!(reconfirmed.event, EventKind::BookingConfirmed);
+        assert_eq!(reconfirmed.booking.hold_expires_at, None);
+    }
+
+    #[test]
+    fn a_refused_transition_names_the_effective_status() {
+        let (b, now) = sample_booking(BookingStatus::Cancelled);
+        let Err(Error::InvalidState(msg)) = b.plan(Transition::Confirm, now) else {
+            panic!("cancelled bookings cannot be confirmed")
+        };
+        assert_eq!(msg, "cannot confirm a booking that is cancelled");
+        let (hold, _) = sample_booking(BookingStatus::PendingPayment);
+        let deadline = hold.hold_expires_at.unwrap();
+        let Err(Error::InvalidState(msg)) = hold.plan(Transition::Cancel, deadline) else {
+            panic!("a lapsed hold cannot be cancelled")
+        };
+        assert_eq!(msg, "cannot cancel a booking that is expired");
+    }
+
+    #[test]
+    fn a_reschedule_moves_both_ranges_and_needs_a_free_slot() {
+        let (b, now) = sample_booking(BookingStatus::PendingPayment);
+        let moved = TimeRange::new(
+            b.range.start() + Duration::hours(3),
+            b.range.end() + Duration::hours(3),
+        )
+        .unwrap();
+        let blocked = TimeRange::new(moved.start() - Duration::minutes(10), moved.end()).unwrap();
+        let p = b.plan_reschedule(moved, blocked, now).unwrap();
+        assert!(p.requires_free_slot);
+        assert_eq!(p.event, EventKind::BookingRescheduled);
+        assert_eq!((p.booking.range, p.booking.blocked), (moved, blocked));
+        assert_eq!(p.booking.status, BookingStatus::PendingPayment);
+        assert_eq!(p.booking.updated_at, now);
+        // A blocked range narrower than the booked one is a bug of the caller.
+        assert!(matches!(
+            b.plan_reschedule(blocked, moved, now),
+            Err(Error::Invalid(_))
+        ));
+        let narrow = TimeRange::new(moved.start() + Duration::minutes(1), moved.end()).unwrap();
+        assert!(matches!(
+            b.plan_reschedule(moved, narrow, now),
+            Err(Error::Internal(_))
+        ));
+        // A hold that ran out can no longer move.
+        let deadline = b.hold_expires_at.unwrap();
+        assert!(matches!(
+            b.plan_reschedule(moved, moved, deadline),
+            Err(Error::InvalidState(_))
+        ));
+    }
 }

@@ -68,3 +68,55 @@ impl NewClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn check(name: &str, email: &str) -> Result<Client> {
+        let now = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
+        NewClient {
+            name: name.into(),
+            email: email.into(),
+        }
+        .validate(ClientId::new_at(now), now)
+    }
+
+    #[test]
+    fn a_valid_client_is_trimmed() {
+        let c = check("  Lin ", " lin@example.com ").unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.email.as_str()),
+            ("Lin", "lin@example.com")
+        );
+    }
+
+    #[test]
+    fn names_must_be_present_short_and_printable() {
+        let email = "lin@example.com";
+        assert!(check("   ", email).is_err());
+        assert!(check(&"é".repeat(200), email).is_ok());
+        assert!(check(&"é".repeat(201), email).is_err());
+        assert!(check("Li\u{7}n", email).is_err());
+    }
+
+    #[test]
+    fn emails_need_one_at_between_two_non_empty_parts() {
+        let domain = "@example.com";
+        let longest = format!("{}{domain}", "a".repeat(254 - domain.len()));
+        assert!(check("Lin", &longest).is_ok());
+        assert!(check("Lin", &format!("a{longest}")).is_err());
+        for bad in [
+            "lin example.com",
+            "lin@exa mple.com",
+            "lin@exa\u{7}mple.com",
+            "@example.com",
+            "lin@",
+            "lin@exa@mple.com",
+            "lin.example.com",
+        ] {
+            assert!(check("Lin", bad).is_err(), "{bad}");
+        }
+    }
+}

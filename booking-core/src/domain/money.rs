@@ -129,4 +129,25 @@ mod tests {
         assert!(serde_json::from_str::<Currency>("\"u$d\"").is_err());
         assert!(Money::new(-1, c).is_err());
     }
+
+    #[test]
+    fn zero_is_a_price_and_negatives_are_refused() {
+        assert_eq!(price_for(usd(1000), 0).unwrap().amount_cents, 0);
+        assert_eq!(price_for(usd(0), 60).unwrap().amount_cents, 0);
+        assert!(price_for(usd(1000), -1).is_err());
+        let negative_rate = Money {
+            amount_cents: -1,
+            currency: Currency::parse("usd").unwrap(),
+        };
+        assert!(price_for(negative_rate, 60).is_err());
+    }
+
+    #[test]
+    fn currency_prints_and_converts_as_its_lower_case_code() {
+        let c = Currency::try_from("EUR".to_owned()).unwrap();
+        assert_eq!(c.to_string(), "eur");
+        assert_eq!(String::from(c), "eur");
+        assert!(Currency::try_from("EURO".to_owned()).is_err());
+        assert!(Currency::parse("e1r").is_err());
+    }
 }
