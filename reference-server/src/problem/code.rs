@@ -209,4 +209,38 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), ProblemCode::ALL.len());
     }
+
+    /// `ALL` holds every variant exactly once: `position` is an exhaustive match (a new
+    /// variant does not compile until it is given a place) and each entry of `ALL` must sit
+    /// at its place, so a variant missing from `ALL` leaves a place empty.
+    #[test]
+    fn all_lists_every_variant() {
+        fn position(code: ProblemCode) -> usize {
+            match code {
+                ProblemCode::MalformedRequest => 0,
+                ProblemCode::IdempotencyKeyMissing => 1,
+                ProblemCode::InvalidSignature => 2,
+                ProblemCode::Unauthorized => 3,
+                ProblemCode::Forbidden => 4,
+                ProblemCode::NotFound => 5,
+                ProblemCode::MethodNotAllowed => 6,
+                ProblemCode::RequestTimeout => 7,
+                ProblemCode::SlotUnavailable => 8,
+                ProblemCode::InvalidState => 9,
+                ProblemCode::AlreadyExists => 10,
+                ProblemCode::IdempotencyRequestInFlight => 11,
+                ProblemCode::ApiTokenUnrecoverable => 12,
+                ProblemCode::PayloadTooLarge => 13,
+                ProblemCode::ValidationFailed => 14,
+                ProblemCode::OutsideAvailability => 15,
+                ProblemCode::IdempotencyKeyReused => 16,
+                ProblemCode::Internal => 17,
+                ProblemCode::PaymentProviderUnavailable => 18,
+                ProblemCode::StoreUnavailable => 19,
+            }
+        }
+        for (i, code) in ProblemCode::ALL.into_iter().enumerate() {
+            assert_eq!(position(code), i, "{code:?} out of place in ALL");
+        }
+    }
 }
