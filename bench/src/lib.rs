@@ -19,6 +19,31 @@ use booking_core::domain::{
 use booking_postgres::test_support::TestDatabase;
 use chrono::{DateTime, Utc};
 
+/// The categories the search benchmarks seed and query, as in
+/// `booking-postgres/bench/search_seed.sql`.
+pub const CATEGORIES: [&str; 20] = [
+    "massage",
+    "yoga",
+    "physio",
+    "tax-advice",
+    "tutoring",
+    "plumbing",
+    "hair",
+    "nails",
+    "coaching",
+    "therapy",
+    "photography",
+    "dog-walking",
+    "cleaning",
+    "fitness",
+    "language",
+    "music",
+    "legal-advice",
+    "design",
+    "it-support",
+    "nutrition",
+];
+
 /// The drivers' error type: any error, printed and fatal.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -86,6 +86,10 @@ pub mod sql {
     /// of its plan.
     #[doc(hidden)]
     pub const EXPIRE_DUE_HOLDS: &str = crate::store::sql::EXPIRE_DUE;
+    /// `IdempotencyStore::purge_expired`, one batch (`$1` now, `$2` limit, `$3` where the
+    /// previous full batch stopped, `NULL` for the beginning): the purge test checks its plan.
+    #[doc(hidden)]
+    pub const IDEMPOTENCY_PURGE: &str = crate::store::sql::IDEMPOTENCY_PURGE;
 
     /// `EXPLAIN` of the statement `list_bookings` runs for `query` (`now`: the store's
     /// clock, `None` for the database's), with its parameters bound, for tests of its plan.

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use booking_core::testing::faulty::Faulty;
-use common::{TestApp, booking_body, str_of};
+use common::{Res, TestApp, booking_body, str_of};
 
 /// An app over a `Faulty` memory store, a client and a professional open around the clock.
 async fn setup() -> (
@@ -23,6 +23,16 @@ async fn setup() -> (
     let pro = app.create_open_professional(0).await;
     let client = app.create_client("Ola").await;
     (app, store, pro.id, client.token)
+}
+
+/// `POST /v1/bookings` of `body` by `token` with the idempotency key `key`.
+async fn book(app: &TestApp, token: &str, key: &str, body: &serde_json::Value) -> Res {
+    app.request("POST", "/v1/bookings")
+        .token(token)
+        .key(key)
+        .json(body.clone())
+        .send()
+        .await
 }
 
 /// The bookings `token` sees.
@@ -41,13 +51,7 @@ async fn a_write_refused_by_the_store_is_503_and_the_retry_books_once() {
     let body = booking_body(&pro, 60, 60);
     store.fail("insert_booking_answered", 1);
 
-    let first = app
-        .request("POST", "/v1/bookings")
-        .token(&token)
-        .key("faults-refused")
-        .json(body.clone())
-        .send()
-        .await;
+    let first = book(&app, &token, "faults-refused", &body).await;
     first.assert_problem(503, "store_unavailable");
     assert!(
         bookings(&app, &token).await.is_empty(),
@@ -55,21 +59,9 @@ async fn a_write_refused_by_the_store_is_503_and_the_retry_books_once() {
     );
 
     // The 5xx released the key: the retry runs again at once (no 409 in flight).
-    let retry = app
-        .request("POST", "/v1/bookings")
-        .token(&token)
-        .key("faults-refused")
-        .json(body.clone())
-        .send()
-        .await;
+    let retry = book(&app, &token, "faults-refused", &body).await;
     let id = str_of(&retry.assert_status(201)["id"]);
-    let replay = app
-        .request("POST", "/v1/bookings")
-        .token(&token)
-        .key("faults-refused")
-        .json(body)
-        .send()
-        .await;
+    let replay = book(&app, &token, "faults-refused", &body).await;
     assert_eq!(replay.status.as_u16(), 201);
     assert_eq!(
         replay.bytes, retry.bytes,
@@ -85,25 +77,13 @@ async fn a_commit_whose_answer_was_lost_is_found_by_the_retry() {
     // The booking and its stored answer commit; the server is told the store failed.
     store.lose_answer("insert_booking_answered", 1);
 
-    let first = app
-        .request("POST", "/v1/bookings")
-        .token(&token)
-        .key("faults-lost")
-        .json(body.clone())
-        .send()
-        .await;
+    let first = book(&app, &token, "faults-lost", &body).await;
     first.assert_problem(503, "store_unavailable");
     let stored = bookings(&app, &token).await;
     assert_eq!(stored.len(), 1, "the lost commit did store the booking");
 
     // The retry gets that booking, not a second one and not 409 slot_unavailable.
-    let retry = app
-        .request("POST", "/v1/bookings")
-        .token(&token)
-        .key("faults-lost")
-        .json(body)
-        .send()
-        .await;
+    let retry = book(&app, &token, "faults-lost", &body).await;
     assert_eq!(str_of(&retry.assert_status(201)["id"]), stored[0]);
     assert_eq!(bookings(&app, &token).await, stored);
 }

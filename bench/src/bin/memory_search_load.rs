@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use booking_bench::percentile;
+use booking_bench::{CATEGORIES, percentile};
 use booking_core::search::{GeoFilter, TextQuery};
 use booking_core::store::{DirectoryStore, ProfessionalQuery};
 use booking_core::{Category, GeoPoint, Professional, ProfessionalId, TokenHash};
@@ -48,28 +48,6 @@ const FIRST: [&str; 20] = [
 const LAST: [&str; 16] = [
     "Schmidt", "Müller", "Smith", "Garcia", "Rossi", "Dubois", "Kowalski", "Novak", "Jensen",
     "Silva", "Yilmaz", "Popescu", "Nagy", "Horvat", "Ivanova", "Berg",
-];
-const CATEGORIES: [&str; 20] = [
-    "massage",
-    "yoga",
-    "physio",
-    "tax-advice",
-    "tutoring",
-    "plumbing",
-    "hair",
-    "nails",
-    "coaching",
-    "therapy",
-    "photography",
-    "dog-walking",
-    "cleaning",
-    "fitness",
-    "language",
-    "music",
-    "legal-advice",
-    "design",
-    "it-support",
-    "nutrition",
 ];
 
 fn main() {

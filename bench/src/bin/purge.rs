@@ -17,9 +17,15 @@
 //! 2. Throughout, a writer adds 1,000 new (unexpired) keys per second, in batches of 100
 //!    every 100 ms: the rate the purge must keep up with.
 //! 3. Baseline: `CLIENTS` tasks insert bookings through the adapter for `SECONDS`.
-//! 4. The purge runs batch after batch until a batch comes back short; the same booking
-//!    load is measured during its first `SECONDS`.
-//! 5. Sizes (table, indexes) before, right after the purge, and after a plain `VACUUM`.
+//! 4. The purge runs batch after batch until a batch comes back short, printing its rate
+//!    per million rows; the same booking load is measured in consecutive `SECONDS` windows
+//!    for as long as it runs.
+//! 5. Sizes (table, indexes) before, right after the purge, and after a plain `VACUUM`;
+//!    before and after that `VACUUM`, the time of the next run's first call.
+//!
+//! `PURGE_FROM_START=1` runs every batch from the beginning of the `expires_at` index, as
+//! the adapter did before it kept a cursor (`booking-postgres/src/store/purge.rs`): the
+//! comparison, in the same run.
 
 #![allow(clippy::print_stdout)]
 
@@ -30,7 +36,7 @@ use std::time::{Duration, Instant};
 use booking_bench::{BoxError, confirmed_booking};
 use booking_core::domain::{ClientId, ProfessionalId};
 use booking_core::store::{BookingStore, IdempotencyStore};
-use booking_postgres::test_support::TestDatabase;
+use booking_postgres::test_support::{self, TestDatabase};
 use booking_postgres::{PgConfig, PgStore};
 use chrono::Utc;
 use sqlx::{Connection, PgConnection};
@@ -69,6 +75,19 @@ async fn sizes(conn: &mut PgConnection, label: &str) -> Result<(), BoxError> {
         mb(indexes)
     );
     Ok(())
+}
+
+/// Times one more purge call: the first of the next run, which starts at the beginning of
+/// the index and steps over the entries of every row the last run deleted that no vacuum
+/// has removed yet (it may meet the statement timeout).
+async fn next_run(store: &PgStore, batch: usize, label: &str) {
+    let started = Instant::now();
+    let outcome = store.purge_expired(Utc::now(), batch).await;
+    let took = started.elapsed().as_secs_f64() * 1e3;
+    match outcome {
+        Ok(n) => println!("{label:<40} {n} rows in {took:.0} ms"),
+        Err(e) => println!("{label:<40} failed after {took:.0} ms: {e}"),
+    }
 }
 
 /// Bookings through the adapter: `clients` tasks, each on its own professional, counted
@@ -209,21 +228,45 @@ async fn main() -> Result<(), BoxError> {
     let baseline = load.measure(window).await;
 
     let purger = store.clone();
+    let from_start = std::env::var_os("PURGE_FROM_START").is_some_and(|v| v == "1");
     let purge = tokio::spawn(async move {
         let started = Instant::now();
         let (mut deleted, mut batches, mut slowest) = (0_u64, 0_u64, Duration::ZERO);
+        let (mut mark_rows, mut mark_time) = (0_u64, Instant::now());
         loop {
             let t = Instant::now();
-            let n = purger.purge_expired(Utc::now(), batch).await?;
+            let n = if from_start {
+                // The purge before it kept a cursor: every batch starts at the beginning.
+                let (n, _): (i64, Option<chrono::DateTime<Utc>>) =
+                    sqlx::query_as(test_support::sql::IDEMPOTENCY_PURGE)
+                        .bind(Utc::now())
+                        .bind(i64::try_from(batch)?)
+                        .bind(None::<chrono::DateTime<Utc>>)
+                        .fetch_one(purger.pool())
+                        .await?;
+                u64::try_from(n)?
+            } else {
+                purger.purge_expired(Utc::now(), batch).await?
+            };
             slowest = slowest.max(t.elapsed());
             deleted += n;
             batches += 1;
+            // The rate of each million: a purge that slows down as it goes shows here.
+            if deleted - mark_rows >= 1_000_000 || n < batch as u64 {
+                let rate = (deleted - mark_rows) as f64 / mark_time.elapsed().as_secs_f64();
+                println!("  deleted {deleted:>10}: {rate:>8.0} rows/s since the last line");
+                (mark_rows, mark_time) = (deleted, Instant::now());
+            }
             if n < batch as u64 {
                 return Ok::<_, BoxError>((deleted, batches, slowest, started.elapsed()));
             }
         }
     });
-    let during = load.measure(window).await;
+    // Bookings in consecutive windows for as long as the purge runs.
+    let mut during = Vec::new();
+    while !purge.is_finished() {
+        during.push(load.measure(window).await);
+    }
     let (deleted, batches, slowest, purge_time) = purge.await??;
     let after = load.measure(window).await;
     load.stop().await?;
@@ -238,15 +281,21 @@ async fn main() -> Result<(), BoxError> {
         slowest.as_secs_f64() * 1e3
     );
     println!("new keys written meanwhile: {written} (target 1,000/s; {keys_per_s:.0}/s overall)");
+    let mean = during.iter().sum::<f64>() / during.len().max(1) as f64;
+    let least = during.iter().copied().fold(f64::INFINITY, f64::min);
     println!(
-        "bookings/s: {baseline:.1} before, {during:.1} during the purge ({:.0}%), {after:.1} after",
-        100.0 * during / baseline.max(f64::MIN_POSITIVE)
+        "bookings/s: {baseline:.1} before; during the purge ({} windows) mean {mean:.1} \
+         ({:.0}%), lowest {least:.1}; {after:.1} after",
+        during.len(),
+        100.0 * mean / baseline.max(f64::MIN_POSITIVE)
     );
     sizes(&mut admin, "right after the purge").await?;
+    next_run(&store, batch, "next run's first call, before VACUUM").await;
     sqlx::query("VACUUM idempotency_keys")
         .execute(&mut admin)
         .await?;
     sizes(&mut admin, "after VACUUM").await?;
+    next_run(&store, batch, "next run's first call, after VACUUM").await;
     admin.close().await?;
     store.close().await;
     drop(db);

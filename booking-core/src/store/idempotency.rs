@@ -38,6 +38,8 @@ pub trait IdempotencyStore: Send + Sync {
     /// whether a lease was released.
     async fn abandon(&self, scope: &Scope, key: &IdempotencyKey, lease: LeaseId) -> Result<bool>;
 
-    /// Deletes up to `limit` records with `expires_at <= now`; returns how many.
+    /// Deletes up to `limit` records with `expires_at <= now`; returns how many. To delete
+    /// a backlog, call again until a call comes back short (a *run*). A record such a run
+    /// skipped (one another transaction held) is left for the next run.
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<u64>;
 }

@@ -83,6 +83,8 @@ pub trait InboxStore: Send + Sync {
     async fn replay_dead_letter(&self, key: &InboxKey, now: DateTime<Utc>) -> Result<InboxEvent>;
 
     /// Deletes up to `limit` processed events with `processed_at < older_than`; returns how
-    /// many. Pending and dead-lettered events are never pruned.
+    /// many. Pending and dead-lettered events are never pruned. To prune a backlog, call
+    /// again until a call comes back short (a *run*); an event such a run skipped (one
+    /// another transaction held) is left for the next run.
     async fn prune_processed(&self, older_than: DateTime<Utc>, limit: usize) -> Result<u64>;
 }

@@ -24,6 +24,19 @@ use super::PgStore;
 use crate::error::{PgError, retrying};
 use crate::rows::{self, idempotency_columns};
 
+/// `purge_expired`: `$1` now, `$2` the limit, `$3` the `expires_at` where the previous
+/// full batch stopped (`NULL`: the beginning; see `super::purge`). Answers the rows deleted
+/// and the greatest `expires_at` among them. SKIP LOCKED: a record a `begin` is re-claiming
+/// right now is left alone.
+pub(crate) const PURGE: &str = "WITH due AS ( \
+         SELECT scope, key FROM idempotency_keys \
+         WHERE expires_at <= $1 AND expires_at >= COALESCE($3, '-infinity'::timestamptz) \
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     gone AS ( \
+         DELETE FROM idempotency_keys AS k USING due \
+         WHERE k.scope = due.scope AND k.key = due.key RETURNING k.expires_at) \
+     SELECT count(*), max(expires_at) FROM gone";
+
 /// How often `begin` retries when the row it conflicted with was deleted before it could
 /// lock it (an abandon or a purge in between).
 const CLAIM_ATTEMPTS: usize = 4;
@@ -357,19 +370,19 @@ impl IdempotencyStore for PgStore {
             return Ok(0);
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        retrying!(self.retry, async {
-            // SKIP LOCKED: a record a `begin` is re-claiming right now is left alone.
-            let done = sqlx::query(
-                "DELETE FROM idempotency_keys AS k USING ( \
-                     SELECT scope, key FROM idempotency_keys WHERE expires_at <= $1 \
-                     ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) AS due \
-                 WHERE k.scope = due.scope AND k.key = due.key",
-            )
-            .bind(now)
-            .bind(limit)
-            .execute(&self.pool)
-            .await?;
-            Ok::<_, PgError>(done.rows_affected())
-        })
+        self.purge
+            .idempotency
+            .run(limit, |from, n| async move {
+                retrying!(self.retry, async {
+                    sqlx::query_as(PURGE)
+                        .bind(now)
+                        .bind(n)
+                        .bind(from)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(PgError::from)
+                })
+            })
+            .await
     }
 }

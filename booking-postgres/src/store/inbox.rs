@@ -110,13 +110,20 @@ const REPLAY: &str = concat!(
     inbox_columns!()
 );
 
-/// `prune_processed`: `$1` cutoff, `$2` limit. Rows locked by anyone else are left for the
+/// `prune_processed`: `$1` cutoff, `$2` limit, `$3` the `processed_at` where the previous
+/// full batch stopped (`NULL`: the beginning; see `super::purge`). Answers the rows deleted
+/// and the greatest `processed_at` among them. Rows locked by anyone else are left for the
 /// next run.
-const PRUNE: &str = "DELETE FROM webhook_inbox AS i USING ( \
+const PRUNE: &str = "WITH old AS ( \
          SELECT provider, event_id FROM webhook_inbox \
          WHERE state = 'processed' AND processed_at < $1 \
-         ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED) AS old \
-     WHERE i.provider = old.provider AND i.event_id = old.event_id";
+           AND processed_at >= COALESCE($3, '-infinity'::timestamptz) \
+         ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     gone AS ( \
+         DELETE FROM webhook_inbox AS i USING old \
+         WHERE i.provider = old.provider AND i.event_id = old.event_id \
+         RETURNING i.processed_at) \
+     SELECT count(*), max(processed_at) FROM gone";
 
 /// Runs a settling statement (already bound) and tells whether it matched the row.
 async fn settled(
@@ -310,13 +317,19 @@ impl InboxStore for PgStore {
             return Ok(0);
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        retrying!(self.retry, async {
-            let done = sqlx::query(PRUNE)
-                .bind(older_than)
-                .bind(limit)
-                .execute(&self.pool)
-                .await?;
-            Ok::<_, PgError>(done.rows_affected())
-        })
+        self.purge
+            .inbox
+            .run(limit, |from, n| async move {
+                retrying!(self.retry, async {
+                    sqlx::query_as(PRUNE)
+                        .bind(older_than)
+                        .bind(n)
+                        .bind(from)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(PgError::from)
+                })
+            })
+            .await
     }
 }

@@ -6,6 +6,7 @@ mod idempotency;
 mod inbox;
 mod outbox;
 mod payments;
+mod purge;
 mod requests;
 mod webhooks;
 
@@ -17,7 +18,7 @@ pub(crate) mod sql {
     pub(crate) use super::directory::{
         SELECT_CLIENT, SELECT_PRINCIPAL, SELECT_PROFESSIONAL, SELECT_SCHEDULE,
     };
-    pub(crate) use super::idempotency::{CLAIM_OR_READ, COMPLETE};
+    pub(crate) use super::idempotency::{CLAIM_OR_READ, COMPLETE, PURGE as IDEMPOTENCY_PURGE};
     pub(crate) use super::inbox::{CLAIM_DUE, MARK_PROCESSED, RECORD};
     pub(crate) use super::outbox::RECORD_ONE;
     pub(crate) use super::payments::{LOCK_OWNED_EVENT, LOCK_PROFESSIONAL_OF, OBLIGATIONS, WRITE};
@@ -50,6 +51,8 @@ pub struct PgStore {
     clock: PgClock,
     /// Kept alive as long as any clone of the store (test harness: drops the database).
     attachment: Option<Arc<dyn Any + Send + Sync>>,
+    /// Where each batched purge stopped (shared by the clones).
+    purge: Arc<purge::PurgeCursors>,
 }
 
 impl fmt::Debug for PgStore {
@@ -97,6 +100,7 @@ impl PgStore {
             retry: RetryPolicy::default(),
             clock: PgClock::Database,
             attachment: None,
+            purge: Arc::default(),
         }
     }
 

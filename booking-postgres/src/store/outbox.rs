@@ -242,25 +242,34 @@ impl PgStore {
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
     }
 
+    /// One batch of `prune_events`: the events before `older_than` that every consumer in
+    /// `consumers` marked, in `seq` order from just after `after` (`i64::MIN`: the
+    /// beginning; see `super::purge`). Answers the rows deleted and the greatest `seq`
+    /// among them.
     async fn prune_events_once(
         &self,
         older_than: DateTime<Utc>,
         consumers: &[Consumer],
         limit: i64,
-    ) -> Result<u64, PgError> {
+        after: i64,
+    ) -> Result<(i64, Option<i64>), PgError> {
         let sql = format!(
-            "DELETE FROM domain_events d USING ( \
+            "WITH old AS ( \
                SELECT professional_id, id FROM domain_events \
-               WHERE occurred_at < $1 AND {} ORDER BY seq LIMIT $2) old \
-             WHERE d.professional_id = old.professional_id AND d.id = old.id",
+               WHERE occurred_at < $1 AND {} AND seq > $3 ORDER BY seq LIMIT $2), \
+             gone AS ( \
+               DELETE FROM domain_events d USING old \
+               WHERE d.professional_id = old.professional_id AND d.id = old.id \
+               RETURNING d.seq) \
+             SELECT count(*), max(seq) FROM gone",
             marked_by_all(consumers)
         );
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(older_than)
             .bind(limit)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+            .bind(after)
+            .fetch_one(&self.pool)
+            .await?)
     }
 }
 
@@ -321,9 +330,14 @@ impl OutboxStore for PgStore {
         if limit == 0 {
             return Ok(0);
         }
-        retrying!(
-            self.retry,
-            self.prune_events_once(older_than, consumers, limit)
-        )
+        self.purge
+            .outbox
+            .run(limit, |from, n| async move {
+                retrying!(
+                    self.retry,
+                    self.prune_events_once(older_than, consumers, n, from.unwrap_or(i64::MIN))
+                )
+            })
+            .await
     }
 }

@@ -6,13 +6,15 @@
 //! reachable server they print `SKIPPED: postgres unreachable` and return, unless
 //! `BOOKING_REQUIRE_POSTGRES=1`, which makes that a failure.
 //!
-//! The fixtures are here; the tests are by area: `schema`, `bookings`, `races`, `indexes`.
+//! The fixtures are here; the tests are by area: `schema`, `bookings`, `races`, `indexes`,
+//! `purge`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bookings;
 mod indexes;
+mod purge;
 mod races;
 mod schema;
 

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use booking_bench::{CpuSample, load_average, ms, percentile};
+use booking_bench::{CATEGORIES, CpuSample, load_average, ms, percentile};
 use booking_postgres::test_support::TestDatabase;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -60,28 +60,6 @@ use database::{centres, explain, seed};
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 const ADMIN: &str = "search-load-admin-token-0123456789";
-const CATEGORIES: [&str; 20] = [
-    "massage",
-    "yoga",
-    "physio",
-    "tax-advice",
-    "tutoring",
-    "plumbing",
-    "hair",
-    "nails",
-    "coaching",
-    "therapy",
-    "photography",
-    "dog-walking",
-    "cleaning",
-    "fitness",
-    "language",
-    "music",
-    "legal-advice",
-    "design",
-    "it-support",
-    "nutrition",
-];
 /// `q` values: common and rare names, surnames, two-term combinations, a category.
 const TEXTS: [&str; 12] = [
     "anna",

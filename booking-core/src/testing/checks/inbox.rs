@@ -437,6 +437,54 @@ pub async fn inbox_dead_letters_list_and_replay<S: Store + ?Sized>(store: Arc<S>
     }
 }
 
+/// `InboxStore::prune_processed` in batches: two runs leave nothing prunable, also behind.
+pub async fn inbox_prune_in_batches_leaves_nothing_behind<S: Store + ?Sized>(store: Arc<S>) {
+    // Events processed at minutes 1..=6 go two by two; one processed at minute 0 after the
+    // first batch (behind where it stopped) is found by the next run (a run: calls until
+    // one comes back short).
+    let process = |ns: std::ops::RangeInclusive<usize>, minute: fn(usize) -> i64| {
+        let store = store.clone();
+        async move {
+            record_all(&*store, ns.clone()).await;
+            for c in store.claim_due(at(0), 10, LEASE).await.expect("claim") {
+                let n: usize = c.event.key.event_id()[4..].parse().expect("number");
+                assert!(ns.contains(&n));
+                let done = store
+                    .mark_processed(&c.event.key, c.lease, at(minute(n)))
+                    .await
+                    .expect("mark");
+                assert!(done);
+            }
+        }
+    };
+    process(1..=6, |n| i64::try_from(n).expect("small")).await;
+    let prune = |limit| {
+        let store = store.clone();
+        async move {
+            let n = store.prune_processed(at(10), limit).await.expect("prune");
+            assert!(n <= limit as u64, "{n} events pruned, limit {limit}");
+            n
+        }
+    };
+    assert_eq!(prune(2).await, 2);
+    process(7..=7, |_| 0).await;
+    let mut rest = Vec::new();
+    for _run in 0..2 {
+        loop {
+            assert!(rest.len() < 8, "runs that never end: {rest:?}");
+            let n = prune(2).await;
+            rest.push(n);
+            if n < 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(rest.iter().sum::<u64>(), 5, "3 to 7, in {rest:?}");
+    for n in 1..=7 {
+        assert_eq!(get(&*store, n).await, None, "event {n} is pruned");
+    }
+}
+
 /// `InboxStore::prune_processed`: only processed events older than the cutoff go.
 pub async fn inbox_prune_removes_only_old_processed_rows<S: Store + ?Sized>(store: Arc<S>) {
     // `prune_processed`: deletes processed events with `processed_at` before the cutoff, at
