@@ -3,14 +3,15 @@
 //! * the sweep: expires holds that ran out, makes the payment-provider calls owed (cancel
 //!   the intents of ended holds, issue owed refunds; retried every round until the
 //!   provider answers), purges expired idempotency keys, prunes processed webhook events
-//!   past their retention, prunes domain events every consumer delivered past theirs, and
-//!   keeps the metrics up to date;
+//!   past their retention, prunes domain events every consumer delivered past theirs (each
+//!   purge for at most 2 s a sweep: a backlog goes on at the next sweep, so it never holds
+//!   up the expiry of holds for long), and keeps the metrics up to date;
 //! * the inbox worker: claims due webhook events (on PostgreSQL with `SKIP LOCKED`, so any
 //!   number of instances can run it), applies each one's effect and marks it processed in
 //!   one atomic step, and retries failures with exponential backoff and full jitter until
 //!   it dead-letters them. It wakes when an event arrives and at least every second.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,8 +25,11 @@ use crate::AppState;
 const EXPIRE_BATCH: usize = 500;
 /// Idempotency records deleted per purge round.
 const PURGE_BATCH: usize = 1000;
-/// The purge runs every this many sweeps.
+/// The purge runs every this many sweeps (every sweep while a backlog is left).
 const PURGE_EVERY: u32 = 12;
+/// The longest each purge runs in one sweep, so that a backlog (millions of rows after an
+/// outage) does not hold up the expiry of holds behind it.
+const PURGE_BUDGET: Duration = Duration::from_secs(2);
 /// Payment-provider calls made per sweep round.
 const OBLIGATION_BATCH: usize = 100;
 /// Processed webhook events pruned per round.
@@ -54,58 +58,76 @@ pub async fn discharge_obligations(state: &AppState) -> usize {
     }
 }
 
-/// Deletes processed webhook events older than the retention (in batches); returns how
-/// many.
-pub async fn prune_webhook_events(state: &AppState) -> u64 {
-    let cutoff = state
-        .webhook_policy()
-        .retention_cutoff(state.engine().now());
-    let mut total = 0;
+/// What one sweep's purge did: the rows it deleted, and whether it stopped at
+/// `PURGE_BUDGET` (2 s) with a backlog left (the next sweep goes on with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Rows deleted.
+    pub deleted: u64,
+    /// Whether it stopped for time with full batches still coming.
+    pub backlog: bool,
+}
+
+/// Runs `batch` (deleting at most `limit` rows) until one comes back short, fails (logged
+/// as `what`), or `budget` is spent.
+async fn in_batches<F, Fut>(what: &str, limit: usize, budget: Duration, mut batch: F) -> Purged
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = booking_core::Result<u64>>,
+{
+    let started = Instant::now();
+    let mut deleted = 0;
     loop {
-        match state
-            .engine()
-            .store()
-            .prune_processed(cutoff, PRUNE_BATCH)
-            .await
-        {
+        match batch().await {
             Ok(n) => {
-                total += n;
-                if n < PRUNE_BATCH as u64 {
-                    return total;
+                deleted += n;
+                if n < limit as u64 {
+                    return Purged {
+                        deleted,
+                        backlog: false,
+                    };
+                }
+                if started.elapsed() >= budget {
+                    return Purged {
+                        deleted,
+                        backlog: true,
+                    };
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "webhook inbox prune failed");
-                return total;
+                tracing::warn!(error = %e, "{what} failed");
+                return Purged {
+                    deleted,
+                    backlog: false,
+                };
             }
         }
     }
 }
 
+/// Deletes processed webhook events older than the retention, in batches for up to
+/// `PURGE_BUDGET` (2 s).
+pub async fn prune_webhook_events(state: &AppState) -> Purged {
+    let cutoff = state
+        .webhook_policy()
+        .retention_cutoff(state.engine().now());
+    let store = state.engine().store();
+    in_batches("webhook inbox prune", PRUNE_BATCH, PURGE_BUDGET, || {
+        store.prune_processed(cutoff, PRUNE_BATCH)
+    })
+    .await
+}
+
 /// Deletes domain events older than the outbox retention that every consumer of this
-/// server delivered (in batches); returns how many.
-pub async fn prune_outbox(state: &AppState) -> u64 {
+/// server delivered, in batches for up to `PURGE_BUDGET` (2 s).
+pub async fn prune_outbox(state: &AppState) -> Purged {
     let cutoff = state.engine().now() - state.outbox_retention();
-    let mut total = 0;
-    loop {
-        match state
-            .engine()
-            .store()
-            .prune_events(cutoff, state.outbox_consumers(), PRUNE_BATCH)
-            .await
-        {
-            Ok(n) => {
-                total += n;
-                if n < PRUNE_BATCH as u64 {
-                    return total;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox prune failed");
-                return total;
-            }
-        }
-    }
+    let store = state.engine().store();
+    let consumers = state.outbox_consumers();
+    in_batches("outbox prune", PRUNE_BATCH, PURGE_BUDGET, || {
+        store.prune_events(cutoff, consumers, PRUNE_BATCH)
+    })
+    .await
 }
 
 /// A uniform draw from `[0, 1)` for a backoff's jitter (every worker's retries).
@@ -238,23 +260,13 @@ pub async fn expire_holds(state: &AppState) -> usize {
     }
 }
 
-/// Deletes expired idempotency records (in batches) and returns how many.
-pub async fn purge_idempotency(state: &AppState) -> u64 {
-    let mut total = 0;
-    loop {
-        match state.engine().purge_idempotency(PURGE_BATCH).await {
-            Ok(n) => {
-                total += n;
-                if n < PURGE_BATCH as u64 {
-                    return total;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "idempotency purge failed");
-                return total;
-            }
-        }
-    }
+/// Deletes expired idempotency records, in batches for up to `PURGE_BUDGET` (2 s).
+pub async fn purge_idempotency(state: &AppState) -> Purged {
+    let engine = state.engine();
+    in_batches("idempotency purge", PURGE_BATCH, PURGE_BUDGET, || {
+        engine.purge_idempotency(PURGE_BATCH)
+    })
+    .await
 }
 
 /// Spawns the worker loop; it ends soon after `shutdown` becomes `true` (or its sender is
@@ -268,6 +280,8 @@ pub fn spawn(
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut round: u32 = 0;
+        // A purge stopped for time: the next sweep goes on with it.
+        let mut backlog = false;
         loop {
             tokio::select! {
                 changed = shutdown.changed() => {
@@ -278,19 +292,18 @@ pub fn spawn(
                 _ = tick.tick() => {
                     expire_holds(&state).await;
                     discharge_obligations(&state).await;
-                    if round.is_multiple_of(PURGE_EVERY) {
-                        let n = purge_idempotency(&state).await;
-                        if n > 0 {
-                            tracing::debug!(purged = n, "expired idempotency keys deleted");
+                    if backlog || round.is_multiple_of(PURGE_EVERY) {
+                        let runs = [
+                            ("expired idempotency keys deleted", purge_idempotency(&state).await),
+                            ("processed webhook events pruned", prune_webhook_events(&state).await),
+                            ("delivered domain events pruned", prune_outbox(&state).await),
+                        ];
+                        for (what, run) in runs {
+                            if run.deleted > 0 {
+                                tracing::debug!(rows = run.deleted, backlog = run.backlog, "{what}");
+                            }
                         }
-                        let n = prune_webhook_events(&state).await;
-                        if n > 0 {
-                            tracing::debug!(pruned = n, "processed webhook events pruned");
-                        }
-                        let n = prune_outbox(&state).await;
-                        if n > 0 {
-                            tracing::debug!(pruned = n, "delivered domain events pruned");
-                        }
+                        backlog = runs.iter().any(|(_, run)| run.backlog);
                     }
                     round = round.wrapping_add(1);
                     state.metrics().run_upkeep();
@@ -299,4 +312,67 @@ pub fn spawn(
         }
         tracing::debug!("background workers stopped");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_purge_runs_until_a_batch_comes_back_short() {
+        let calls = AtomicU64::new(0);
+        let purged = in_batches("test purge", 10, Duration::from_secs(3600), || {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move { Ok(if n < 3 { 10 } else { 4 }) }
+        })
+        .await;
+        assert_eq!(
+            purged,
+            Purged {
+                deleted: 34,
+                backlog: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purge_stops_at_its_budget_and_says_a_backlog_is_left() {
+        let calls = AtomicU64::new(0);
+        let purged = in_batches("test purge", 10, Duration::from_millis(20), || {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(10)
+            }
+        })
+        .await;
+        assert!(purged.backlog);
+        assert_eq!(purged.deleted, 10 * calls.load(Ordering::Relaxed));
+        assert!(purged.deleted >= 10);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_ends_the_purge_with_what_it_did() {
+        let calls = AtomicU64::new(0);
+        let purged = in_batches("test purge", 10, Duration::from_secs(3600), || {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n == 0 {
+                    Ok(10)
+                } else {
+                    Err(booking_core::Error::Unavailable("down".into()))
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            purged,
+            Purged {
+                deleted: 10,
+                backlog: false
+            }
+        );
+    }
 }
