@@ -91,6 +91,26 @@ pub mod sql {
     #[doc(hidden)]
     pub const IDEMPOTENCY_PURGE: &str = crate::store::sql::IDEMPOTENCY_PURGE;
 
+    /// `OutboxStore::events_after` from the start (`$1` limit), for index checks.
+    #[doc(hidden)]
+    pub const OUTBOX_EVENTS_FIRST: &str = crate::store::sql::EVENTS_FIRST;
+    /// `OutboxStore::events_after` after an event (`$1` its `seq`, `$2` limit).
+    #[doc(hidden)]
+    pub const OUTBOX_EVENTS_AFTER: &str = crate::store::sql::EVENTS_AFTER;
+
+    /// `EXPLAIN` of the first statement `search_professionals` runs for `query` (the
+    /// radius walk, the text walk or the rate-ordered page), with its parameters bound, for
+    /// tests of its plan.
+    #[doc(hidden)]
+    pub fn explain_search(
+        query: &booking_core::store::ProfessionalQuery,
+    ) -> Result<sqlx::QueryBuilder<sqlx::Postgres>, booking_core::Error> {
+        let limit = booking_core::store::check_limit(query.limit)?;
+        Ok(crate::store::sql::search_statement(
+            "EXPLAIN ", query, limit,
+        ))
+    }
+
     /// `EXPLAIN` of the statement `list_bookings` runs for `query` (`now`: the store's
     /// clock, `None` for the database's), with its parameters bound, for tests of its plan.
     #[doc(hidden)]

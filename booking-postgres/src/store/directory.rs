@@ -17,6 +17,8 @@ use crate::rows::{self, principal_kind, professional_columns};
 
 mod search;
 
+pub(crate) use search::first_statement as search_statement;
+
 /// `get_professional`: `$1` the id.
 pub(crate) const SELECT_PROFESSIONAL: &str = concat!(
     "SELECT ",

@@ -16,11 +16,11 @@ pub(crate) mod sql {
         EXPIRE_DUE, FIND_BY_REQUEST, INSERT_FAST, LOCK_BOOKING, SELECT_BOOKING, list_bookings,
     };
     pub(crate) use super::directory::{
-        SELECT_CLIENT, SELECT_PRINCIPAL, SELECT_PROFESSIONAL, SELECT_SCHEDULE,
+        SELECT_CLIENT, SELECT_PRINCIPAL, SELECT_PROFESSIONAL, SELECT_SCHEDULE, search_statement,
     };
     pub(crate) use super::idempotency::{CLAIM_OR_READ, COMPLETE, PURGE as IDEMPOTENCY_PURGE};
     pub(crate) use super::inbox::{CLAIM_DUE, MARK_PROCESSED, RECORD};
-    pub(crate) use super::outbox::RECORD_ONE;
+    pub(crate) use super::outbox::{EVENTS_AFTER, EVENTS_FIRST, RECORD_ONE};
     pub(crate) use super::payments::{LOCK_OWNED_EVENT, LOCK_PROFESSIONAL_OF, OBLIGATIONS, WRITE};
     pub(crate) use super::requests::{AVAILABILITY_SNAPSHOT, CLAIM_WITH_CONTEXT};
 }

@@ -28,6 +28,13 @@ use crate::error::{PgError, retrying};
 pub(crate) const RECORD_ONE: &str = "INSERT INTO domain_events (id, kind, booking_id, professional_id, occurred_at, payload) \
      VALUES ($1, $2, $3, $4, $5, $6)";
 
+/// `events_after` from the start: `$1` limit.
+pub(crate) const EVENTS_FIRST: &str = "SELECT payload FROM domain_events ORDER BY seq LIMIT $1";
+
+/// `events_after` after the event at `seq` `$1`: `$2` limit.
+pub(crate) const EVENTS_AFTER: &str =
+    "SELECT payload FROM domain_events WHERE seq > $1 ORDER BY seq LIMIT $2";
+
 /// Records `events` in order, in the caller's transaction.
 pub(super) async fn record(conn: &mut PgConnection, events: &[DomainEvent]) -> Result<(), PgError> {
     match events {
@@ -89,7 +96,7 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         let rows = match after {
             None => {
-                sqlx::query("SELECT payload FROM domain_events ORDER BY seq LIMIT $1")
+                sqlx::query(EVENTS_FIRST)
                     .bind(limit)
                     .fetch_all(&mut *tx)
                     .await?
@@ -103,13 +110,11 @@ impl PgStore {
                 let Some(position) = position else {
                     return Err(Error::invalid("after", "is not the id of a recorded event").into());
                 };
-                sqlx::query(
-                    "SELECT payload FROM domain_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-                )
-                .bind(position)
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?
+                sqlx::query(EVENTS_AFTER)
+                    .bind(position)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?
             }
         };
         tx.commit().await?;

@@ -50,13 +50,13 @@ pub(super) async fn search(
         // executions takes the trigram GIN for any terms, reading every match from the
         // heap (zoë yilmaz at 1M: 2,961 rows on 2,753 heap blocks, where the index-only
         // walk reads ~100 index pages and the page's 21 rows).
-        text_sql(query, limit)
+        text_sql("", query, limit)
             .build()
             .persistent(false)
             .fetch_all(pool)
             .await?
     } else {
-        rate_sql(query, limit).build().fetch_all(pool).await?
+        rate_sql("", query, limit).build().fetch_all(pool).await?
     };
     let mut hits = Vec::new();
     for row in fetched {
@@ -68,6 +68,20 @@ pub(super) async fn search(
         hits.push((p, key));
     }
     Ok(page(hits, limit))
+}
+
+/// The first statement a search for `query` runs (the radius walk, the text walk or the
+/// rate-ordered page), after `prefix` (e.g. `EXPLAIN `), with its parameters bound.
+pub(crate) fn first_statement(
+    prefix: &str,
+    query: &ProfessionalQuery,
+    limit: u32,
+) -> QueryBuilder<Postgres> {
+    match &query.near {
+        Some(near) => near_sql(prefix, query, near, fetch_limit(limit) + NEAR_SLACK),
+        None if query.text.is_some() => text_sql(prefix, query, limit),
+        None => rate_sql(prefix, query, limit),
+    }
 }
 
 /// `hits` in order (at most `limit + 1`) as a page: the `limit` first, and the key of the
@@ -119,8 +133,9 @@ fn push_rate_keyset(qb: &mut QueryBuilder<Postgres>, query: &ProfessionalQuery) 
 
 /// No radius, no text: the filters and the keyset, ordered by `(hourly_rate_cents, id)`,
 /// `limit + 1` rows.
-fn rate_sql(query: &ProfessionalQuery, limit: u32) -> QueryBuilder<Postgres> {
-    let mut qb = QueryBuilder::new(concat!(
+fn rate_sql(prefix: &str, query: &ProfessionalQuery, limit: u32) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new(prefix);
+    qb.push(concat!(
         "SELECT ",
         professional_columns!(),
         " FROM professionals WHERE is_active"
@@ -136,8 +151,9 @@ fn rate_sql(query: &ProfessionalQuery, limit: u32) -> QueryBuilder<Postgres> {
 /// `(hourly_rate_cents, id, search_doc)` (all in the rate btrees, so an index-only scan
 /// filters the terms without touching the heap), then those `limit + 1` rows are read.
 /// Both halves run on the statement's one snapshot, so the rows are the walk's rows.
-fn text_sql(query: &ProfessionalQuery, limit: u32) -> QueryBuilder<Postgres> {
-    let mut qb = QueryBuilder::new(concat!(
+fn text_sql(prefix: &str, query: &ProfessionalQuery, limit: u32) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new(prefix);
+    qb.push(concat!(
         "SELECT ",
         professional_columns!(),
         " FROM professionals WHERE id IN (SELECT id FROM professionals WHERE is_active"
@@ -163,9 +179,15 @@ fn push_distance_mm(qb: &mut QueryBuilder<Postgres>, near: &GeoFilter) {
 /// The radius walk: matching rows inside the circle and after the cursor, as `chord_m`
 /// (the chord between `ll_to_earth` points, what the GiST orders by) ascending, the first
 /// `fetch` of them, each with its exact `distance_mm`.
-fn near_sql(query: &ProfessionalQuery, near: &GeoFilter, fetch: i64) -> QueryBuilder<Postgres> {
+fn near_sql(
+    prefix: &str,
+    query: &ProfessionalQuery,
+    near: &GeoFilter,
+    fetch: i64,
+) -> QueryBuilder<Postgres> {
     let c = near.center();
-    let mut qb = QueryBuilder::new(concat!("SELECT ", professional_columns!(), ", "));
+    let mut qb = QueryBuilder::new(prefix);
+    qb.push(concat!("SELECT ", professional_columns!(), ", "));
     push_distance_mm(&mut qb, near);
     qb.push(" AS distance_mm, ll_to_earth(lat, lng) <-> ll_to_earth(")
         .push_bind(c.lat)
@@ -244,7 +266,10 @@ async fn search_near(
     let want = limit as usize + 1;
     let mut fetch = fetch_limit(limit) + NEAR_SLACK;
     loop {
-        let fetched = near_sql(query, near, fetch).build().fetch_all(pool).await?;
+        let fetched = near_sql("", query, near, fetch)
+            .build()
+            .fetch_all(pool)
+            .await?;
         let complete = i64::try_from(fetched.len()).is_ok_and(|n| n < fetch);
         let mut walked = Vec::with_capacity(fetched.len());
         for row in fetched {
