@@ -198,6 +198,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The document as JSON bytes, links included, built once per process (it never changes
+/// while the binary runs, and building it is most of the cost of a new [`AppState`]).
+///
+/// [`AppState`]: crate::AppState
+pub fn shared_json() -> axum::body::Bytes {
+    static DOC: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| axum::body::Bytes::from(json())).clone()
+}
+
 /// The document as JSON bytes, links included.
 pub fn json() -> Vec<u8> {
     let mut doc = serde_json::to_value(document()).unwrap_or_else(|_| serde_json::json!({}));

@@ -83,7 +83,7 @@ impl AppState {
                 principals: auth::PrincipalCache::default(),
                 token_secret: secrets::TokenSecret::from_setting(config.token_secret.as_deref()),
                 metrics: metrics::handle(),
-                openapi_json: Bytes::from(openapi::json()),
+                openapi_json: openapi::shared_json(),
                 search_cache: config.search_cache(),
             }),
         }
