@@ -366,23 +366,7 @@ impl IdempotencyStore for PgStore {
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.purge
-            .idempotency
-            .run(limit, |from, n| async move {
-                retrying!(self.retry, async {
-                    sqlx::query_as(PURGE)
-                        .bind(now)
-                        .bind(n)
-                        .bind(from)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(PgError::from)
-                })
-            })
+        self.purge_batch(&self.purge.idempotency, PURGE, now, limit)
             .await
     }
 }

@@ -313,23 +313,7 @@ impl InboxStore for PgStore {
     }
 
     async fn prune_processed(&self, older_than: DateTime<Utc>, limit: usize) -> Result<u64> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.purge
-            .inbox
-            .run(limit, |from, n| async move {
-                retrying!(self.retry, async {
-                    sqlx::query_as(PRUNE)
-                        .bind(older_than)
-                        .bind(n)
-                        .bind(from)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(PgError::from)
-                })
-            })
+        self.purge_batch(&self.purge.inbox, PRUNE, older_than, limit)
             .await
     }
 }

@@ -25,6 +25,10 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
 use booking_core::Result;
+use chrono::{DateTime, Utc};
+
+use super::PgStore;
+use crate::error::{PgError, retrying};
 
 /// The sort key the previous full batch of one purge stopped at (see the module docs).
 /// Shared by the clones of a [`super::PgStore`]; every process keeps its own.
@@ -62,13 +66,44 @@ impl<T: Copy> PurgeCursor<T> {
     }
 }
 
+impl PgStore {
+    /// One batch of a purge keyed on a timestamp (idempotency records, processed inbox
+    /// events): `sql` takes `$1` the cutoff, `$2` the limit and `$3` the cursor, and answers
+    /// the rows deleted and the greatest key among them. Returns the rows deleted.
+    pub(super) async fn purge_batch(
+        &self,
+        cursor: &PurgeCursor<DateTime<Utc>>,
+        sql: &'static str,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        cursor
+            .run(limit, |from, n| async move {
+                retrying!(self.retry, async {
+                    sqlx::query_as(sql)
+                        .bind(cutoff)
+                        .bind(n)
+                        .bind(from)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(PgError::from)
+                })
+            })
+            .await
+    }
+}
+
 /// The cursors of the three purges of a store.
 #[derive(Debug, Default)]
 pub(crate) struct PurgeCursors {
     /// Idempotency records, by `expires_at`.
-    pub(crate) idempotency: PurgeCursor<chrono::DateTime<chrono::Utc>>,
+    pub(crate) idempotency: PurgeCursor<DateTime<Utc>>,
     /// Processed webhook events, by `processed_at`.
-    pub(crate) inbox: PurgeCursor<chrono::DateTime<chrono::Utc>>,
+    pub(crate) inbox: PurgeCursor<DateTime<Utc>>,
     /// Outbox events marked by every consumer, by `seq`.
     pub(crate) outbox: PurgeCursor<i64>,
 }

@@ -305,17 +305,7 @@ pub async fn idempotency_purge_in_batches_leaves_nothing_due<S: Store + ?Sized>(
     assert_eq!(purge(3).await, 3);
     assert_eq!(purge(3).await, 3);
     write("late-clock", 5).await;
-    let mut rest = Vec::new();
-    for _run in 0..2 {
-        loop {
-            assert!(rest.len() < 6, "runs that never end: {rest:?}");
-            let n = purge(3).await;
-            rest.push(n);
-            if n < 3 {
-                break;
-            }
-        }
-    }
+    let rest = two_runs(3, 6, purge).await;
     assert_eq!(
         rest.iter().sum::<u64>(),
         2,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::super::fixtures::at;
+use super::support::two_runs;
 use crate::error::{Entity, Error};
 use crate::idempotency::LeaseId;
 use crate::store::{Cursor, Store};
@@ -468,17 +469,7 @@ pub async fn inbox_prune_in_batches_leaves_nothing_behind<S: Store + ?Sized>(sto
     };
     assert_eq!(prune(2).await, 2);
     process(7..=7, |_| 0).await;
-    let mut rest = Vec::new();
-    for _run in 0..2 {
-        loop {
-            assert!(rest.len() < 8, "runs that never end: {rest:?}");
-            let n = prune(2).await;
-            rest.push(n);
-            if n < 2 {
-                break;
-            }
-        }
-    }
+    let rest = two_runs(2, 8, prune).await;
     assert_eq!(rest.iter().sum::<u64>(), 5, "3 to 7, in {rest:?}");
     for n in 1..=7 {
         assert_eq!(get(&*store, n).await, None, "event {n} is pruned");

@@ -81,3 +81,24 @@ impl NowForChecks for crate::clock::ManualClock {
         crate::clock::Clock::now(self)
     }
 }
+
+/// Two runs of a batched purge (a run: calls of `limit` until one comes back short), at
+/// most `max_calls` calls in all; returns what each call deleted.
+pub(super) async fn two_runs<F, Fut>(limit: usize, max_calls: usize, mut call: F) -> Vec<u64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let mut calls = Vec::new();
+    for _run in 0..2 {
+        loop {
+            assert!(calls.len() < max_calls, "runs that never end: {calls:?}");
+            let n = call(limit).await;
+            calls.push(n);
+            if n < limit as u64 {
+                break;
+            }
+        }
+    }
+    calls
+}
