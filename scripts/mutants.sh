@@ -8,9 +8,13 @@
 #         booking-core/src/conflict.rs; default: every file in scope (see `groups` below)
 # Environment:
 #   MUTANTS_OUT       where results go (default target/mutants); one folder per test group,
-#                     each holding cargo-mutants' mutants.out/
-#   MUTANTS_TIMEOUT   seconds a mutant's build or tests may run before it counts as a timeout (300)
+#                     each holding cargo-mutants' mutants.out/. The table sums every
+#                     mutants.out/ below target/mutants, so runs split over several
+#                     MUTANTS_OUT folders under it add up
+#   MUTANTS_TIMEOUT   seconds a mutant's tests may run before it counts as a timeout (default:
+#                     cargo-mutants' own, five times the unmutated baseline's test time)
 #   MUTANTS_NICE      niceness of the run (10), so it does not starve other work
+#   MUTANTS_JOBS      mutants built and tested at once (1); each job has its own scratch copy
 #   MUTANTS_BASELINE  "skip" skips the unmutated baseline run (default: run it)
 #   MUTANTS_ITERATE=1 test again only the mutants that the last run in MUTANTS_OUT missed or
 #                     timed out on (cargo-mutants --iterate), e.g. after adding tests
@@ -31,8 +35,8 @@ cd "$(dirname "$0")/.."
 
 cargo_mutants_version="27.1.0"
 out="${MUTANTS_OUT:-target/mutants}"
-timeout="${MUTANTS_TIMEOUT:-300}"
 nice_level="${MUTANTS_NICE:-10}"
+jobs="${MUTANTS_JOBS:-1}"
 
 if ! cargo mutants --version 2>/dev/null | grep -q "$cargo_mutants_version"; then
     cargo install cargo-mutants --locked --version "$cargo_mutants_version"
@@ -93,7 +97,7 @@ kinds = {"CaughtMutant": "caught", "MissedMutant": "missed", "Unviable": "unviab
          "Timeout": "timeout"}
 table = defaultdict(lambda: defaultdict(int))
 missed = []
-for path in sorted(root.glob("*/mutants.out/outcomes.json")):
+for path in sorted(root.glob("**/mutants.out/outcomes.json")):
     for o in json.loads(path.read_text())["outcomes"]:
         scenario = o["scenario"]
         if not isinstance(scenario, dict) or "Mutant" not in scenario:
@@ -138,7 +142,15 @@ done
 for g in "${!by_group[@]}"; do
     # shellcheck disable=SC2206 # word splitting of "--file F" pairs is intended
     file_args=(${by_group[$g]})
-    args=(--jobs 1 --timeout "$timeout" --output "$out/$g" "${file_args[@]}")
+    # The `mutants` profile (Cargo.toml) is the test profile without debug info: the same
+    # tests, a faster link for each mutant.
+    # Test modules behind `#[cfg(all(test, ...))]` are not recognised as tests by
+    # cargo-mutants; their helpers (` tests::`) are left out by name.
+    args=(--jobs "$jobs" --profile mutants --output "$out/$g" --exclude-re ' tests::'
+        "${file_args[@]}")
+    if [[ -n "${MUTANTS_TIMEOUT:-}" ]]; then
+        args+=(--timeout "$MUTANTS_TIMEOUT")
+    fi
     IFS=, read -ra packages <<<"$(packages_of "$g")"
     for p in "${packages[@]}"; do
         args+=(--test-package "$p")

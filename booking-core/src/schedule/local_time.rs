@@ -109,6 +109,18 @@ mod tests {
         assert_eq!(last_instant(ny, &fold), Some(utc(2027, 11, 7, 6, 30)));
     }
 
+    /// Before 1970 Unix seconds are negative: the search window around a gap must be
+    /// centred on the wall time itself, not on some fraction of it.
+    #[test]
+    fn gaps_before_1970_are_found() {
+        let ny = chrono_tz::America::New_York;
+        // 1965-04-25 02:00 EST -> 03:00 EDT at 07:00Z.
+        let gap = local(1965, 4, 25, 2, 30);
+        assert!(utc(1965, 4, 25, 7, 0) < 0);
+        assert_eq!(first_instant(ny, &gap), Some(utc(1965, 4, 25, 7, 0)));
+        assert_eq!(last_instant(ny, &gap), Some(utc(1965, 4, 25, 7, 0)));
+    }
+
     #[test]
     fn apia_skipped_day_collapses_to_one_instant() {
         let apia = chrono_tz::Pacific::Apia;

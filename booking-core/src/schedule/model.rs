@@ -349,4 +349,15 @@ mod tests {
         assert_eq!(back, s);
         assert_eq!(s.buffer_before(), Duration::zero());
     }
+
+    #[test]
+    fn buffers_are_their_minutes_as_durations() {
+        let s = Schedule {
+            buffer_before_minutes: 10,
+            buffer_after_minutes: 1440,
+            ..Schedule::always_open(chrono_tz::UTC)
+        };
+        assert_eq!(s.buffer_before(), Duration::minutes(10));
+        assert_eq!(s.buffer_after(), Duration::days(1));
+    }
 }

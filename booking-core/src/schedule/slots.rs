@@ -278,29 +278,7 @@ impl Schedule {
             return Ok(out);
         }
 
-        // Blocked ranges that can touch a candidate, as whole seconds (start rounded
-        // down, end up: exact for overlap tests with whole-second ranges), sorted and
-        // merged into disjoint ranges.
-        let reach_from = lowest - before;
-        let reach_to = highest_end + after;
-        let mut busy: Vec<(i64, i64)> = blocked
-            .iter()
-            .map(|b| (floor_secs(b.start()), ceil_secs(b.end())))
-            .filter(|&(s, e)| e > reach_from && s < reach_to)
-            .collect();
-        busy.sort_unstable();
-        let mut merged = 0usize;
-        for i in 0..busy.len() {
-            let (s, e) = busy[i];
-            if merged > 0 && s <= busy[merged - 1].1 {
-                busy[merged - 1].1 = busy[merged - 1].1.max(e);
-            } else {
-                busy[merged] = (s, e);
-                merged += 1;
-            }
-        }
-        busy.truncate(merged);
-
+        let busy = busy_ranges(blocked, lowest - before, highest_end + after);
         let mut sweep = Sweep {
             busy: &busy,
             next: 0,
@@ -354,6 +332,31 @@ impl Schedule {
         }
         Ok(out)
     }
+}
+
+/// The blocked ranges that overlap `[reach_from, reach_to)` (Unix seconds), as whole
+/// seconds (start rounded down, end up: exact for overlap tests with whole-second
+/// ranges), sorted and merged where they overlap or touch, so no two share an instant
+/// or an end point.
+fn busy_ranges(blocked: &[TimeRange], reach_from: i64, reach_to: i64) -> Vec<(i64, i64)> {
+    let mut busy: Vec<(i64, i64)> = blocked
+        .iter()
+        .map(|b| (floor_secs(b.start()), ceil_secs(b.end())))
+        .filter(|&(s, e)| e > reach_from && s < reach_to)
+        .collect();
+    busy.sort_unstable();
+    let mut merged = 0usize;
+    for i in 0..busy.len() {
+        let (s, e) = busy[i];
+        if merged > 0 && s <= busy[merged - 1].1 {
+            busy[merged - 1].1 = busy[merged - 1].1.max(e);
+        } else {
+            busy[merged] = (s, e);
+            merged += 1;
+        }
+    }
+    busy.truncate(merged);
+    busy
 }
 
 /// A pointer into disjoint, sorted busy ranges, advanced by ascending queries.

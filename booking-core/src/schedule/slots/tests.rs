@@ -317,3 +317,69 @@ fn unsorted_overlapping_blocked_ranges() {
         ]
     );
 }
+
+/// `pieces` returns what its contract says and nothing more: non-empty pieces that
+/// overlap `[from, to)`, sorted. (Slot generation would give the same answers with extra
+/// pieces; this pins the filter itself.)
+#[test]
+fn pieces_are_non_empty_and_overlap_the_query() {
+    let secs = |t: DateTime<Utc>| t.timestamp();
+    let mut s = nine_to_five();
+    // Mon 2027-03-01 and Tue 2027-03-02, 09:00-17:00 UTC.
+    let (mon_9, mon_17) = (secs(at(1, 9, 0)), secs(at(1, 17, 0)));
+    let (tue_9, tue_17) = (secs(at(2, 9, 0)), secs(at(2, 17, 0)));
+    let piece = |start, end| Piece { start, end };
+    // A query touching Monday's piece at its end and Tuesday's at its start overlaps
+    // neither.
+    assert_eq!(s.pieces(mon_17, tue_9), vec![]);
+    assert_eq!(s.pieces(mon_17 - 1, tue_9), vec![piece(mon_9, mon_17)]);
+    assert_eq!(s.pieces(mon_17, tue_9 + 1), vec![piece(tue_9, tue_17)]);
+    assert_eq!(
+        s.pieces(mon_9, tue_17),
+        vec![piece(mon_9, mon_17), piece(tue_9, tue_17)]
+    );
+    // An interval wholly inside a spring-forward gap has an empty image: no piece.
+    // New York skips 02:00-03:00 on Sunday 2027-03-14.
+    s.timezone = chrono_tz::America::New_York;
+    s.weekly = vec![WeeklyInterval {
+        weekday: Weekday::Sun,
+        start: LocalTime::new(2, 0).unwrap(),
+        end: LocalTime::new(2, 30).unwrap(),
+    }];
+    let day = (secs(at(14, 0, 0)), secs(at(15, 0, 0)));
+    assert_eq!(s.pieces(day.0, day.1), vec![]);
+}
+
+#[test]
+fn busy_ranges_keep_what_reaches_the_query_merged_and_sorted() {
+    let secs = |t: DateTime<Utc>| t.timestamp();
+    let (from, to) = (secs(at(1, 9, 0)), secs(at(1, 12, 0)));
+    let blocked = [
+        // Ends exactly where the reach starts, starts exactly where it ends: left out.
+        range(at(1, 8, 0), at(1, 9, 0)),
+        range(at(1, 12, 0), at(1, 13, 0)),
+        // Far outside.
+        range(at(2, 9, 0), at(2, 10, 0)),
+        // Overlapping, touching and separate, out of order.
+        range(at(1, 11, 0), at(1, 11, 30)),
+        range(at(1, 10, 0), at(1, 10, 30)),
+        range(at(1, 8, 30), at(1, 9, 10)),
+        range(at(1, 10, 15), at(1, 10, 45)),
+        range(at(1, 10, 45), at(1, 10, 50)),
+    ];
+    assert_eq!(
+        busy_ranges(&blocked, from, to),
+        vec![
+            (secs(at(1, 8, 30)), secs(at(1, 9, 10))),
+            (secs(at(1, 10, 0)), secs(at(1, 10, 50))),
+            (secs(at(1, 11, 0)), secs(at(1, 11, 30))),
+        ]
+    );
+    // Sub-second ends round outwards.
+    let ns = Duration::nanoseconds(1);
+    let odd = [range(at(1, 9, 30) + ns, at(1, 9, 40) + ns)];
+    assert_eq!(
+        busy_ranges(&odd, from, to),
+        vec![(secs(at(1, 9, 30)), secs(at(1, 9, 40)) + 1)]
+    );
+}

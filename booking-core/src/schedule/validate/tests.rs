@@ -205,6 +205,61 @@ fn containing_and_identical_intervals_overlap() {
     assert_eq!(fields(input), ["weekly[1].end", "weekly[3].start"]);
 }
 
+/// Which interval of an overlapping pair is blamed, and at which end, is part of the
+/// message a user acts on: the one later in the input, at a time inside the other.
+#[test]
+fn overlap_blames_the_later_interval_at_a_time_inside_the_other() {
+    // Both start at 09:00; the shorter one is later in the input: its start is inside
+    // the other.
+    let input = ScheduleInput {
+        weekly: vec![
+            weekly("mon", "09:00", "12:00"),
+            weekly("mon", "09:00", "10:00"),
+        ],
+        ..base()
+    };
+    assert_eq!(fields(input), ["weekly[1].start"]);
+    // The same with the shorter one first in the input: the longer one, at its start.
+    let input = ScheduleInput {
+        weekly: vec![
+            weekly("mon", "09:00", "10:00"),
+            weekly("mon", "09:00", "12:00"),
+        ],
+        ..base()
+    };
+    assert_eq!(fields(input), ["weekly[1].start"]);
+    // Two intervals end together; a third starts inside both. It is reported against
+    // the widest one seen first.
+    let input = ScheduleInput {
+        weekly: vec![
+            weekly("mon", "09:00", "12:00"),
+            weekly("mon", "10:00", "12:00"),
+            weekly("mon", "11:00", "11:30"),
+        ],
+        ..base()
+    };
+    let Err(Error::Invalid(errors)) = input.validate() else {
+        panic!("expected errors")
+    };
+    let got: Vec<_> = errors
+        .iter()
+        .map(|e| (e.field.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "weekly[1].start",
+                "overlaps weekly[0] (mon 09:00-12:00); intervals of one day must not overlap"
+            ),
+            (
+                "weekly[2].start",
+                "overlaps weekly[0] (mon 09:00-12:00); intervals of one day must not overlap"
+            ),
+        ]
+    );
+}
+
 #[test]
 fn override_rules() {
     let input = ScheduleInput {
