@@ -356,6 +356,28 @@ mod tests {
     }
 
     #[test]
+    fn category_prints_and_serialises_as_its_slug() {
+        let c = Category::parse("tax-advice").unwrap();
+        assert_eq!(c.to_string(), "tax-advice");
+        assert_eq!(String::from(c.clone()), "tax-advice");
+        assert_eq!(serde_json::to_string(&c).unwrap(), "\"tax-advice\"");
+        assert!(serde_json::from_str::<Category>("\"Tax Advice\"").is_err());
+    }
+
+    #[test]
+    fn a_professional_reads_back_with_its_time_zone() {
+        let now = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
+        let p = input().validate(ProfessionalId::new_at(now), now).unwrap();
+        let json = serde_json::to_value(&p).unwrap();
+        let back: Professional = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.timezone, chrono_tz::Europe::Berlin);
+        let mut unknown = json;
+        unknown["timezone"] = "Nowhere/Land".into();
+        assert!(serde_json::from_value::<Professional>(unknown).is_err());
+    }
+
+    #[test]
     fn reports_every_bad_field() {
         let now = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
         let bad = NewProfessional {

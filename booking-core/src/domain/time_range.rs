@@ -152,6 +152,17 @@ mod tests {
         assert!(r.widen(Duration::minutes(-1), Duration::zero()).is_err());
     }
 
+    #[test]
+    fn contains_instant_includes_the_start_and_excludes_the_end() {
+        let r = TimeRange::new(at(10), at(20)).unwrap();
+        assert!(!r.contains_instant(at(10) - Duration::nanoseconds(1)));
+        assert!(r.contains_instant(at(10)));
+        assert!(r.contains_instant(at(15)));
+        assert!(r.contains_instant(at(20) - Duration::nanoseconds(1)));
+        assert!(!r.contains_instant(at(20)));
+        assert!(!r.contains_instant(at(25)));
+    }
+
     proptest! {
         #[test]
         fn overlap_is_symmetric_and_matches_definition(a in 0i64..500, la in 1i64..200, b in 0i64..500, lb in 1i64..200) {

@@ -17,7 +17,7 @@ use crate::store::Store;
 use crate::webhook::StripeEvent;
 use crate::webhook::inbox::{InboxKey, InboxState, NewInboxEvent};
 
-use super::payments::{deliver, intent_of, paid_fixture, succeeded};
+use super::payments::{deliver, intent_of, paid_fixture, process, succeeded};
 /// `payment_intent.succeeded` confirms a hold once; redeliveries change nothing.
 pub async fn payment_confirms_a_hold_once<S: Store + ?Sized>(store: Arc<S>) {
     // `payment_intent.succeeded` confirms a hold once; a redelivery is a duplicate, and
@@ -301,6 +301,19 @@ pub async fn foreign_events_are_ignored<S: Store + ?Sized>(store: Arc<S>) {
     assert!(matches!(
         deliver(&fx, foreign).await,
         Some(EventOutcome::Ignored(_))
+    ));
+    // Only a missing booking id marks an intent as another integration's: an intent of
+    // ours missing another field is unprocessable, not silently ignored.
+    let mut broken: serde_json::Value = serde_json::from_slice(&succeeded(&b)).expect("json");
+    broken["id"] = serde_json::json!(unique("evt"));
+    broken["data"]["object"]
+        .as_object_mut()
+        .expect("an object")
+        .remove("id");
+    let broken = serde_json::to_vec(&broken).expect("json");
+    assert!(matches!(
+        process(&fx, broken).await,
+        Some((EventOutcome::Unprocessable(_), _))
     ));
     let other =
         br#"{"id":"evt_other_type","object":"event","type":"customer.created","created":1}"#;

@@ -45,6 +45,23 @@ pub(super) async fn deliver<S: Store + ?Sized>(
     fx: &Fixture<S>,
     body: Vec<u8>,
 ) -> Option<EventOutcome> {
+    let (outcome, key) = process(fx, body).await?;
+    let stored = fx
+        .engine
+        .store()
+        .inbox_event(&key)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(stored.state, InboxState::Processed, "{outcome:?}");
+    Some(outcome)
+}
+
+/// Records, claims and processes one event, whatever the outcome; `None` for a duplicate.
+pub(super) async fn process<S: Store + ?Sized>(
+    fx: &Fixture<S>,
+    body: Vec<u8>,
+) -> Option<(EventOutcome, InboxKey)> {
     let header = EventHeader::parse(&body).expect("a valid envelope");
     let key = InboxKey::new("stripe", &header.id).expect("key");
     let store = fx.engine.store();
@@ -65,9 +82,7 @@ pub(super) async fn deliver<S: Store + ?Sized>(
         .process_webhook_event(mine)
         .await
         .expect("process");
-    let stored = store.inbox_event(&key).await.expect("read").expect("kept");
-    assert_eq!(stored.state, InboxState::Processed, "{outcome:?}");
-    Some(outcome)
+    Some((outcome, key))
 }
 
 pub(super) fn succeeded(b: &Booking) -> Vec<u8> {
