@@ -469,3 +469,142 @@ fn webhook_indexes_match_the_deliveries_after_every_check() {
         store.check_invariants().expect("after a delete");
     });
 }
+
+/// `check_invariants`, which the models and races rely on to spot corruption, reports
+/// each kind of drift between the shards and the indexes beside them.
+#[test]
+fn check_invariants_reports_drift_between_shards_and_indexes() {
+    use crate::sync::lock;
+
+    let (p1, p2, c) = ids();
+    let hold = booking(p1, c, range(0, 60), Some(30));
+    let b = booking(p1, c, range(60, 120), None);
+    let d = booking(p2, c, range(0, 60), None);
+    let filled = || {
+        let store = MemoryStore::new();
+        for x in [&hold, &b, &d] {
+            block_on(store.insert_booking(x, t0())).expect("test step");
+        }
+        store
+            .check_invariants()
+            .expect("consistent before the damage");
+        store
+    };
+    let error = |store: &MemoryStore| store.check_invariants().expect_err("drift is reported");
+
+    let store = filled();
+    store.routes.write(&b.id, |m| m.remove(&b.id));
+    assert!(error(&store).contains("has no route"), "{}", error(&store));
+
+    let store = filled();
+    lock(&store.due).insert((at(999), BookingId::new_at(t0()), p1));
+    assert!(
+        error(&store).contains("due-hold queue"),
+        "{}",
+        error(&store)
+    );
+
+    // The same client and professionals, one booking filed under the wrong professional.
+    let store = filled();
+    store.by_client.write(&c, |m| {
+        let groups = m.get_mut(&c).expect("the client is indexed");
+        groups
+            .get_mut(&p1)
+            .expect("indexed with p1")
+            .retain(|id| *id != b.id);
+        groups.get_mut(&p2).expect("indexed with p2").push(b.id);
+    });
+    assert!(
+        error(&store).contains("per-client index"),
+        "{}",
+        error(&store)
+    );
+
+    // A client indexed with no bookings at all.
+    let store = filled();
+    let stranger = ClientId::new_at(t0());
+    store.by_client.write(&stranger, |m| {
+        m.insert(stranger, Default::default());
+    });
+    assert!(
+        error(&store).contains("per-client index"),
+        "{}",
+        error(&store)
+    );
+}
+
+#[test]
+fn debug_shows_the_sizes_of_the_outbox_and_the_idempotency_table() {
+    let store = MemoryStore::new();
+    let (p1, _, c) = ids();
+    block_on(store.insert_booking(&booking(p1, c, range(0, 60), None), t0())).expect("test step");
+    let shown = format!("{store:?}");
+    assert_eq!(
+        shown,
+        "MemoryStore { events: 1, idempotency_records: 0, .. }"
+    );
+}
+
+/// The directory's search indexes (rate order, spatial tree, trigram lists) follow every
+/// update of the fields they hold, and a token or id already taken is refused.
+#[test]
+fn directory_indexes_follow_updates() {
+    use booking_core::store::DirectoryStore;
+    use booking_core::store::Registered;
+    use booking_core::{Entity, GeoPoint, NewProfessional, ProfessionalPatch, TokenHash};
+
+    let store = MemoryStore::new();
+    let new = |name: &str| {
+        NewProfessional {
+            name: name.into(),
+            category: "massage".into(),
+            location: GeoPoint::new(52.5, 13.4).expect("a valid point"),
+            hourly_rate_cents: 5_000,
+            currency: "eur".into(),
+            timezone: "Europe/Berlin".into(),
+            is_active: None,
+        }
+        .validate(ProfessionalId::new_at(t0()), t0())
+        .expect("a valid professional")
+    };
+    let ada = new("Ada Lovelace");
+    let stored = block_on(store.insert_professional(&ada, TokenHash::of("ada"), None));
+    assert!(matches!(stored, Ok(Registered::Created(_))));
+    // Another professional with Ada's token, and Ada again with a new token: refused.
+    let twin = new("Ada Twin");
+    assert_eq!(
+        block_on(store.insert_professional(&twin, TokenHash::of("ada"), None)),
+        Err(Error::AlreadyExists(Entity::Professional))
+    );
+    assert_eq!(
+        block_on(store.insert_professional(&ada, TokenHash::of("ada-2"), None)),
+        Err(Error::AlreadyExists(Entity::Professional))
+    );
+    store
+        .check_invariants()
+        .expect("consistent after the refusals");
+    let patches = [
+        ProfessionalPatch {
+            hourly_rate_cents: Some(7_000),
+            ..ProfessionalPatch::default()
+        },
+        ProfessionalPatch {
+            location: Some(GeoPoint::new(48.1, 11.6).expect("a valid point")),
+            ..ProfessionalPatch::default()
+        },
+        ProfessionalPatch {
+            name: Some("Grace Hopper".into()),
+            ..ProfessionalPatch::default()
+        },
+        ProfessionalPatch {
+            category: Some("physiotherapy".into()),
+            ..ProfessionalPatch::default()
+        },
+    ];
+    for patch in &patches {
+        block_on(store.update_professional(ada.id, patch, at(1))).expect("update");
+        store
+            .check_invariants()
+            .unwrap_or_else(|e| panic!("after {patch:?}: {e}"));
+    }
+}

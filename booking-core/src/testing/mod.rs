@@ -107,6 +107,7 @@ macro_rules! conformance_suite {
             pagination_has_no_gaps_or_duplicates,
             forged_booking_cursor_is_refused,
             list_filters_by_owner_status_and_time,
+            list_combines_owner_professional_cursor_and_from,
             idempotency_replays_the_stored_response,
             idempotency_rejects_a_different_request,
             idempotency_in_flight_until_the_lease_runs_out,

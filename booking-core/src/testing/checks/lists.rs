@@ -199,6 +199,84 @@ pub async fn list_filters_by_owner_status_and_time<S: Store + ?Sized>(store: Arc
     );
 }
 
+/// `BookingStore::list_bookings`: the owner, a `professional_id` filter, a cursor and
+/// `from` combine: the later of cursor and `from` bounds the page, a professional asking
+/// for another's bookings gets none, a client's list narrows to one professional, and a
+/// last page exactly `limit` long has no next cursor.
+pub async fn list_combines_owner_professional_cursor_and_from<S: Store + ?Sized>(store: Arc<S>) {
+    let fx = Fixture::new(store).await;
+    let other_pro = new_professional(&fx.engine).await;
+    let other_client = new_client(&fx.engine).await;
+    let b1 = fx.book(60, 90).await.expect("b1");
+    let b2 = fx.book(120, 150).await.expect("b2");
+    let b3 = fx
+        .book_for(&other_pro, &fx.client, range(180, 210))
+        .await
+        .expect("b3");
+    let b4 = fx
+        .book_for(&other_pro, &other_client, range(240, 270))
+        .await
+        .expect("b4");
+    let b5 = fx
+        .book_for(&fx.pro, &other_client, range(300, 330))
+        .await
+        .expect("b5");
+    let page = |actor, filter: BookingFilter| {
+        let engine = &fx.engine;
+        async move { engine.list_bookings(actor, &filter).await.expect("list") }
+    };
+    let ids = |v: &[Booking]| v.iter().map(|b| b.id).collect::<Vec<_>>();
+    let for_pro = |p| BookingFilter {
+        professional_id: Some(p),
+        ..BookingFilter::default()
+    };
+
+    let own = page(Actor::Professional(fx.pro.id), for_pro(fx.pro.id)).await;
+    assert_eq!(ids(&own.items), [b1.id, b2.id, b5.id]);
+    let others = page(Actor::Professional(fx.pro.id), for_pro(other_pro.id)).await;
+    assert!(others.items.is_empty() && others.next_cursor.is_none());
+    let client = Actor::Client(fx.client.id);
+    assert_eq!(
+        ids(&page(client, for_pro(other_pro.id)).await.items),
+        [b3.id]
+    );
+    assert_eq!(
+        ids(&page(client, for_pro(fx.pro.id)).await.items),
+        [b1.id, b2.id]
+    );
+
+    let limited = |limit, after, from| BookingFilter {
+        limit: Some(limit),
+        after,
+        from,
+        ..BookingFilter::default()
+    };
+    let all = page(Actor::Admin, limited(5, None, None)).await;
+    assert_eq!(ids(&all.items), [b1.id, b2.id, b3.id, b4.id, b5.id]);
+    assert_eq!(all.next_cursor, None, "a full last page has no next cursor");
+    let first = page(Actor::Admin, limited(2, None, None)).await;
+    assert_eq!(ids(&first.items), [b1.id, b2.id]);
+    let cursor = first.next_cursor.expect("more to come");
+    let from_later = page(Actor::Admin, limited(2, Some(cursor), Some(at(240)))).await;
+    assert_eq!(
+        ids(&from_later.items),
+        [b4.id, b5.id],
+        "from is past the cursor"
+    );
+    let from_earlier = page(Actor::Admin, limited(2, Some(cursor), Some(at(0)))).await;
+    assert_eq!(
+        ids(&from_earlier.items),
+        [b3.id, b4.id],
+        "the cursor is past from"
+    );
+    let mine = page(client, limited(1, Some(cursor), Some(at(0)))).await;
+    assert_eq!(
+        ids(&mine.items),
+        [b3.id],
+        "a client's list: the same bounds"
+    );
+}
+
 /// A forged cursor whose position no booking can have is refused, not passed to the store.
 pub async fn forged_booking_cursor_is_refused<S: Store + ?Sized>(store: Arc<S>) {
     let fx = Fixture::new(store).await;

@@ -41,7 +41,9 @@ async fn create<S: Store + ?Sized, C: crate::clock::Clock>(
         .expect("create a professional")
 }
 
-/// Every page of `query` (from its first page), each checked to hold at most `limit` rows.
+/// Every page of `query` (from its first page), each checked to hold at most `limit` rows,
+/// and to be non-empty when an earlier page's cursor led to it (a full last page has no
+/// next cursor; nothing is removed while the checks page).
 async fn all_pages<S: Store + ?Sized, C: crate::clock::Clock>(
     engine: &BookingEngine<S, C>,
     query: &ProfessionalQuery,
@@ -52,6 +54,10 @@ async fn all_pages<S: Store + ?Sized, C: crate::clock::Clock>(
     loop {
         let page = engine.search_professionals(&q).await.expect("search");
         assert!(page.items.len() <= q.limit as usize, "page over its limit");
+        assert!(
+            q.after.is_none() || !page.items.is_empty(),
+            "a next cursor led to an empty page"
+        );
         out.extend(page.items);
         match page.next_cursor {
             Some(c) => q.after = Some(c),
