@@ -412,3 +412,86 @@ impl ScheduleStore for MemoryStore {
         Ok(read(&self.schedules).get(&professional_id).cloned())
     }
 }
+
+#[cfg(all(test, not(booking_loom)))]
+mod tests {
+    use booking_core::NewProfessional;
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// A directory with one professional (and one create request) that passes `check`.
+    fn directory() -> (Directory, Professional) {
+        let now = Utc
+            .with_ymd_and_hms(2027, 3, 1, 8, 0, 0)
+            .single()
+            .expect("a valid instant");
+        let p = NewProfessional {
+            name: "Ada Lovelace".into(),
+            category: "massage".into(),
+            location: GeoPoint::new(52.5, 13.4).expect("a valid point"),
+            hourly_rate_cents: 5_000,
+            currency: "eur".into(),
+            timezone: "UTC".into(),
+            is_active: None,
+        }
+        .validate(ProfessionalId::new_at(now), now)
+        .expect("a valid professional");
+        let mut d = Directory::default();
+        d.insert_professional(&p, TokenHash::of("ada"), Some("req-1"))
+            .expect("insert");
+        d.check().expect("consistent");
+        (d, p)
+    }
+
+    /// `check`, which `MemoryStore::check_invariants` and so every model run relies on,
+    /// spots each index drifting from the professionals.
+    #[test]
+    fn check_spots_every_index_out_of_step() {
+        let out_of_step = "professional search order out of step";
+        let (mut d, _) = directory();
+        d.by_rate.clear();
+        assert_eq!(d.check(), Err(out_of_step.into()));
+
+        let (mut d, p) = directory();
+        d.by_rate.remove(&(p.hourly_rate_cents, p.id));
+        d.by_rate.insert((p.hourly_rate_cents + 1, p.id));
+        assert_eq!(d.by_rate.len(), 1);
+        assert_eq!(d.check(), Err(out_of_step.into()), "same size, wrong entry");
+
+        let (mut d, p) = directory();
+        d.spatial.remove(&spatial_entry(p.location, p.id));
+        d.spatial
+            .insert(spatial_entry(GeoPoint { lat: 0.0, lng: 0.0 }, p.id));
+        assert_eq!(d.spatial.size(), 1);
+        assert_eq!(d.check(), Err(out_of_step.into()), "moved in the tree only");
+
+        // A stray entry in one trigram list: every professional still finds all of its
+        // trigrams, only the totals differ.
+        let (mut d, p) = directory();
+        let stray = ProfessionalId::new_at(p.created_at);
+        if let Some(list) = d.trigrams.values_mut().next() {
+            list.insert((p.hourly_rate_cents, stray));
+        }
+        assert_eq!(d.check(), Err(out_of_step.into()), "a stray trigram entry");
+
+        let (mut d, _) = directory();
+        let t = *d.trigrams.keys().next().expect("indexed");
+        d.trigrams.remove(&t);
+        assert_eq!(d.check(), Err(out_of_step.into()), "a missing trigram");
+
+        let (mut d, p) = directory();
+        d.professionals.remove(&p.id);
+        assert!(d.check().is_err(), "indexes of a missing professional");
+
+        let (mut d, p) = directory();
+        d.requests.insert(
+            "req-2".into(),
+            Principal::Client(ClientId::new_at(p.created_at)),
+        );
+        assert_eq!(
+            d.check(),
+            Err("a request reference names a missing subject".into())
+        );
+    }
+}
