@@ -444,6 +444,43 @@ mod tests {
         (d, p)
     }
 
+    /// The walk's geometry: points on the unit sphere, and a bound that is below the
+    /// exact distance (so the walk never stops before a match) by at most a few
+    /// millimetres (so it stops soon after the last one).
+    #[test]
+    fn unit_vectors_and_the_distance_bound() {
+        let close = |a: [f64; 3], b: [f64; 3]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        let at = |lat, lng| GeoPoint { lat, lng };
+        assert!(close(unit_vector(at(0.0, 0.0)), [1.0, 0.0, 0.0]));
+        assert!(close(unit_vector(at(0.0, 90.0)), [0.0, 1.0, 0.0]));
+        assert!(close(unit_vector(at(90.0, 0.0)), [0.0, 0.0, 1.0]));
+        assert!(close(
+            unit_vector(at(-45.0, 180.0)),
+            [-0.5f64.sqrt(), 0.0, -0.5f64.sqrt()]
+        ));
+        let centre = at(52.520008, 13.404954);
+        for other in [
+            at(52.520008, 13.404954),
+            at(52.5219, 13.4132),
+            at(52.3906, 13.0645),
+            at(48.8566, 2.3522),
+            at(-33.8688, 151.2093),
+            at(-52.520008, -166.595046),
+        ] {
+            let (a, b) = (unit_vector(centre), unit_vector(other));
+            let chord = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let exact_mm = booking_core::search::distance_km(centre, other) * 1e6;
+            let bound = lower_bound_mm(chord);
+            assert!(bound <= exact_mm, "{bound} above {exact_mm}");
+            assert!(bound >= exact_mm - 50.0, "{bound} far below {exact_mm}");
+        }
+    }
+
     /// `check`, which `MemoryStore::check_invariants` and so every model run relies on,
     /// spots each index drifting from the professionals.
     #[test]

@@ -152,3 +152,43 @@ impl IdempotencyStore for MemoryStore {
         Ok(lock(&self.idempotency).purge_expired(now, limit))
     }
 }
+
+#[cfg(all(test, not(booking_loom)))]
+mod tests {
+    use booking_core::idempotency::IdempotencyPolicy;
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn len_counts_records_and_check_spots_a_drifted_expiry_order() {
+        let now = Utc
+            .with_ymd_and_hms(2027, 3, 1, 8, 0, 0)
+            .single()
+            .expect("a valid instant");
+        let scope = Scope::new("client:1");
+        let policy = IdempotencyPolicy::default();
+        let fp = Fingerprint::of_request("POST", "/v1/bookings", b"{}");
+        let mut table = IdempotencyTable::default();
+        assert_eq!(table.len(), 0);
+        for k in ["a", "b"] {
+            let key = IdempotencyKey::parse(k).expect("a valid key");
+            table.begin(&scope, &key, fp, now, &policy);
+        }
+        assert_eq!(table.len(), 2);
+        table.check().expect("consistent");
+
+        // The same number of entries, one with the wrong deadline.
+        let (at, s, k) = table.by_expiry.pop_first().expect("two entries");
+        table
+            .by_expiry
+            .insert((at + chrono::Duration::seconds(1), s, k));
+        assert_eq!(
+            table.check(),
+            Err("idempotency expiry order out of step".into())
+        );
+        // One entry missing.
+        table.by_expiry.pop_first();
+        assert!(table.check().is_err());
+    }
+}
