@@ -380,12 +380,34 @@ mod tests {
         assert!(inbox.owned(&d.event.key, d.lease).is_some());
     }
 
-    /// `check` notices an index that lost an entry.
+    /// `check` notices each index that lost an entry, alone.
     #[test]
     fn check_detects_a_stale_index() {
+        let stale = Err("inbox indexes do not match the rows".to_owned());
         let mut inbox = Inbox::default();
         inbox.record(&event(1), at(0));
         inbox.due.clear();
-        assert!(inbox.check().is_err());
+        assert_eq!(inbox.check(), stale);
+
+        // One event of each settled kind, then one index at a time loses its entry.
+        let settled = || {
+            let mut inbox = Inbox::default();
+            for n in 0..2 {
+                inbox.record(&event(n), at(0));
+            }
+            let claimed = inbox
+                .claim_due(at(0), 10, chrono::Duration::minutes(5))
+                .expect("claim");
+            assert!(inbox.mark_processed(&claimed[0].event.key, claimed[0].lease, at(1)));
+            assert!(inbox.dead_letter(&claimed[1].event.key, claimed[1].lease, "boom", at(1)));
+            inbox.check().expect("consistent");
+            inbox
+        };
+        let mut inbox = settled();
+        inbox.dead.clear();
+        assert_eq!(inbox.check(), stale, "dead-letter index");
+        let mut inbox = settled();
+        inbox.processed.clear();
+        assert_eq!(inbox.check(), stale, "processed index");
     }
 }

@@ -383,6 +383,12 @@ pub async fn inbox_dead_letters_list_and_replay<S: Store + ?Sized>(store: Arc<S>
     let whole = store.list_dead_letters(100, None).await.expect("list");
     assert_eq!(whole.items, expected);
     assert_eq!(whole.next_cursor, None);
+    let exact = store.list_dead_letters(5, None).await.expect("list");
+    assert_eq!(exact.items, expected);
+    assert_eq!(
+        exact.next_cursor, None,
+        "a full last page has no next cursor"
+    );
 
     // Page by two; replaying an event already listed does not shift later pages.
     let first = store.list_dead_letters(2, None).await.expect("list");
