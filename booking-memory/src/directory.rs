@@ -156,19 +156,7 @@ impl Directory {
         if let Some(near) = &query.near {
             return Ok(self.search_near(query, near, limit));
         }
-        let from_cursor = query
-            .after
-            .map(|c| Bound::Excluded((c.primary, ProfessionalId::from_uuid(c.id))));
-        let from_min = query
-            .min_rate_cents
-            .map(|m| Bound::Included((m, ProfessionalId::from_uuid(uuid::Uuid::nil()))));
-        // Start at whichever of the two bounds is later.
-        let lower = match (from_cursor, from_min) {
-            (Some(Bound::Excluded(c)), Some(Bound::Included(m))) if m > c => Bound::Included(m),
-            (Some(c), _) => c,
-            (None, Some(m)) => m,
-            (None, None) => Bound::Unbounded,
-        };
+        let lower = rate_walk_start(query.after, query.min_rate_cents);
         let mut items = Vec::with_capacity(limit + 1);
         let order = self.walk_order(query).unwrap_or(&self.by_rate);
         for (rate, id) in order.range((lower, Bound::Unbounded)) {
@@ -317,6 +305,19 @@ impl Directory {
 /// An empty trigram list (a trigram no document holds).
 static EMPTY: BTreeSet<(i64, ProfessionalId)> = BTreeSet::new();
 
+/// Where a walk of the `(rate, id)` order starts: just after the cursor or at the minimum
+/// rate, whichever is later.
+fn rate_walk_start(after: Option<Cursor>, min_rate: Option<i64>) -> Bound<(i64, ProfessionalId)> {
+    let from_cursor = after.map(|c| (c.primary, ProfessionalId::from_uuid(c.id)));
+    let from_min = min_rate.map(|m| (m, ProfessionalId::from_uuid(uuid::Uuid::nil())));
+    match (from_cursor, from_min) {
+        (Some(c), Some(m)) if m > c => Bound::Included(m),
+        (Some(c), _) => Bound::Excluded(c),
+        (None, Some(m)) => Bound::Included(m),
+        (None, None) => Bound::Unbounded,
+    }
+}
+
 /// The distinct byte trigrams of `text`.
 fn trigrams(text: &str) -> std::collections::HashSet<[u8; 3]> {
     text.as_bytes()
@@ -416,6 +417,7 @@ impl ScheduleStore for MemoryStore {
 #[cfg(all(test, not(booking_loom)))]
 mod tests {
     use booking_core::NewProfessional;
+    use booking_core::search::TextQuery;
     use chrono::TimeZone;
 
     use super::*;
@@ -442,6 +444,64 @@ mod tests {
             .expect("insert");
         d.check().expect("consistent");
         (d, p)
+    }
+
+    #[test]
+    fn a_rate_walk_starts_at_the_later_of_cursor_and_minimum_rate() {
+        let id = ProfessionalId::new_at(DateTime::<Utc>::UNIX_EPOCH);
+        let nil = ProfessionalId::from_uuid(uuid::Uuid::nil());
+        let cursor = |primary| {
+            Some(Cursor {
+                primary,
+                id: id.as_uuid(),
+            })
+        };
+        assert_eq!(rate_walk_start(None, None), Bound::Unbounded);
+        assert_eq!(
+            rate_walk_start(None, Some(200)),
+            Bound::Included((200, nil))
+        );
+        assert_eq!(
+            rate_walk_start(cursor(300), None),
+            Bound::Excluded((300, id))
+        );
+        assert_eq!(
+            rate_walk_start(cursor(100), Some(200)),
+            Bound::Included((200, nil))
+        );
+        assert_eq!(
+            rate_walk_start(cursor(300), Some(200)),
+            Bound::Excluded((300, id))
+        );
+        assert_eq!(
+            rate_walk_start(cursor(200), Some(200)),
+            Bound::Excluded((200, id))
+        );
+    }
+
+    /// A text query walks the shortest trigram list among its terms' trigrams.
+    #[test]
+    fn a_text_query_walks_its_rarest_trigram() {
+        let (mut d, ada) = directory();
+        let now = ada.created_at;
+        for name in ["Ada Byron", "Ada King", "Adam Smith"] {
+            let mut p = ada.clone();
+            p.id = ProfessionalId::new_at(now);
+            p.name = name.into();
+            d.insert_professional(&p, TokenHash::of(name), None)
+                .expect("insert");
+        }
+        let walk = |text: &str| {
+            let mut query = ProfessionalQuery::all(10);
+            query.text = Some(TextQuery::parse(text).expect("a valid query"));
+            d.walk_order(&query).map(BTreeSet::len)
+        };
+        // "ada" is in all four documents; "love" only in Ada Lovelace's.
+        assert_eq!(walk("ada"), Some(4));
+        assert_eq!(walk("ada love"), Some(1));
+        assert_eq!(walk("love ada"), Some(1));
+        assert_eq!(walk("zzz ada"), Some(0), "a trigram no document holds");
+        assert_eq!(d.walk_order(&ProfessionalQuery::all(10)), None);
     }
 
     /// The walk's geometry: points on the unit sphere, and a bound that is below the
