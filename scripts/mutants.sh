@@ -98,6 +98,13 @@ kinds = {"CaughtMutant": "caught", "MissedMutant": "missed", "Unviable": "unviab
 table = defaultdict(lambda: defaultdict(int))
 missed = []
 for path in sorted(root.glob("**/mutants.out/outcomes.json")):
+    # A run with MUTANTS_ITERATE=1 tests only what earlier runs did not catch; the mutants
+    # they caught are listed in previously_caught.txt beside its outcomes.
+    earlier = path.with_name("previously_caught.txt")
+    if earlier.exists():
+        for name in earlier.read_text().splitlines():
+            if name.strip():
+                table[name.split(":", 1)[0]]["caught"] += 1
     for o in json.loads(path.read_text())["outcomes"]:
         scenario = o["scenario"]
         if not isinstance(scenario, dict) or "Mutant" not in scenario:

@@ -104,6 +104,13 @@ impl Outbox {
     }
 
     fn position(&self, id: EventId) -> Option<usize> {
+        let position = self.decode(id)?;
+        self.get(position).filter(|e| e.id == id).map(|_| position)
+    }
+
+    /// The recording position an id made by this outbox encodes; `None` for an id with
+    /// another salt (another store's, or not an event id at all).
+    fn decode(&self, id: EventId) -> Option<usize> {
         let raw = id.as_uuid().as_u128();
         let rand_a = (raw >> 64) & 0x0fff;
         let rand_b = raw & (u128::from(u64::MAX) >> 2);
@@ -111,8 +118,7 @@ impl Outbox {
         if payload & SALT_MASK != self.salt {
             return None;
         }
-        let position = usize::try_from(payload >> SALT_BITS).ok()?;
-        self.get(position).filter(|e| e.id == id).map(|_| position)
+        usize::try_from(payload >> SALT_BITS).ok()
     }
 
     /// Appends a batch (one critical section's events) at the end, assigning their ids.
@@ -324,6 +330,28 @@ mod tests {
         let other = Outbox::new(7);
         assert_eq!(other.position(ids[0]), None);
         assert_eq!(outbox.position(EventId::new_at(b.updated_at)), None);
+    }
+
+    /// Every position an id can hold (48 bits) survives the trip through the id, also
+    /// those whose top bits land in the UUID's `rand_a` field.
+    #[test]
+    fn every_position_width_round_trips_through_an_id() {
+        let outbox = Outbox::new(0x155_5555);
+        let at = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20_000);
+        for position in [
+            0,
+            1,
+            12_345,
+            (1 << 36) - 1,
+            1 << 36,
+            0xabc_def0_1234,
+            (1 << 48) - 1,
+        ] {
+            let id = outbox.event_id(position, at);
+            assert_eq!(id.as_uuid().get_version_num(), 7);
+            assert_eq!(outbox.decode(id), Some(position), "{position:#x}");
+            assert_eq!(Outbox::new(0x0aa_aaaa).decode(id), None);
+        }
     }
 
     #[test]
