@@ -413,6 +413,11 @@ mod tests {
             let ids: Vec<_> = claim.events.iter().map(|e| e.id).collect();
             assert_eq!(outbox.mark(consumer, claim.lease, &ids), total);
         }
+        // A limit below a chunk prunes nothing; events exactly at the cutoff are not
+        // older than it.
+        assert_eq!(outbox.prune(later, &Consumer::ALL, CHUNK - 1), 0);
+        assert!(outbox.all().all(|e| e.occurred_at == now));
+        assert_eq!(outbox.prune(now, &Consumer::ALL, usize::MAX), 0);
         assert_eq!(outbox.prune(later, &Consumer::ALL, CHUNK), CHUNK as u64);
         assert_eq!(
             outbox.prune(later, &Consumer::ALL, usize::MAX),
