@@ -383,6 +383,59 @@ mod tests {
         );
     }
 
+    /// Pruning a chunk keeps a consumer's claims and out-of-order marks on the events
+    /// after it: nothing leased is handed out twice, nothing marked is published again.
+    #[test]
+    fn pruning_keeps_claims_and_marks_past_the_pruned_chunk() {
+        let mut outbox = Outbox::new(3);
+        let (b, now) = sample_booking(BookingStatus::Confirmed);
+        let total = CHUNK + 10;
+        outbox.append(
+            (0..total)
+                .map(|i| {
+                    let mut b = b.clone();
+                    b.id = BookingId::from_uuid(uuid::Uuid::from_u128(i as u128 + 1));
+                    DomainEvent::new(EventKind::BookingCreated, &b, None)
+                })
+                .collect(),
+        );
+        let all: Vec<EventId> = outbox.all().map(|e| e.id).collect();
+        let lease = chrono::Duration::minutes(1);
+        let [nats, webhooks] = Consumer::ALL;
+        let claim = outbox
+            .claim(webhooks, now, usize::MAX, lease)
+            .expect("claim");
+        assert_eq!(outbox.mark(webhooks, claim.lease, &all), total);
+        // NATS marks the first chunk and one later event, and keeps the rest leased.
+        let claim = outbox.claim(nats, now, usize::MAX, lease).expect("claim");
+        assert_eq!(claim.events.len(), total);
+        let mut marked = all[..CHUNK].to_vec();
+        marked.push(all[CHUNK + 5]);
+        assert_eq!(outbox.mark(nats, claim.lease, &marked), CHUNK + 1);
+
+        let later = now + chrono::Duration::days(1);
+        assert_eq!(
+            outbox.prune(later, &Consumer::ALL, usize::MAX),
+            CHUNK as u64
+        );
+        let again = outbox.claim(nats, now, usize::MAX, lease).expect("claim");
+        assert!(again.events.is_empty(), "the lease still holds the rest");
+        let after_lease = now + lease + chrono::Duration::seconds(1);
+        let retry = outbox
+            .claim(nats, after_lease, usize::MAX, lease)
+            .expect("claim");
+        let want: Vec<EventId> = all[CHUNK..]
+            .iter()
+            .copied()
+            .filter(|id| *id != all[CHUNK + 5])
+            .collect();
+        assert_eq!(
+            retry.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            want,
+            "the marked event is not handed out again"
+        );
+    }
+
     #[test]
     fn pruning_drops_whole_marked_chunks_only() {
         let mut outbox = Outbox::new(2);
