@@ -608,3 +608,72 @@ fn directory_indexes_follow_updates() {
             .unwrap_or_else(|e| panic!("after {patch:?}: {e}"));
     }
 }
+
+/// `ProShard::check` (part of `check_invariants`) reports each way a shard's index, list
+/// order and request index can drift from its bookings.
+#[test]
+fn shard_check_reports_each_drift() {
+    use crate::shard::list_key;
+    use crate::sync::lock;
+
+    let (p1, _, c) = ids();
+    let mut a = booking(p1, c, range(0, 60), None);
+    a.request_ref = Some("req-a".into());
+    let b = booking(p1, c, range(60, 120), None);
+    let filled = || {
+        let store = MemoryStore::new();
+        for x in [&a, &b] {
+            block_on(store.insert_booking(x, t0())).expect("test step");
+        }
+        block_on(store.transition_booking(b.id, Transition::Cancel, t0())).expect("cancel b");
+        store
+            .check_invariants()
+            .expect("consistent before the damage");
+        store
+    };
+    let shard_error = |store: &MemoryStore| {
+        let shard = store.shard(p1).expect("p1 has a shard");
+        let error = lock(&shard).check().expect_err("drift is reported");
+        error
+    };
+
+    // A booking whose range changed behind the index's back.
+    let store = filled();
+    {
+        let shard = store.shard(p1).expect("p1 has a shard");
+        let mut s = lock(&shard);
+        let stored = s.bookings.get_mut(&a.id).expect("stored");
+        stored.blocked = range(0, 30);
+    }
+    assert!(shard_error(&store).contains("stale index entry"));
+
+    // The same number of indexable bookings, but the indexed one is now cancelled and the
+    // cancelled one active.
+    let store = filled();
+    {
+        let shard = store.shard(p1).expect("p1 has a shard");
+        let mut s = lock(&shard);
+        s.bookings.get_mut(&a.id).expect("stored").status = BookingStatus::Cancelled;
+        s.bookings.get_mut(&b.id).expect("stored").status = BookingStatus::Confirmed;
+    }
+    assert!(shard_error(&store).contains("stale index entry"));
+
+    // A list key replaced by another of the same count.
+    let store = filled();
+    {
+        let shard = store.shard(p1).expect("p1 has a shard");
+        let mut s = lock(&shard);
+        let stored = s.bookings.get(&a.id).expect("stored").as_ref().clone();
+        s.order.remove(&list_key(&stored));
+        s.order.insert((0, BookingId::new_at(t0())));
+    }
+    assert!(shard_error(&store).contains("stored under a wrong key"));
+
+    // A request reference pointing at another booking.
+    let store = filled();
+    {
+        let shard = store.shard(p1).expect("p1 has a shard");
+        lock(&shard).by_request.insert("req-a".into(), b.id);
+    }
+    assert!(shard_error(&store).contains("request ref"));
+}
