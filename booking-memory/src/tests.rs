@@ -633,8 +633,7 @@ fn shard_check_reports_each_drift() {
     };
     let shard_error = |store: &MemoryStore| {
         let shard = store.shard(p1).expect("p1 has a shard");
-        let error = lock(&shard).check().expect_err("drift is reported");
-        error
+        lock(&shard).check().expect_err("drift is reported")
     };
 
     // A booking whose range changed behind the index's back.
