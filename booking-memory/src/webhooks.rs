@@ -403,3 +403,109 @@ impl SubscriptionStore for MemoryStore {
         lock(&self.webhooks).redeliver(id, now)
     }
 }
+
+#[cfg(all(test, not(booking_loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use booking_core::testing::checks;
+
+    use super::*;
+    use crate::sync::lock;
+
+    /// A store whose webhook tables hold subscriptions and deliveries in every state.
+    fn filled() -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore::new());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(checks::webhook_retry_is_scheduled_and_failure_is_final(
+                store.clone(),
+            ));
+        store
+            .check_invariants()
+            .expect("consistent before the damage");
+        store
+    }
+
+    fn error(store: &MemoryStore) -> String {
+        lock(&store.webhooks)
+            .check()
+            .expect_err("drift is reported")
+    }
+
+    /// `check` (part of `check_invariants`) reports each index drifting alone.
+    #[test]
+    fn check_reports_each_index_drifting_alone() {
+        // A subscription missing from the id index (every indexed one still matches).
+        let store = filled();
+        {
+            let mut w = lock(&store.webhooks);
+            let (cursor, sub) = w
+                .subscriptions
+                .iter()
+                .next()
+                .map(|(c, s)| (*c, s.clone()))
+                .expect("a subscription");
+            let extra = Cursor {
+                primary: cursor.primary,
+                id: uuid::Uuid::max(),
+            };
+            w.subscriptions.insert(extra, sub);
+        }
+        assert!(error(&store).contains("subscription index"));
+
+        // A delivery whose subscription is gone from both indexes.
+        let store = filled();
+        {
+            let mut w = lock(&store.webhooks);
+            let sub = w
+                .rows
+                .values()
+                .next()
+                .map(|r| r.delivery.subscription_id)
+                .expect("a delivery");
+            let cursor = w.positions.remove(&sub).expect("indexed");
+            w.subscriptions.remove(&cursor);
+        }
+        assert!(error(&store).contains("without its subscription"));
+
+        let mismatch = "due, pair or list index does not match";
+        let store = filled();
+        lock(&store.webhooks).due.insert((
+            DateTime::<Utc>::UNIX_EPOCH,
+            DeliveryId::new_at(DateTime::<Utc>::UNIX_EPOCH),
+        ));
+        assert!(error(&store).contains(mismatch), "a stray due entry");
+
+        let store = filled();
+        {
+            let mut w = lock(&store.webhooks);
+            let sub = *w.positions.keys().next().expect("a subscription");
+            w.pairs
+                .insert((sub, EventId::new_at(DateTime::<Utc>::UNIX_EPOCH)));
+        }
+        assert!(error(&store).contains(mismatch), "a stray pair");
+
+        let store = filled();
+        {
+            let mut w = lock(&store.webhooks);
+            let (key, id) = w
+                .by_subscription
+                .iter()
+                .next()
+                .map(|(k, v)| (*k, *v))
+                .expect("a listed delivery");
+            let stray = (
+                key.0,
+                Cursor {
+                    primary: key.1.primary,
+                    id: uuid::Uuid::max(),
+                },
+            );
+            w.by_subscription.insert(stray, id);
+        }
+        assert!(error(&store).contains(mismatch), "a stray list entry");
+    }
+}

@@ -111,6 +111,12 @@ pub async fn webhook_subscriptions_roundtrip_and_paginate<S: Store + ?Sized>(sto
         .expect("list");
     assert_eq!(second.items, vec![c.clone()]);
     assert_eq!(second.next_cursor, None);
+    let exact = store.list_subscriptions(3, None).await.expect("list");
+    assert_eq!(exact.items, vec![a.clone(), b.clone(), c.clone()]);
+    assert_eq!(
+        exact.next_cursor, None,
+        "a full last page has no next cursor"
+    );
     assert!(store.list_subscriptions(0, None).await.is_err());
     store.delete_subscription(b.id).await.expect("delete");
     assert_eq!(
@@ -147,6 +153,21 @@ pub async fn webhook_fan_out_filters_by_type_and_professional<S: Store + ?Sized>
         .map(|e| e.id);
     let all = deliveries(&*store, every.id).await;
     assert_eq!(all.len(), 2);
+    let one = store
+        .list_deliveries(every.id, 1, None)
+        .await
+        .expect("list deliveries");
+    assert_eq!(one.items, all[..1]);
+    assert!(
+        one.next_cursor.is_some(),
+        "a page short of the rest has a cursor"
+    );
+    let two = store
+        .list_deliveries(every.id, 2, None)
+        .await
+        .expect("list deliveries");
+    assert_eq!(two.items, all);
+    assert_eq!(two.next_cursor, None, "a full last page has no next cursor");
     assert_eq!(deliveries(&*store, mine.id).await.len(), 2);
     assert!(deliveries(&*store, theirs.id).await.is_empty());
     let cancelled = deliveries(&*store, cancels.id).await;

@@ -170,6 +170,24 @@ pub async fn provider_failure_leaves_the_slot_free<S: Store + ?Sized>(store: Arc
     assert_ne!(again.id, released[0].id);
     assert_eq!(again.status, BookingStatus::PendingPayment);
     assert!(again.payment.is_some());
+    // A hold that has its intent is not released, nor is a booking no longer a hold.
+    let store = fx.engine.store();
+    let now = fx.engine.now();
+    assert_eq!(
+        store
+            .release_unpaid_hold(again.id, now)
+            .await
+            .expect("release"),
+        None
+    );
+    assert_eq!(
+        store
+            .release_unpaid_hold(released[0].id, now)
+            .await
+            .expect("release"),
+        None
+    );
+    assert_eq!(fx.status(&again).await, BookingStatus::PendingPayment);
 }
 
 /// A retry after a crash between hold and intent pays the same hold, once.
