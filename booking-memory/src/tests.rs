@@ -676,3 +676,38 @@ fn shard_check_reports_each_drift() {
     }
     assert!(shard_error(&store).contains("request ref"));
 }
+
+/// `prune_events` reports what it pruned: whole chunks of 4096 events, once every
+/// consumer has marked them.
+#[test]
+fn prune_events_counts_the_whole_chunks_it_drops() {
+    use booking_core::events::Consumer;
+
+    let store = MemoryStore::new();
+    let (p1, _, c) = ids();
+    // One event per booking; 4096 + 4 bookings fill one chunk and start the next.
+    for i in 0..4100 {
+        let b = booking(p1, c, range(i * 10, i * 10 + 5), None);
+        block_on(store.insert_booking(&b, t0())).expect("test step");
+    }
+    let later = t0() + Duration::days(1);
+    assert_eq!(
+        block_on(store.prune_events(later, &Consumer::ALL, usize::MAX)),
+        Ok(0),
+        "nothing marked yet"
+    );
+    for consumer in Consumer::ALL {
+        let claim = block_on(store.claim_events(consumer, t0(), 5000, Duration::minutes(1)))
+            .expect("claim");
+        let ids: Vec<_> = claim.events.iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 4100);
+        let marked = block_on(store.mark_events(consumer, claim.lease, &ids, t0()));
+        assert_eq!(marked, Ok(4100));
+    }
+    assert_eq!(
+        block_on(store.prune_events(later, &Consumer::ALL, usize::MAX)),
+        Ok(4096)
+    );
+    let left = block_on(store.events_after(None, 100)).expect("read the outbox");
+    assert_eq!(left.len(), 4);
+}

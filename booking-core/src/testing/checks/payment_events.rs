@@ -18,6 +18,7 @@ use crate::webhook::StripeEvent;
 use crate::webhook::inbox::{InboxKey, InboxState, NewInboxEvent};
 
 use super::payments::{deliver, intent_of, paid_fixture, process, succeeded};
+use super::support::events_of;
 /// `payment_intent.succeeded` confirms a hold once; redeliveries change nothing.
 pub async fn payment_confirms_a_hold_once<S: Store + ?Sized>(store: Arc<S>) {
     // `payment_intent.succeeded` confirms a hold once; a redelivery is a duplicate, and
@@ -108,6 +109,27 @@ pub async fn payment_after_expiry_confirms_or_refunds<S: Store + ?Sized>(store: 
         0
     );
     assert_eq!(gateway.counts().1, 1);
+
+    // A payment for a hold that ran out, whose slot another hold took and then also let
+    // run out: the slot is free again, so it confirms, and the hold in the way is expired
+    // (with its event) in the same step.
+    let late = fx.book(300, 360).await.expect("book");
+    fx.clock.set(at(36));
+    let in_the_way = fx
+        .book(300, 360)
+        .await
+        .expect("the expired hold's slot is free");
+    fx.clock.set(at(52));
+    assert_eq!(
+        deliver(&fx, succeeded(&late)).await,
+        Some(EventOutcome::Applied(PaymentOutcome::Confirmed))
+    );
+    assert_eq!(fx.status(&late).await, BookingStatus::Confirmed);
+    assert_eq!(fx.status(&in_the_way).await, BookingStatus::Expired);
+    assert_eq!(
+        events_of(&**fx.engine.store(), &in_the_way).await.last(),
+        Some(&EventKind::BookingExpired)
+    );
 }
 
 /// A refund owed while the provider is down is issued by a later sweep, once.
