@@ -199,11 +199,11 @@ pub async fn list_filters_by_owner_status_and_time<S: Store + ?Sized>(store: Arc
     );
 }
 
-/// `BookingStore::list_bookings`: the owner, a `professional_id` filter, a cursor and
-/// `from` combine: the later of cursor and `from` bounds the page, a professional asking
-/// for another's bookings gets none, a client's list narrows to one professional, and a
-/// last page exactly `limit` long has no next cursor.
+/// `BookingStore::list_bookings`: owner, `professional_id`, cursor and `from` combine.
 pub async fn list_combines_owner_professional_cursor_and_from<S: Store + ?Sized>(store: Arc<S>) {
+    // The later of cursor and `from` bounds the page, a professional asking for another's
+    // bookings gets none, a client's list narrows to one professional, and a last page
+    // exactly `limit` long has no next cursor.
     let fx = Fixture::new(store).await;
     let other_pro = new_professional(&fx.engine).await;
     let other_client = new_client(&fx.engine).await;
