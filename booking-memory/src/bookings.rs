@@ -149,23 +149,7 @@ impl MemoryStore {
     fn list_bookings_now(&self, query: &BookingQuery) -> Result<Page<Booking>> {
         let limit = booking_core::store::check_limit(query.limit)? as usize;
         let want = limit + 1;
-        let mut lower = match query.after {
-            Some(c) => Bound::Excluded((c.primary, BookingId::from_uuid(c.id))),
-            None => Bound::Unbounded,
-        };
-        if let Some(from) = query.from {
-            let from_key = (
-                from.timestamp_micros(),
-                BookingId::from_uuid(uuid::Uuid::nil()),
-            );
-            let starts_later = match lower {
-                Bound::Excluded(k) | Bound::Included(k) => from_key > k,
-                Bound::Unbounded => true,
-            };
-            if starts_later {
-                lower = Bound::Included(from_key);
-            }
-        }
+        let lower = list_start(query.after, query.from);
         let pro = match (query.owner, query.professional_id) {
             (BookingOwner::Professional(a), Some(b)) if a != b => {
                 return Ok(Page {
@@ -349,5 +333,56 @@ impl BookingStore for MemoryStore {
 
     async fn expire_due_holds(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Booking>> {
         self.expire_due_holds_now(now, limit)
+    }
+}
+
+/// Where a walk of the `(start, id)` list order starts: just after the cursor or at `from`,
+/// whichever is later.
+fn list_start(after: Option<Cursor>, from: Option<DateTime<Utc>>) -> Bound<ListKey> {
+    let after = after.map(|c| (c.primary, BookingId::from_uuid(c.id)));
+    let from = from.map(|f| {
+        (
+            f.timestamp_micros(),
+            BookingId::from_uuid(uuid::Uuid::nil()),
+        )
+    });
+    match (after, from) {
+        (Some(c), Some(f)) if f > c => Bound::Included(f),
+        (Some(c), _) => Bound::Excluded(c),
+        (None, Some(f)) => Bound::Included(f),
+        (None, None) => Bound::Unbounded,
+    }
+}
+
+#[cfg(all(test, not(booking_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_starts_at_the_later_of_cursor_and_from() {
+        let t = |micros| DateTime::<Utc>::from_timestamp_micros(micros).expect("in range");
+        let id = BookingId::new_at(t(0));
+        let nil = BookingId::from_uuid(uuid::Uuid::nil());
+        let cursor = |primary| {
+            Some(Cursor {
+                primary,
+                id: id.as_uuid(),
+            })
+        };
+        assert_eq!(list_start(None, None), Bound::Unbounded);
+        assert_eq!(list_start(None, Some(t(200))), Bound::Included((200, nil)));
+        assert_eq!(list_start(cursor(300), None), Bound::Excluded((300, id)));
+        assert_eq!(
+            list_start(cursor(100), Some(t(200))),
+            Bound::Included((200, nil))
+        );
+        assert_eq!(
+            list_start(cursor(300), Some(t(200))),
+            Bound::Excluded((300, id))
+        );
+        assert_eq!(
+            list_start(cursor(200), Some(t(200))),
+            Bound::Excluded((200, id))
+        );
     }
 }
