@@ -32,7 +32,9 @@ version="${SCHEMATHESIS_VERSION:-4.32.5}"
 max_examples="${MAX_EXAMPLES:-20}"
 
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
-    python3 -m venv "$venv"
+    # --clear: a venv copied or moved with its target dir keeps scripts that name the old
+    # path; start it afresh rather than trust them.
+    python3 -m venv --clear "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
