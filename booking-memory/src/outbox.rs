@@ -383,13 +383,14 @@ mod tests {
         );
     }
 
-    /// Pruning a chunk keeps a consumer's claims and out-of-order marks on the events
-    /// after it: nothing leased is handed out twice, nothing marked is published again.
-    #[test]
-    fn pruning_keeps_claims_and_marks_past_the_pruned_chunk() {
-        let mut outbox = Outbox::new(3);
+    /// An outbox with `total` events of distinct bookings (so a claim hands out all of
+    /// them), their ids in order, the booking they were cloned from and its `updated_at`.
+    fn one_event_per_booking(
+        salt: u128,
+        total: usize,
+    ) -> (Outbox, Vec<EventId>, booking_core::Booking, DateTime<Utc>) {
+        let mut outbox = Outbox::new(salt);
         let (b, now) = sample_booking(BookingStatus::Confirmed);
-        let total = CHUNK + 10;
         outbox.append(
             (0..total)
                 .map(|i| {
@@ -399,7 +400,16 @@ mod tests {
                 })
                 .collect(),
         );
-        let all: Vec<EventId> = outbox.all().map(|e| e.id).collect();
+        let all = outbox.all().map(|e| e.id).collect();
+        (outbox, all, b, now)
+    }
+
+    /// Pruning a chunk keeps a consumer's claims and out-of-order marks on the events
+    /// after it: nothing leased is handed out twice, nothing marked is published again.
+    #[test]
+    fn pruning_keeps_claims_and_marks_past_the_pruned_chunk() {
+        let total = CHUNK + 10;
+        let (mut outbox, all, _, now) = one_event_per_booking(3, total);
         let lease = chrono::Duration::minutes(1);
         let [nats, webhooks] = Consumer::ALL;
         let claim = outbox
@@ -438,19 +448,8 @@ mod tests {
 
     #[test]
     fn pruning_drops_whole_marked_chunks_only() {
-        let mut outbox = Outbox::new(2);
-        let (b, now) = sample_booking(BookingStatus::Confirmed);
         let total = 2 * CHUNK + 3;
-        outbox.append(
-            (0..total)
-                .map(|i| {
-                    let mut b = b.clone();
-                    b.id = BookingId::from_uuid(uuid::Uuid::from_u128(i as u128 + 1));
-                    DomainEvent::new(EventKind::BookingCreated, &b, None)
-                })
-                .collect(),
-        );
-        let all: Vec<EventId> = outbox.all().map(|e| e.id).collect();
+        let (mut outbox, all, b, now) = one_event_per_booking(2, total);
         let later = now + chrono::Duration::days(1);
         // Nothing is marked yet: nothing goes.
         assert_eq!(outbox.prune(later, &Consumer::ALL, usize::MAX), 0);
