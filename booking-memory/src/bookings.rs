@@ -346,12 +346,7 @@ fn list_start(after: Option<Cursor>, from: Option<DateTime<Utc>>) -> Bound<ListK
             BookingId::from_uuid(uuid::Uuid::nil()),
         )
     });
-    match (after, from) {
-        (Some(c), Some(f)) if f > c => Bound::Included(f),
-        (Some(c), _) => Bound::Excluded(c),
-        (None, Some(f)) => Bound::Included(f),
-        (None, None) => Bound::Unbounded,
-    }
+    crate::keyset::walk_start(after, from)
 }
 
 #[cfg(all(test, not(booking_loom)))]

@@ -310,12 +310,7 @@ static EMPTY: BTreeSet<(i64, ProfessionalId)> = BTreeSet::new();
 fn rate_walk_start(after: Option<Cursor>, min_rate: Option<i64>) -> Bound<(i64, ProfessionalId)> {
     let from_cursor = after.map(|c| (c.primary, ProfessionalId::from_uuid(c.id)));
     let from_min = min_rate.map(|m| (m, ProfessionalId::from_uuid(uuid::Uuid::nil())));
-    match (from_cursor, from_min) {
-        (Some(c), Some(m)) if m > c => Bound::Included(m),
-        (Some(c), _) => Bound::Excluded(c),
-        (None, Some(m)) => Bound::Included(m),
-        (None, None) => Bound::Unbounded,
-    }
+    crate::keyset::walk_start(from_cursor, from_min)
 }
 
 /// The distinct byte trigrams of `text`.

@@ -101,6 +101,7 @@ mod directory;
 mod idempotency;
 mod idhash;
 mod inbox;
+mod keyset;
 mod outbox;
 mod payments;
 mod shard;
