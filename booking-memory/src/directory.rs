@@ -13,7 +13,7 @@ use booking_core::store::DirectoryStore;
 use booking_core::store::ScheduleStore;
 use booking_core::store::{Cursor, Page, ProfessionalQuery, Registered};
 use booking_core::{
-    Client, ClientId, Entity, Error, GeoPoint, Principal, Professional, ProfessionalId,
+    Category, Client, ClientId, Entity, Error, GeoPoint, Principal, Professional, ProfessionalId,
     ProfessionalPatch, Result, TokenHash,
 };
 use chrono::{DateTime, Utc};
@@ -28,7 +28,11 @@ pub(crate) struct Directory {
     by_rate: BTreeSet<(i64, ProfessionalId)>,
     /// Every professional as a point on the unit sphere: a radius search visits them
     /// nearest first (chord order is great-circle order) and stops early.
-    spatial: RTree<GeomWithData<[f64; 3], ProfessionalId>>,
+    spatial: RTree<Spatial>,
+    /// The same points, one tree per category: a radius search with a category walks only
+    /// that category's professionals (at 1M over 20 categories, ~45 visits for a page of
+    /// 20 instead of ~900).
+    spatial_by_category: HashMap<Category, RTree<Spatial>>,
     /// Every byte trigram of a professional's search document (see
     /// `booking_core::search::search_document`) -> the professionals whose document holds
     /// it, in search order `(hourly_rate_cents, id)`. A text query walks the list of its
@@ -71,7 +75,7 @@ impl Directory {
             self.requests.insert(r.to_owned(), principal);
         }
         self.by_rate.insert((p.hourly_rate_cents, p.id));
-        self.spatial.insert(spatial_entry(p.location, p.id));
+        self.index_place(p);
         self.index_text(p);
         self.professionals.insert(p.id, p.clone());
         Ok(Registered::Created(p.clone()))
@@ -90,25 +94,47 @@ impl Directory {
         let current = self
             .professionals
             .get(&id)
-            .ok_or(Error::NotFound(Entity::Professional))?;
+            .ok_or(Error::NotFound(Entity::Professional))?
+            .clone();
         let next = current.apply_patch(patch, now)?;
         if next.hourly_rate_cents != current.hourly_rate_cents {
             self.by_rate.remove(&(current.hourly_rate_cents, id));
             self.by_rate.insert((next.hourly_rate_cents, id));
         }
-        if next.location != current.location {
-            self.spatial.remove(&spatial_entry(current.location, id));
-            self.spatial.insert(spatial_entry(next.location, id));
+        if (next.location, &next.category) != (current.location, &current.category) {
+            self.unindex_place(&current);
+            self.index_place(&next);
         }
         if (&next.name, &next.category, next.hourly_rate_cents)
             != (&current.name, &current.category, current.hourly_rate_cents)
         {
-            let current = current.clone();
             self.unindex_text(&current);
             self.index_text(&next);
         }
         self.professionals.insert(id, next.clone());
         Ok(next)
+    }
+
+    /// Adds `p`'s point to the spatial tree and to its category's.
+    fn index_place(&mut self, p: &Professional) {
+        let entry = spatial_entry(p.location, p.id);
+        self.spatial.insert(entry);
+        self.spatial_by_category
+            .entry(p.category.clone())
+            .or_default()
+            .insert(entry);
+    }
+
+    /// Removes `p`'s point from the spatial tree and from its category's.
+    fn unindex_place(&mut self, p: &Professional) {
+        let entry = spatial_entry(p.location, p.id);
+        self.spatial.remove(&entry);
+        if let Some(tree) = self.spatial_by_category.get_mut(&p.category) {
+            tree.remove(&entry);
+            if tree.size() == 0 {
+                self.spatial_by_category.remove(&p.category);
+            }
+        }
     }
 
     fn index_text(&mut self, p: &Professional) {
@@ -189,7 +215,14 @@ impl Directory {
         let radius_mm = near.radius_mm() as f64;
         let mut best: BinaryHeap<(Cursor, ProfessionalId)> = BinaryHeap::with_capacity(limit + 2);
         let centre = unit_vector(near.center());
-        for (entry, chord_2) in self.spatial.nearest_neighbor_iter_with_distance_2(centre) {
+        let tree = match &query.category {
+            None => Some(&self.spatial),
+            Some(c) => self.spatial_by_category.get(c),
+        };
+        let walk = tree
+            .into_iter()
+            .flat_map(|t| t.nearest_neighbor_iter_with_distance_2(centre));
+        for (entry, chord_2) in walk {
             let lower = lower_bound_mm(chord_2.sqrt());
             if lower > radius_mm {
                 break;
@@ -270,9 +303,20 @@ impl Directory {
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let ok = self.by_rate.len() == self.professionals.len()
             && self.spatial.size() == self.professionals.len()
+            && self
+                .spatial_by_category
+                .values()
+                .map(RTree::size)
+                .sum::<usize>()
+                == self.professionals.len()
             && self.professionals.values().all(|p| {
+                let entry = spatial_entry(p.location, p.id);
                 self.by_rate.contains(&(p.hourly_rate_cents, p.id))
-                    && self.spatial.contains(&spatial_entry(p.location, p.id))
+                    && self.spatial.contains(&entry)
+                    && self
+                        .spatial_by_category
+                        .get(&p.category)
+                        .is_some_and(|t| t.contains(&entry))
                     && trigrams(&search_document(&p.name, p.category.as_str()))
                         .iter()
                         .all(|t| {
@@ -327,7 +371,10 @@ fn unit_vector(p: GeoPoint) -> [f64; 3] {
     [lat.cos() * lng.cos(), lat.cos() * lng.sin(), lat.sin()]
 }
 
-fn spatial_entry(p: GeoPoint, id: ProfessionalId) -> GeomWithData<[f64; 3], ProfessionalId> {
+/// A professional's point in a spatial tree.
+type Spatial = GeomWithData<[f64; 3], ProfessionalId>;
+
+fn spatial_entry(p: GeoPoint, id: ProfessionalId) -> Spatial {
     GeomWithData::new(unit_vector(p), id)
 }
 
@@ -439,6 +486,51 @@ mod tests {
             .expect("insert");
         d.check().expect("consistent");
         (d, p)
+    }
+
+    /// A radius search with a category walks that category's tree: a professional who
+    /// changes category (or moves) is found under the new one and place only.
+    #[test]
+    fn a_change_of_category_or_place_moves_the_point_between_trees() {
+        let (mut d, p) = directory();
+        let near = |lat: f64, lng: f64, category: &str| {
+            let mut q = ProfessionalQuery::all(10);
+            q.near = Some(GeoFilter::new(lat, lng, 5.0).expect("a valid filter"));
+            q.category = Some(Category::parse(category).expect("slug"));
+            q
+        };
+        let found = |d: &Directory, q: &ProfessionalQuery| {
+            d.search(q)
+                .expect("search")
+                .items
+                .iter()
+                .map(|x| x.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found(&d, &near(52.5, 13.4, "massage")), vec![p.id]);
+        let patch = ProfessionalPatch {
+            category: Some("yoga".into()),
+            ..ProfessionalPatch::default()
+        };
+        d.update_professional(p.id, &patch, p.created_at)
+            .expect("update");
+        d.check().expect("consistent after a change of category");
+        assert_eq!(found(&d, &near(52.5, 13.4, "massage")), vec![]);
+        assert_eq!(found(&d, &near(52.5, 13.4, "yoga")), vec![p.id]);
+        assert!(
+            !d.spatial_by_category.contains_key(&p.category),
+            "an emptied category's tree is dropped"
+        );
+
+        let patch = ProfessionalPatch {
+            location: Some(GeoPoint::new(48.85, 2.35).expect("a valid point")),
+            ..ProfessionalPatch::default()
+        };
+        d.update_professional(p.id, &patch, p.created_at)
+            .expect("update");
+        d.check().expect("consistent after a move");
+        assert_eq!(found(&d, &near(52.5, 13.4, "yoga")), vec![]);
+        assert_eq!(found(&d, &near(48.85, 2.35, "yoga")), vec![p.id]);
     }
 
     #[test]
@@ -557,6 +649,27 @@ mod tests {
             .insert(spatial_entry(GeoPoint { lat: 0.0, lng: 0.0 }, p.id));
         assert_eq!(d.spatial.size(), 1);
         assert_eq!(d.check(), Err(out_of_step.into()), "moved in the tree only");
+
+        // The point in another category's tree: every size still adds up.
+        let (mut d, p) = directory();
+        let tree = d.spatial_by_category.remove(&p.category).expect("indexed");
+        d.spatial_by_category
+            .insert(Category::parse("tax-advice").expect("slug"), tree);
+        assert_eq!(
+            d.check(),
+            Err(out_of_step.into()),
+            "in the wrong category's tree"
+        );
+
+        let (mut d, p) = directory();
+        if let Some(tree) = d.spatial_by_category.get_mut(&p.category) {
+            tree.remove(&spatial_entry(p.location, p.id));
+        }
+        assert_eq!(
+            d.check(),
+            Err(out_of_step.into()),
+            "missing from its category's tree"
+        );
 
         // A stray entry in one trigram list: every professional still finds all of its
         // trigrams, only the totals differ.
