@@ -27,10 +27,21 @@
 //!
 //!    Centres are the locations of 64 active professionals picked by a hash of their id, so
 //!    dense cities come up as often as they hold professionals. Every HTTP request is one
-//!    sample; a page after the first is counted as `deep`.
+//!    sample; a page after the first is counted as `deep`. A client reads only the page's
+//!    `next_cursor` from a 200 (its CPU is taken from the same two cores).
+//!
+//!    Two ceilings run in the same process, with the same clients and jobs:
+//!    * `GET /healthz (HTTP ceiling)`: the server's no-op route instead of each search
+//!      (same layers, same client, no store): the most requests HTTP alone carries here,
+//!      which bounds the cached path;
+//!    * `store only (no HTTP)`: `PgStore::search_professionals` called directly by
+//!      `clients` tasks, with the server's pool size: what PostgreSQL and the driver give
+//!      with no server in the way, which bounds the uncached path.
 //! 4. Per scenario: requests, errors, req/s, p50, p99, cores in use (this process: server
 //!    and clients; everything else: PostgreSQL and any other work), then per query kind;
-//!    last, the cached / uncached throughput ratio and the load average before and after.
+//!    last, the cached / uncached throughput ratio, the ratios to the ceilings, the
+//!    throughput a p50 of 5 ms needs at this many clients, and the load average before and
+//!    after.
 //!
 //! With `SEARCH_LOAD_EXPLAIN=1` it also prints `EXPLAIN (ANALYZE, BUFFERS)` of the
 //! statement shapes the benchmark sends, with the densest city's centre, at the end.
@@ -43,6 +54,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use booking_bench::{CATEGORIES, CpuSample, load_average, ms, percentile};
+use booking_core::Category;
+use booking_core::search::{GeoFilter, TextQuery};
+use booking_core::store::{DirectoryStore, ProfessionalQuery};
+use booking_postgres::PgStore;
 use booking_postgres::test_support::TestDatabase;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -50,7 +65,7 @@ use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use reference_server::{Application, Config};
-use serde_json::Value;
+use serde::Deserialize;
 use sqlx::{Connection, PgConnection};
 
 mod database;
@@ -83,13 +98,24 @@ const CENTRES: usize = 64;
 const JOBS: usize = 4096;
 /// Pages a paging job reads.
 const PAGES: usize = 5;
+/// Rows per page (the server's default `limit`).
+const PAGE: u32 = 20;
 
 /// One search job: a first page and, for paging jobs, the pages after it.
 #[derive(Clone)]
 struct Job {
     kind: &'static str,
+    /// The search as `GET /v1/professionals`' query string.
     query: String,
+    /// The same search as the store takes it (the `store only` scenario).
+    search: ProfessionalQuery,
     pages: usize,
+}
+
+/// The one field of a search page the clients read.
+#[derive(Deserialize)]
+struct PageHead {
+    next_cursor: Option<String>,
 }
 
 /// A tiny deterministic generator (SplitMix64), so both scenarios see the same jobs.
@@ -117,30 +143,55 @@ fn jobs(centres: &[(f64, f64)]) -> Vec<Job> {
         let (lat, lng) = centres[mix.below(centres.len())];
         let cat = CATEGORIES[mix.below(CATEGORIES.len())];
         let (min, max) = RATES[mix.below(RATES.len())];
+        let mut search = ProfessionalQuery::all(PAGE);
+        let near = || Some(GeoFilter::new(lat, lng, 10.0).expect("a valid radius"));
+        let category = || Some(Category::parse(cat).expect("a category slug"));
         let job = match n % 10 {
-            0..=3 => Job {
-                kind: "radius+cat+rate",
-                query: format!(
-                    "lat={lat}&lng={lng}&radius_km=10&category={cat}\
-                     &min_rate_cents={min}&max_rate_cents={max}"
-                ),
-                pages: 1,
-            },
-            4 | 5 => Job {
-                kind: "text",
-                query: format!("q={}", enc(TEXTS[mix.below(TEXTS.len())])),
-                pages: 1,
-            },
-            6 | 7 => Job {
-                kind: "radius pages",
-                query: format!("lat={lat}&lng={lng}&radius_km=10"),
-                pages: PAGES,
-            },
-            _ => Job {
-                kind: "cat+rate pages",
-                query: format!("category={cat}&min_rate_cents={min}&max_rate_cents={max}"),
-                pages: PAGES,
-            },
+            0..=3 => {
+                search.near = near();
+                search.category = category();
+                search.min_rate_cents = Some(i64::from(min));
+                search.max_rate_cents = Some(i64::from(max));
+                Job {
+                    kind: "radius+cat+rate",
+                    query: format!(
+                        "lat={lat}&lng={lng}&radius_km=10&category={cat}\
+                         &min_rate_cents={min}&max_rate_cents={max}"
+                    ),
+                    search,
+                    pages: 1,
+                }
+            }
+            4 | 5 => {
+                let text = TEXTS[mix.below(TEXTS.len())];
+                search.text = Some(TextQuery::parse(text).expect("a text query"));
+                Job {
+                    kind: "text",
+                    query: format!("q={}", enc(text)),
+                    search,
+                    pages: 1,
+                }
+            }
+            6 | 7 => {
+                search.near = near();
+                Job {
+                    kind: "radius pages",
+                    query: format!("lat={lat}&lng={lng}&radius_km=10"),
+                    search,
+                    pages: PAGES,
+                }
+            }
+            _ => {
+                search.category = category();
+                search.min_rate_cents = Some(i64::from(min));
+                search.max_rate_cents = Some(i64::from(max));
+                Job {
+                    kind: "cat+rate pages",
+                    query: format!("category={cat}&min_rate_cents={min}&max_rate_cents={max}"),
+                    search,
+                    pages: PAGES,
+                }
+            }
         };
         out.push(job);
     }
@@ -151,21 +202,29 @@ fn jobs(centres: &[(f64, f64)]) -> Vec<Job> {
     out
 }
 
-async fn get(client: &HttpClient, url: &str, token: &str) -> (u16, Value) {
+/// One `GET`: the status and, for a 200, the page's `next_cursor` (the only field a
+/// client needs to go on, so the clients do not build the whole page: their CPU is the
+/// server's and PostgreSQL's on a shared machine); for anything else the body, to report.
+async fn get(client: &HttpClient, url: &str, token: &str) -> (u16, Result<Option<String>, String>) {
     let req = Request::get(url)
         .header("authorization", format!("Bearer {token}"))
         .body(Full::new(Bytes::new()))
         .unwrap();
-    match client.request(req).await {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            let body = match res.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => return (0, Value::Null),
-            };
-            (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-        }
-        Err(_) => (0, Value::Null),
+    let res = match client.request(req).await {
+        Ok(res) => res,
+        Err(e) => return (0, Err(e.to_string())),
+    };
+    let status = res.status().as_u16();
+    let body = match res.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return (0, Err(e.to_string())),
+    };
+    if status != 200 {
+        return (status, Err(String::from_utf8_lossy(&body).into_owned()));
+    }
+    match serde_json::from_slice::<PageHead>(&body) {
+        Ok(head) => (status, Ok(head.next_cursor)),
+        Err(e) => (0, Err(format!("not a page ({e})"))),
     }
 }
 
@@ -181,51 +240,103 @@ async fn client_token(client: &HttpClient, base: &str) -> String {
     let res = client.request(req).await.expect("create a client");
     let status = res.status().as_u16();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     assert_eq!(status, 201, "{v}");
     v["api_token"].as_str().expect("api_token").to_owned()
 }
 
-/// Runs `job`'s pages; pushes `(label, latency)` per request; returns the errors.
-async fn run_job(
-    client: &HttpClient,
-    base: &str,
-    token: &str,
-    job: &Job,
-    samples: &mut Vec<(String, Duration)>,
-) -> usize {
+/// What a scenario's clients send their jobs to.
+#[derive(Clone)]
+enum Target {
+    /// `GET /v1/professionals` on the server at `base`, as the client with `token`.
+    Search {
+        client: HttpClient,
+        base: String,
+        token: String,
+    },
+    /// The store's `search_professionals`, called directly: no HTTP, no JSON, no cache.
+    Store(Arc<PgStore>),
+    /// `GET /healthz` on the server at `base` for every page: the HTTP ceiling.
+    Healthz { client: HttpClient, base: String },
+}
+
+/// Runs `job`'s pages against `target`; pushes `(label, latency)` per request (a page
+/// after the first is `deep`); returns the errors.
+async fn run_job(target: &Target, job: &Job, samples: &mut Vec<(String, Duration)>) -> usize {
+    let mut search = job.search.clone();
     let mut cursor: Option<String> = None;
     let mut errors = 0;
-    for page in 0..job.pages {
-        let url = match &cursor {
-            None => format!("{base}/v1/professionals?{}", job.query),
-            Some(c) => format!(
-                "{base}/v1/professionals?{}&cursor={}",
-                job.query,
-                form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
-            ),
-        };
+    for page_no in 0..job.pages {
         let t = Instant::now();
-        let (status, body) = get(client, &url, token).await;
-        let label = if page == 0 {
+        let (next, failure) = match target {
+            Target::Search {
+                client,
+                base,
+                token,
+            } => {
+                let url = match &cursor {
+                    None => format!("{base}/v1/professionals?{}", job.query),
+                    Some(c) => format!(
+                        "{base}/v1/professionals?{}&cursor={}",
+                        job.query,
+                        form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+                    ),
+                };
+                match get(client, &url, token).await {
+                    (_, Ok(next)) => {
+                        cursor = next;
+                        (cursor.is_some(), None)
+                    }
+                    (status, Err(body)) => (false, Some(format!("{url}: {status} {body}"))),
+                }
+            }
+            Target::Store(store) => match store.search_professionals(&search).await {
+                Ok(page) => {
+                    search.after = page.next_cursor;
+                    (page.next_cursor.is_some(), None)
+                }
+                Err(e) => (false, Some(format!("store: {e}"))),
+            },
+            Target::Healthz { client, base } => {
+                let url = format!("{base}/healthz");
+                match get_status(client, &url).await {
+                    200 => (page_no + 1 < job.pages, None),
+                    status => (false, Some(format!("{url}: {status}"))),
+                }
+            }
+        };
+        let label = if page_no == 0 {
             format!("{} (first)", job.kind)
         } else {
             format!("{} (deep)", job.kind)
         };
         samples.push((label, t.elapsed()));
-        if status != 200 {
+        if let Some(failure) = failure {
             if errors == 0 {
-                eprintln!("{url}: {status} {body}");
+                eprintln!("{failure}");
             }
             errors += 1;
-            break;
         }
-        match body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
+        if !next {
+            break;
         }
     }
     errors
+}
+
+/// The status of one `GET` (0 when there is none); the body is read and dropped.
+async fn get_status(client: &HttpClient, url: &str) -> u16 {
+    let req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    match client.request(req).await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            match res.into_body().collect().await {
+                Ok(_) => status,
+                Err(_) => 0,
+            }
+        }
+        Err(_) => 0,
+    }
 }
 
 struct Outcome {
@@ -242,9 +353,7 @@ struct Outcome {
 /// `clients` workers walk the job list from a shared counter for `seconds` (or once
 /// through it when `seconds` is `None`: the cache warm-up).
 async fn drive(
-    client: &HttpClient,
-    base: &str,
-    token: &str,
+    target: &Target,
     jobs: &Arc<Vec<Job>>,
     clients: usize,
     seconds: Option<u64>,
@@ -255,13 +364,7 @@ async fn drive(
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..clients {
-        let (client, base, token, jobs, next) = (
-            client.clone(),
-            base.to_owned(),
-            token.to_owned(),
-            Arc::clone(jobs),
-            Arc::clone(&next),
-        );
+        let (target, jobs, next) = (target.clone(), Arc::clone(jobs), Arc::clone(&next));
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut errors = 0;
@@ -272,8 +375,7 @@ async fn drive(
                     None if i >= jobs.len() => break,
                     _ => {}
                 }
-                errors +=
-                    run_job(&client, &base, &token, &jobs[i % jobs.len()], &mut samples).await;
+                errors += run_job(&target, &jobs[i % jobs.len()], &mut samples).await;
             }
             (samples, errors)
         }));
@@ -341,7 +443,8 @@ async fn start(
     (base, stop, server, pool)
 }
 
-fn print_outcome(name: &str, o: &Outcome) {
+/// A scenario's totals line.
+fn print_totals(name: &str, o: &Outcome) {
     println!(
         "{:<28} {:>9} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>9.2}",
         name,
@@ -353,6 +456,11 @@ fn print_outcome(name: &str, o: &Outcome) {
         o.cpu_own,
         o.cpu_other
     );
+}
+
+/// A scenario's totals line, then one line per query kind.
+fn print_outcome(name: &str, o: &Outcome) {
+    print_totals(name, o);
     for (kind, lat) in &o.by_kind {
         println!(
             "  {:<26} {:>9} {:>7} {:>9} {:>8.2} {:>8.2}",
@@ -392,14 +500,44 @@ async fn main() {
     let (base, stop, server, pool) = start(&db, false).await;
     // Search is open to any caller: one client's token (it stays valid on the second server).
     let token = client_token(&http, &base).await;
-    let single = drive(&http, &base, &token, &jobs, 1, Some(seconds)).await;
-    let uncached = drive(&http, &base, &token, &jobs, clients, Some(seconds)).await;
+    let search = |base: &str| Target::Search {
+        client: http.clone(),
+        base: base.to_owned(),
+        token: token.clone(),
+    };
+    let healthz = drive(
+        &Target::Healthz {
+            client: http.clone(),
+            base: base.clone(),
+        },
+        &jobs,
+        clients,
+        Some(seconds),
+    )
+    .await;
+    let single = drive(&search(&base), &jobs, 1, Some(seconds)).await;
+    let uncached = drive(&search(&base), &jobs, clients, Some(seconds)).await;
     let _ = stop.send(());
     let _ = server.await;
 
+    // The store with the server's pool size, called directly.
+    let store = PgStore::connect(&booking_postgres::PgConfig {
+        max_connections: pool,
+        ..booking_postgres::PgConfig::from_url(db.url())
+    })
+    .await
+    .expect("store");
+    let store_only = drive(
+        &Target::Store(Arc::new(store)),
+        &jobs,
+        clients,
+        Some(seconds),
+    )
+    .await;
+
     let (base, stop, server, _) = start(&db, true).await;
-    let warm = drive(&http, &base, &token, &jobs, clients, None).await;
-    let cached = drive(&http, &base, &token, &jobs, clients, Some(seconds)).await;
+    let warm = drive(&search(&base), &jobs, clients, None).await;
+    let cached = drive(&search(&base), &jobs, clients, Some(seconds)).await;
     let _ = stop.send(());
     let _ = server.await;
     let load_after = load_average();
@@ -415,15 +553,27 @@ async fn main() {
         "{:<28} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9}",
         "scenario", "requests", "errors", "req/s", "p50 ms", "p99 ms", "cpu own", "cpu other"
     );
+    print_totals("GET /healthz (HTTP ceiling)", &healthz);
     print_outcome("uncached (1 client)", &single);
     print_outcome("uncached", &uncached);
+    print_outcome("store only (no HTTP)", &store_only);
     print_outcome("cached (warm-up pass)", &warm);
     print_outcome("cached (in-process moka)", &cached);
+    let ratio = |name: &str, a: &Outcome, b: &Outcome, what: &str| {
+        println!(
+            "{name}: {:.0} / {:.0} = {:.2}{what}",
+            a.rps,
+            b.rps,
+            a.rps / b.rps
+        );
+    };
+    ratio("cached / uncached throughput", &cached, &uncached, "x");
+    ratio("uncached / store only", &uncached, &store_only, "");
+    ratio("cached / GET /healthz", &cached, &healthz, "");
     println!(
-        "cached / uncached throughput: {:.0} / {:.0} = {:.1}x",
-        cached.rps,
-        uncached.rps,
-        cached.rps / uncached.rps
+        "p50 <= 5 ms at {clients} clients that wait for each answer needs {:.0} req/s \
+         ({clients} / 5 ms)",
+        clients as f64 / 0.005
     );
     println!("load average: before {load_before}, after {load_after}");
 
