@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # EXPLAIN (ANALYZE, BUFFERS) of every search query shape on a seeded scratch database,
 # without and with the search indexes of migrations 20260712000001_search.sql and
-# 20260801000001_search_knn.sql.
+# 20260801000001_search_knn.sql (the GiST as 20261130000001_search_inline_earth.sql redefines it).
 #
 #   booking-postgres/bench/search_plans.sh [rows]      (default 200000)
 #
@@ -21,7 +21,7 @@ psql -qX -v ON_ERROR_STOP=1 -d "$db" -v n="$rows" -f "$here/search_seed.sql" >/d
 
 # The statements src/store/directory/search.rs builds for pages of 20 (a radius walk
 # fetches 20 + 1 + 16 rows nearest first, a rate walk 21), with the values inlined.
-# 10 km around Berlin: earth_box half-side = 10000 m * 6378168/6371008.8 * (1 + 1e-9) + 1.
+# 10 km around Berlin: the box's half-side = 10000 m * 6378168/6371008.8 * (1 + 1e-9) + 1.
 box=10012.237155
 declare -a names=(
   "category + rate range, first page"
@@ -38,11 +38,11 @@ declare -a sqls=(
 "SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND category = 'massage' AND hourly_rate_cents >= 4000 AND hourly_rate_cents <= 8000) AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
 "SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active AND category = 'massage' AND hourly_rate_cents >= 4000 AND hourly_rate_cents <= 8000) AS hit WHERE true AND (hourly_rate_cents, id) > (7000, '80000000-0000-0000-0000-000000000000') ORDER BY hourly_rate_cents, id LIMIT 21"
 "SELECT * FROM (SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE is_active) AS hit WHERE true ORDER BY hourly_rate_cents, id LIMIT 21"
-"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, ll_to_earth(lat, lng) <-> ll_to_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND category = 'massage' AND hourly_rate_cents >= 4000::bigint AND hourly_rate_cents <= 8000::bigint AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 ORDER BY chord_m LIMIT 37"
-"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, ll_to_earth(lat, lng) <-> ll_to_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 AND (booking_distance_mm(52.520008, 13.404954, lat, lng), id) > (8000000, '00000000-0000-0000-0000-000000000000') ORDER BY chord_m LIMIT 37"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, booking_earth(lat, lng) <-> booking_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND cube_enlarge(booking_earth(52.520008, 13.404954), $box, 3) @> booking_earth(lat, lng) AND category = 'massage' AND hourly_rate_cents >= 4000::bigint AND hourly_rate_cents <= 8000::bigint AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 ORDER BY chord_m LIMIT 37"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, booking_earth(lat, lng) <-> booking_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND cube_enlarge(booking_earth(52.520008, 13.404954), $box, 3) @> booking_earth(lat, lng) AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 AND (booking_distance_mm(52.520008, 13.404954, lat, lng), id) > (8000000, '00000000-0000-0000-0000-000000000000') ORDER BY chord_m LIMIT 37"
 "SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE id IN (SELECT id FROM professionals WHERE is_active AND search_doc LIKE '%ann%' ORDER BY hourly_rate_cents, id LIMIT 21) ORDER BY hourly_rate_cents, id"
 "SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE id IN (SELECT id FROM professionals WHERE is_active AND search_doc LIKE '%anna%' AND search_doc LIKE '%schmidt%' ORDER BY hourly_rate_cents, id LIMIT 21) ORDER BY hourly_rate_cents, id"
-"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, ll_to_earth(lat, lng) <-> ll_to_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND earth_box(ll_to_earth(52.520008, 13.404954), $box) @> ll_to_earth(lat, lng) AND search_doc LIKE '%schmidt%' AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 ORDER BY chord_m LIMIT 37"
+"SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at, booking_distance_mm(52.520008, 13.404954, lat, lng) AS distance_mm, booking_earth(lat, lng) <-> booking_earth(52.520008, 13.404954) AS chord_m FROM professionals WHERE is_active AND cube_enlarge(booking_earth(52.520008, 13.404954), $box, 3) @> booking_earth(lat, lng) AND search_doc LIKE '%schmidt%' AND booking_distance_mm(52.520008, 13.404954, lat, lng) <= 10000000 ORDER BY chord_m LIMIT 37"
 "SELECT id, name, category, lat, lng, hourly_rate_cents, currency, timezone, is_active, created_at, updated_at FROM professionals WHERE id IN (SELECT id FROM professionals WHERE is_active AND search_doc LIKE '%zoë%' AND search_doc LIKE '%yilmaz%' ORDER BY hourly_rate_cents, id LIMIT 21) ORDER BY hourly_rate_cents, id"
 )
 
@@ -71,6 +71,6 @@ search_indexes=$(psql -qAtX -d "$db" -c "SELECT string_agg(indexdef, E';\n') || 
 psql -qX -d "$db" -c "DROP INDEX professionals_earth_idx, professionals_search_doc_trgm_idx" >/dev/null
 explain_all
 echo
-echo "### With the search indexes (GiST on ll_to_earth + category + rate, trigram GIN on search_doc)"
+echo "### With the search indexes (GiST on booking_earth + category + rate, trigram GIN on search_doc)"
 psql -qX -d "$db" -c "$search_indexes" -c "ANALYZE professionals" >/dev/null
 explain_all

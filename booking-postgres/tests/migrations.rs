@@ -3,12 +3,13 @@
 //! tokens and schedules, clients, bookings, idempotency records, outbox events), then the
 //! full [`MIGRATOR`] runs and the adapter must find and use every row.
 //!
-//! The previous schema is the one before the last four migrations, `outbox_consumers`
+//! The previous schema is the one before the last five migrations, `outbox_consumers`
 //! (consumer marks and leases on `domain_events`), `webhook_subscriptions` (new tables),
-//! `search` (extensions, a generated `search_doc` column and indexes on `professionals`) and
-//! `search_knn` (those indexes rebuilt over rows that already exist): the ones that change
-//! tables which already hold data, plus the one between them, so the step spans every
-//! migration a deployment of the release before them has still to apply. A new migration
+//! `search` (extensions, a generated `search_doc` column and indexes on `professionals`),
+//! `search_knn` and `search_inline_earth` (those indexes rebuilt over rows that already
+//! exist, the last on a new function, which the radius search below goes through): the
+//! ones that change tables which already hold data, plus the one between them, so the step
+//! spans every migration a deployment of the release before them has still to apply. A new migration
 //! makes the count below fail on purpose: decide whether this test's rows must exercise it.
 //!
 //! Like the other Postgres tests, without a reachable server they print `SKIPPED` and
@@ -248,8 +249,8 @@ async fn rows_of_the_previous_schema_survive_the_upgrade_and_stay_usable() {
         .collect();
     assert_eq!(
         later.len(),
-        4,
-        "the previous schema is four migrations back"
+        5,
+        "the previous schema is five migrations back"
     );
     let previous = Migrator::with_migrations(
         MIGRATOR

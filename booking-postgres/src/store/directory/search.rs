@@ -2,9 +2,9 @@
 //!
 //! Three shapes, each served by one index walk that stops after the page:
 //!
-//! * **radius** ([`near_sql`]): `professionals_earth_idx` (GiST on `ll_to_earth(lat, lng)`,
-//!   category, rate) walked nearest first (KNN, cube's `<->`) inside an `earth_box` that
-//!   holds the circle; category and rate are index conditions, the rest filters. The walk
+//! * **radius** ([`near_sql`]): `professionals_earth_idx` (GiST on `booking_earth(lat, lng)`,
+//!   category, rate) walked nearest first (KNN, cube's `<->`) inside a box (`cube_enlarge`)
+//!   that holds the circle; category and rate are index conditions, the rest filters. The walk
 //!   orders by the chord, the page by the exact `(distance_mm, id)`: [`search_near`] turns
 //!   the one into the other exactly (see there).
 //! * **text** ([`text_sql`]): the rate btree, which carries `search_doc`, walked index-only
@@ -23,7 +23,8 @@ use crate::error::PgError;
 use crate::rows::{self, professional_columns};
 use crate::store::fetch_limit;
 
-/// `ll_to_earth` places points on a sphere of 6,378,168 m, ours has 6,371,008.8 m: a chord
+/// `booking_earth` (earthdistance's `ll_to_earth` as an inlinable function returning a
+/// plain `cube`) places points on a sphere of 6,378,168 m, ours has 6,371,008.8 m: a chord
 /// there is at most `distance * EARTH_BOX_SCALE`, so a box of that half-side holds the circle.
 const EARTH_BOX_SCALE: f64 = 6_378_168.0 / 6_371_008.8;
 
@@ -31,7 +32,7 @@ const EARTH_BOX_SCALE: f64 = 6_378_168.0 / 6_371_008.8;
 /// next one), so that the walk usually proves its page exact on the first try.
 const NEAR_SLACK: i64 = 16;
 
-/// How far apart two chords must be (metres on `ll_to_earth`'s sphere) for the farther row
+/// How far apart two chords must be (metres on `booking_earth`'s sphere) for the farther row
 /// to be strictly farther in the exact order. See [`search_near`] for the derivation.
 const CHORD_MARGIN_M: f64 = 10.0;
 
@@ -177,8 +178,13 @@ fn push_distance_mm(qb: &mut QueryBuilder<Postgres>, near: &GeoFilter) {
 }
 
 /// The radius walk: matching rows inside the circle and after the cursor, as `chord_m`
-/// (the chord between `ll_to_earth` points, what the GiST orders by) ascending, the first
+/// (the chord between `booking_earth` points, what the GiST orders by) ascending, the first
 /// `fetch` of them, each with its exact `distance_mm`.
+///
+/// Only functions PostgreSQL inlines or runs as C appear here (`booking_earth` is a SQL
+/// function it inlines; `cube_enlarge` and `<->` are cube's C functions): earthdistance's
+/// `ll_to_earth` and `earth_box` cannot be inlined and cost more than the walk itself
+/// (migration `20261130000001_search_inline_earth.sql`).
 fn near_sql(
     prefix: &str,
     query: &ProfessionalQuery,
@@ -189,17 +195,17 @@ fn near_sql(
     let mut qb = QueryBuilder::new(prefix);
     qb.push(concat!("SELECT ", professional_columns!(), ", "));
     push_distance_mm(&mut qb, near);
-    qb.push(" AS distance_mm, ll_to_earth(lat, lng) <-> ll_to_earth(")
+    qb.push(" AS distance_mm, booking_earth(lat, lng) <-> booking_earth(")
         .push_bind(c.lat)
         .push(", ")
         .push_bind(c.lng)
-        .push(") AS chord_m FROM professionals WHERE is_active AND earth_box(ll_to_earth(")
+        .push(") AS chord_m FROM professionals WHERE is_active AND cube_enlarge(booking_earth(")
         .push_bind(c.lat)
         .push(", ")
         .push_bind(c.lng)
         .push("), ")
         .push_bind(near.radius_km() * 1000.0 * EARTH_BOX_SCALE * (1.0 + 1e-9) + 1.0)
-        .push(") @> ll_to_earth(lat, lng)");
+        .push(", 3) @> booking_earth(lat, lng)");
     push_filters(&mut qb, query);
     qb.push(" AND ");
     push_distance_mm(&mut qb, near);
@@ -226,7 +232,7 @@ struct Walked {
 
 /// A radius page in the exact order `(distance_mm, id)`, from a walk in chord order.
 ///
-/// The GiST walk yields rows by `c`, the chord to the centre on `ll_to_earth`'s sphere
+/// The GiST walk yields rows by `c`, the chord to the centre on `booking_earth`'s sphere
 /// (radius R' = 6,378,168 m) as cube's `<->` computes it in floating point; the page is
 /// ordered by `d = booking_distance_mm`, the core's haversine on our sphere (R =
 /// 6,371,008.8 m), floored to millimetres. Both are increasing functions of the true
@@ -234,7 +240,7 @@ struct Walked {
 /// `d` is **not** a non-decreasing function of `c` near ties, and the walk order cannot be
 /// used as the page order as is. What holds instead:
 ///
-/// * `|c − 2R'·sin(θ/2)| ≤ ε_c`, with ε_c below 1e-7 m: each coordinate of `ll_to_earth`
+/// * `|c − 2R'·sin(θ/2)| ≤ ε_c`, with ε_c below 1e-7 m: each coordinate of `booking_earth`
 ///   is R' times a product of two or three correctly rounded-or-nearly `sin`/`cos` values
 ///   (a few ulps of 6.4e6 m, about 1e-9 m each), and the difference, squares and square
 ///   root add a few ulps more. The index stores the same function of the same columns.
