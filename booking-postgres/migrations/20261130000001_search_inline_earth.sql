@@ -18,13 +18,16 @@
 -- blocks writes to professionals (not bookings) for its duration, about 15 s at 1M rows
 -- here, while searches go on with the old index; dropping the old one and renaming the new
 -- one take an instant at the end of the migration's transaction.
+--
+-- The body is SQL-standard (`RETURN`, PostgreSQL 14 and later): it is parsed here, once,
+-- and names `cube` by its identity, so evaluating the index expression does not depend on
+-- the `search_path` of whoever does it (autovacuum's ANALYZE, pg_restore), unlike a body in
+-- a string. PostgreSQL inlines it all the same.
 CREATE OR REPLACE FUNCTION booking_earth(lat float8, lng float8) RETURNS cube
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT cube(ARRAY[6378168::float8 * cos(radians(lat)) * cos(radians(lng)),
-                      6378168::float8 * cos(radians(lat)) * sin(radians(lng)),
-                      6378168::float8 * sin(radians(lat))])
-$$;
+RETURN cube(ARRAY[6378168::float8 * cos(radians(lat)) * cos(radians(lng)),
+                  6378168::float8 * cos(radians(lat)) * sin(radians(lng)),
+                  6378168::float8 * sin(radians(lat))]);
 
 -- The KNN walk of 20260801000001_search_knn.sql, on the inlined point. Same name, same
 -- columns after the point, so plans, tests and tools that name it still hold.

@@ -287,6 +287,52 @@ async fn errors_map_to_the_core_errors() {
     tiny.close().await;
 }
 
+/// The radius index's expression works whatever the `search_path` of whoever evaluates it
+/// (autovacuum's ANALYZE, pg_restore, a maintenance session): with only `pg_catalog` on the
+/// path, ANALYZE, an update that moves a professional and a radius walk all work. With the
+/// index on earthdistance's `ll_to_earth`, whose body names `earth()` unqualified, every
+/// statement on `professionals` failed there, already while planning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_radius_index_works_with_only_pg_catalog_on_the_search_path() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let options = db.connect_options();
+    let store = db.into_store(2).await;
+    let pro = professional();
+    store
+        .insert_professional(&pro, TokenHash::of("p"), None)
+        .await
+        .expect("insert");
+    let mut conn = sqlx::PgConnection::connect_with(&options)
+        .await
+        .expect("connect");
+    sqlx::raw_sql("SET search_path = pg_catalog")
+        .execute(&mut conn)
+        .await
+        .expect("set search_path");
+    sqlx::raw_sql("ANALYZE public.professionals")
+        .execute(&mut conn)
+        .await
+        .expect("ANALYZE with only pg_catalog on the search path");
+    sqlx::raw_sql("UPDATE public.professionals SET lat = lat + 0.001")
+        .execute(&mut conn)
+        .await
+        .expect("an update that recomputes the indexed point");
+    let near: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM public.professionals WHERE is_active \
+         AND public.cube_enlarge(public.booking_earth(52.5, 13.4), 1000.0, 3) \
+             OPERATOR(public.@>) public.booking_earth(lat, lng) \
+         ORDER BY public.booking_earth(lat, lng) OPERATOR(public.<->) \
+             public.booking_earth(52.5, 13.4) \
+         LIMIT 5",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("a radius walk with only pg_catalog on the search path");
+    assert_eq!(near, vec![pro.id.as_uuid()]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_run_twice_harmlessly() {
     let Some(db) = TestDatabase::create_unmigrated().await else {
