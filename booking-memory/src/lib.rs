@@ -73,7 +73,7 @@
 //! | `list_bookings` by client | `O(m log m)` for a client with `m` bookings (per-client index) |
 //! | `list_bookings` for admin | one bounded page per professional, merged |
 //! | `expire_due_holds` | `O(k log n)` for `k` holds expired |
-//! | `search_professionals` | `O(log n + scanned)` in `(rate, id)` order; with a radius, an R-tree walk nearest first that stops after the page (`O(log n + visited)`) |
+//! | `search_professionals` | `O(log n + scanned)` in `(rate, id)` order; with a radius, an R-tree walk nearest first (of the category's own tree when the query names one) that stops after the page (`O(log n + visited)`) |
 //! | `purge_expired` | `O(k log n)` for `k` records deleted |
 //! | inbox `claim_due`, `prune_processed` | `O(k log n)` for `k` events claimed or deleted |
 
