@@ -5,6 +5,7 @@
 # dropped). CLIENTS (default 32) concurrent clients for SECONDS_PER_SCENARIO (default 10)
 # run mixed searches (10 km radius + category + rate; text q; first and deep pages via the
 # cursor), uncached and with the in-process cache; see bench/src/bin/search_load/main.rs.
+# With REDIS_URL set (e.g. redis://127.0.0.1:6379) it also runs the cache on Redis.
 # EXPLAIN=1 also prints EXPLAIN (ANALYZE, BUFFERS) of the statement shapes at that size.
 #
 #   reference-server/scripts/search_load.sh

@@ -1,14 +1,18 @@
 //! Cached pages of `GET /v1/professionals`.
 //!
-//! A page is stored under its query (filters, page size, cursor) *and the current generation*.
+//! A page is stored for its query (filters, page size, cursor) *and the current generation*.
 //! Every create or update of a professional bumps the generation after its change committed,
 //! so the next search misses and reads the store: no page from before a change is ever
-//! served after it (versioned keys, not best-effort deletes; old pages just age out).
+//! served after it (versioned pages, not best-effort deletes; old pages just age out).
 //!
-//! * In-process (default): a bounded `moka` cache and an atomic generation.
+//! * In-process (default): a bounded `moka` cache keyed by generation and query, and an
+//!   atomic generation.
 //! * Redis (`REDIS_URL`): pages and the generation live in Redis (`INCR`), so every
-//!   instance sees every other instance's bumps. Each Redis call has a short deadline; when
-//!   Redis is unreachable, searches are answered from the store. A bump that could not reach
+//!   instance sees every other instance's bumps. A page's key is its query; its value
+//!   starts with the generation it was computed in, and a lookup reads the generation and
+//!   the page in one `MGET` and uses the page only when the two match (one round trip per
+//!   search; a page of an older generation is a miss, then overwritten). Each Redis call
+//!   has a short deadline; when Redis is unreachable, searches are answered from the store. A bump that could not reach
 //!   Redis is retried before this instance uses the cache again; until then it bypasses it.
 //!   (Another instance that still reaches Redis may serve pages of the old generation for at
 //!   most the TTL in that split: the price of an unreachable shared cache.)
@@ -98,8 +102,8 @@ impl SearchCache {
         }
     }
 
-    /// No cache at all: [`generation`](Self::generation) is always `None`, so every search
-    /// reads the store (for measuring the uncached path).
+    /// No cache at all: [`lookup`](Self::lookup) is always `None`, so every search reads
+    /// the store (for measuring the uncached path).
     pub fn disabled() -> Self {
         Self {
             backend: Backend::Off,
@@ -122,10 +126,17 @@ impl SearchCache {
         })
     }
 
-    /// The current generation, or `None` when the cache cannot be used right now.
-    pub async fn generation(&self) -> Option<u64> {
+    /// The current generation and the page stored for `key` in it, if any; `None` when
+    /// the cache cannot be used right now (then the search reads the store and stores
+    /// nothing). On Redis this is one round trip: `MGET` of the generation and the page,
+    /// which is used only when it was stored in that generation.
+    pub async fn lookup(&self, key: &str) -> Option<Lookup> {
         match &self.backend {
-            Backend::Local { generation, .. } => Some(generation.load(Ordering::Acquire)),
+            Backend::Local { generation, pages } => {
+                let generation = generation.load(Ordering::Acquire);
+                let page = pages.get(&format!("{generation}:{key}"));
+                Some(Lookup { generation, page })
+            }
             Backend::Off => None,
             Backend::Redis {
                 prefix,
@@ -139,28 +150,20 @@ impl SearchCache {
                     }
                 }
                 let mut conn = self.connection().await?;
-                let key = format!("{prefix}search:generation");
-                let got: Option<u64> = deadline(conn.get(key)).await?;
-                Some(got.unwrap_or(0))
+                let keys = [
+                    format!("{prefix}search:generation"),
+                    format!("{prefix}search:page:{key}"),
+                ];
+                let (generation, stored): (Option<u64>, Option<Vec<u8>>) =
+                    deadline(conn.mget(&keys)).await?;
+                let generation = generation.unwrap_or(0);
+                let page = stored.and_then(|v| page_of_generation(v, generation));
+                Some(Lookup { generation, page })
             }
         }
     }
 
-    /// The page stored under `key` in generation `generation`, if any.
-    pub async fn get(&self, generation: u64, key: &str) -> Option<Bytes> {
-        match &self.backend {
-            Backend::Local { pages, .. } => pages.get(&format!("{generation}:{key}")),
-            Backend::Off => None,
-            Backend::Redis { prefix, .. } => {
-                let mut conn = self.connection().await?;
-                let key = format!("{prefix}search:page:{generation}:{key}");
-                let got: Option<Vec<u8>> = deadline(conn.get(key)).await?;
-                got.map(Bytes::from)
-            }
-        }
-    }
-
-    /// Stores a page under `key` in generation `generation` (best effort).
+    /// Stores a page for `key`, computed in generation `generation` (best effort).
     pub async fn put(&self, generation: u64, key: &str, page: Bytes) {
         match &self.backend {
             Backend::Local { pages, .. } => pages.insert(format!("{generation}:{key}"), page),
@@ -169,9 +172,12 @@ impl SearchCache {
                 let Some(mut conn) = self.connection().await else {
                     return;
                 };
-                let key = format!("{prefix}search:page:{generation}:{key}");
+                let key = format!("{prefix}search:page:{key}");
+                let mut value = Vec::with_capacity(8 + page.len());
+                value.extend_from_slice(&generation.to_be_bytes());
+                value.extend_from_slice(&page);
                 let ttl = self.ttl.as_secs().max(1);
-                let _: Option<()> = deadline(conn.set_ex(key, page.as_ref(), ttl)).await;
+                let _: Option<()> = deadline(conn.set_ex(key, value, ttl)).await;
             }
         }
     }
@@ -228,6 +234,22 @@ impl SearchCache {
     }
 }
 
+/// What [`SearchCache::lookup`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The generation the search runs in: store its page with [`SearchCache::put`] under it.
+    pub generation: u64,
+    /// The page for the key, stored in this generation, if any.
+    pub page: Option<Bytes>,
+}
+
+/// The page in a Redis value (the generation it was stored in, 8 bytes big-endian, then
+/// the page) when that generation is `generation`.
+fn page_of_generation(value: Vec<u8>, generation: u64) -> Option<Bytes> {
+    let value = Bytes::from(value);
+    (value.get(..8)? == generation.to_be_bytes().as_slice()).then(|| value.slice(8..))
+}
+
 /// Runs a Redis call with [`REDIS_DEADLINE`]; any failure is `None` (and logged).
 async fn deadline<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
     match tokio::time::timeout(REDIS_DEADLINE, call).await {
@@ -250,13 +272,39 @@ mod tests {
     #[tokio::test]
     async fn local_pages_belong_to_their_generation() {
         let cache = SearchCache::in_process(Duration::from_secs(60));
-        let g = cache.generation().await.expect("local is always usable");
-        cache.put(g, "k", Bytes::from_static(b"page")).await;
-        assert_eq!(cache.get(g, "k").await.as_deref(), Some(&b"page"[..]));
+        let first = cache.lookup("k").await.expect("local is always usable");
+        assert_eq!(first.page, None);
+        cache
+            .put(first.generation, "k", Bytes::from_static(b"page"))
+            .await;
+        let hit = cache.lookup("k").await.expect("usable");
+        assert_eq!(hit.page.as_deref(), Some(&b"page"[..]));
+        assert_eq!(hit.generation, first.generation);
         cache.bump().await;
-        let g2 = cache.generation().await.expect("usable");
-        assert_ne!(g, g2);
-        assert_eq!(cache.get(g2, "k").await, None);
+        let after = cache.lookup("k").await.expect("usable");
+        assert_ne!(after.generation, first.generation);
+        assert_eq!(after.page, None);
+        // A page computed before the bump and stored after it is not served.
+        cache
+            .put(first.generation, "k", Bytes::from_static(b"old"))
+            .await;
+        assert_eq!(cache.lookup("k").await.expect("usable").page, None);
+    }
+
+    #[test]
+    fn a_redis_value_is_a_page_only_in_its_generation() {
+        let mut value = 7u64.to_be_bytes().to_vec();
+        value.extend_from_slice(b"page");
+        assert_eq!(
+            page_of_generation(value.clone(), 7).as_deref(),
+            Some(&b"page"[..])
+        );
+        assert_eq!(page_of_generation(value, 8), None);
+        assert_eq!(
+            page_of_generation(7u64.to_be_bytes().to_vec(), 7).as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(page_of_generation(b"short".to_vec(), 0), None);
     }
 
     #[tokio::test]
@@ -264,20 +312,20 @@ mod tests {
         // Port 1 on localhost: connection refused at once.
         let cache = SearchCache::redis("redis://127.0.0.1:1/", "t:", Duration::from_secs(60))
             .expect("a valid URL");
-        assert_eq!(cache.generation().await, None);
+        assert_eq!(cache.lookup("k").await, None);
         cache.bump().await;
         cache.put(0, "k", Bytes::from_static(b"x")).await;
-        assert_eq!(cache.get(0, "k").await, None);
+        assert_eq!(cache.lookup("k").await, None);
     }
 
     #[tokio::test]
     async fn disabled_cache_is_never_used() {
         let cache = SearchCache::disabled();
-        assert_eq!(cache.generation().await, None);
+        assert_eq!(cache.lookup("k").await, None);
         cache.put(0, "k", Bytes::from_static(b"x")).await;
-        assert_eq!(cache.get(0, "k").await, None);
+        assert_eq!(cache.lookup("k").await, None);
         cache.bump().await;
-        assert_eq!(cache.generation().await, None);
+        assert_eq!(cache.lookup("k").await, None);
     }
 
     #[test]

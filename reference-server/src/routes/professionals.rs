@@ -221,10 +221,8 @@ pub async fn search_professionals(
     filters.push(("cursor", after.map(|c| cursor::encode(&c, digest))));
     let key = page_key(&filters);
     let cache = state.search_cache();
-    let generation = cache.generation().await;
-    if let Some(g) = generation
-        && let Some(page) = cache.get(g, &key).await
-    {
+    let lookup = cache.lookup(&key).await;
+    if let Some(page) = lookup.as_ref().and_then(|l| l.page.clone()) {
         return Ok(cached_page(page, &headers));
     }
     let query = ProfessionalQuery {
@@ -252,8 +250,8 @@ pub async fn search_professionals(
         serde_json::to_vec(&list)
             .map_err(|e| Problem::internal(&format!("serialising a search page: {e}")))?,
     );
-    if let Some(g) = generation {
-        cache.put(g, &key, body.clone()).await;
+    if let Some(l) = lookup {
+        cache.put(l.generation, &key, body.clone()).await;
     }
     Ok(cached_page(body, &headers))
 }

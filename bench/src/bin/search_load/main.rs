@@ -13,9 +13,11 @@
 //!    by row), then `ANALYZE`.
 //! 2. The server runs in this process on a loopback port, configured from the environment
 //!    like the real one ([`Config::from_env`], e.g. `BOOKING_DB_MAX_CONNECTIONS`) except
-//!    for the listen address, the admin token, the database, no read replica and no Redis.
+//!    for the listen address, the admin token, the database and no read replica.
 //!    Scenario `uncached`: a zero search-cache TTL, which turns the cache off. Scenario
 //!    `cached`: the in-process (moka) cache, warmed by one pass over the query set first.
+//!    With `REDIS_URL` set, `cached (Redis)` then does the same with the pages in Redis
+//!    (under a key prefix of this run's own; the keys expire with the cache's TTL).
 //! 3. `clients` (default 32) concurrent clients for `seconds` (default 10) per scenario run
 //!    a fixed, shuffled set of searches (the same set in both scenarios), each job one of
 //!    the kinds below; `uncached (1 client)` first runs the same jobs with one client, for
@@ -425,10 +427,20 @@ async fn drive(
     }
 }
 
-/// Starts the server on `db`; the search cache is off unless `cached`.
+/// The search cache of a scenario's server.
+#[derive(Clone, Copy, PartialEq)]
+enum Cache {
+    Off,
+    /// In-process (moka).
+    Local,
+    /// Redis at `REDIS_URL`, under a prefix of this run's own.
+    Redis,
+}
+
+/// Starts the server on `db` with `cache`.
 async fn start(
     db: &TestDatabase,
-    cached: bool,
+    cache: Cache,
 ) -> (
     String,
     tokio::sync::oneshot::Sender<()>,
@@ -441,11 +453,15 @@ async fn start(
         admin_token: Some(ADMIN.into()),
         database_url: Some(db.url()),
         database_read_url: None,
-        redis_url: None,
-        search_cache_ttl: if cached {
-            base_config.search_cache_ttl
-        } else {
+        redis_url: match cache {
+            Cache::Redis => base_config.redis_url.clone(),
+            Cache::Off | Cache::Local => None,
+        },
+        redis_prefix: format!("search-load-{}:", std::process::id()),
+        search_cache_ttl: if cache == Cache::Off {
             Duration::ZERO
+        } else {
+            base_config.search_cache_ttl
         },
         ..base_config
     };
@@ -513,7 +529,7 @@ async fn main() {
         .pool_max_idle_per_host(clients * 2)
         .build_http();
 
-    let (base, stop, server, pool) = start(&db, false).await;
+    let (base, stop, server, pool) = start(&db, Cache::Off).await;
     // Search is open to any caller: one client's token (it stays valid on the second server).
     let token = client_token(&http, &base).await;
     let search = |base: &str| Target::Search {
@@ -551,11 +567,27 @@ async fn main() {
     )
     .await;
 
-    let (base, stop, server, _) = start(&db, true).await;
+    let (base, stop, server, _) = start(&db, Cache::Local).await;
     let warm = drive(&search(&base), &jobs, clients, None).await;
     let cached = drive(&search(&base), &jobs, clients, Some(seconds)).await;
     let _ = stop.send(());
     let _ = server.await;
+
+    // With REDIS_URL, the same two scenarios with the pages in Redis.
+    let redis = if Config::from_env()
+        .expect("configuration")
+        .redis_url
+        .is_some()
+    {
+        let (base, stop, server, _) = start(&db, Cache::Redis).await;
+        let warm = drive(&search(&base), &jobs, clients, None).await;
+        let cached = drive(&search(&base), &jobs, clients, Some(seconds)).await;
+        let _ = stop.send(());
+        let _ = server.await;
+        Some((warm, cached))
+    } else {
+        None
+    };
     let load_after = load_average();
 
     println!(
@@ -575,6 +607,10 @@ async fn main() {
     print_outcome("store only (no HTTP)", &store_only);
     print_outcome("cached (warm-up pass)", &warm);
     print_outcome("cached (in-process moka)", &cached);
+    if let Some((warm, cached)) = &redis {
+        print_totals("cached, Redis (warm-up)", warm);
+        print_outcome("cached (Redis)", cached);
+    }
     let ratio = |name: &str, a: &Outcome, b: &Outcome, what: &str| {
         println!(
             "{name}: {:.0} / {:.0} = {:.2}{what}",
@@ -584,6 +620,9 @@ async fn main() {
         );
     };
     ratio("cached / uncached throughput", &cached, &uncached, "x");
+    if let Some((_, on_redis)) = &redis {
+        ratio("cached (Redis) / uncached", on_redis, &uncached, "x");
+    }
     ratio("uncached / store only", &uncached, &store_only, "");
     ratio("cached / GET /healthz", &cached, &healthz, "");
     println!(
