@@ -17,7 +17,10 @@
 -- The new index is built first, under another name, and only then swapped in: the build
 -- blocks writes to professionals (not bookings) for its duration, about 15 s at 1M rows
 -- here, while searches go on with the old index; dropping the old one and renaming the new
--- one take an instant at the end of the migration's transaction.
+-- one take an instant at the end of the migration's transaction. In a rolling deploy,
+-- instances still on the previous release keep sending `ll_to_earth` statements, which
+-- have no index after the swap: their radius searches scan the table until they are
+-- replaced.
 --
 -- The body is SQL-standard (`RETURN`, PostgreSQL 14 and later): it is parsed here, once,
 -- and names `cube` by its identity, so evaluating the index expression does not depend on
