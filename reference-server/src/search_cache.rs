@@ -12,8 +12,9 @@
 //!   starts with the generation it was computed in, and a lookup reads the generation and
 //!   the page in one `MGET` and uses the page only when the two match (one round trip per
 //!   search; a page of an older generation is a miss, then overwritten). Each Redis call
-//!   has a short deadline; when Redis is unreachable, searches are answered from the store. A bump that could not reach
-//!   Redis is retried before this instance uses the cache again; until then it bypasses it.
+//!   has a short deadline; when Redis is unreachable, searches are answered from the
+//!   store. A bump that could not reach Redis is retried before this instance uses the
+//!   cache again; until then it bypasses it.
 //!   (Another instance that still reaches Redis may serve pages of the old generation for at
 //!   most the TTL in that split: the price of an unreachable shared cache.)
 //! * Off ([`SearchCache::disabled`], a zero `search_cache_ttl` in a hand-built `Config`;
@@ -134,7 +135,7 @@ impl SearchCache {
         match &self.backend {
             Backend::Local { generation, pages } => {
                 let generation = generation.load(Ordering::Acquire);
-                let page = pages.get(&format!("{generation}:{key}"));
+                let page = pages.get(&local_key(generation, key));
                 Some(Lookup { generation, page })
             }
             Backend::Off => None,
@@ -150,10 +151,7 @@ impl SearchCache {
                     }
                 }
                 let mut conn = self.connection().await?;
-                let keys = [
-                    format!("{prefix}search:generation"),
-                    format!("{prefix}search:page:{key}"),
-                ];
+                let keys = [generation_key(prefix), page_key_in_redis(prefix, key)];
                 let (generation, stored): (Option<u64>, Option<Vec<u8>>) =
                     deadline(conn.mget(&keys)).await?;
                 let generation = generation.unwrap_or(0);
@@ -166,16 +164,14 @@ impl SearchCache {
     /// Stores a page for `key`, computed in generation `generation` (best effort).
     pub async fn put(&self, generation: u64, key: &str, page: Bytes) {
         match &self.backend {
-            Backend::Local { pages, .. } => pages.insert(format!("{generation}:{key}"), page),
+            Backend::Local { pages, .. } => pages.insert(local_key(generation, key), page),
             Backend::Off => {}
             Backend::Redis { prefix, .. } => {
                 let Some(mut conn) = self.connection().await else {
                     return;
                 };
-                let key = format!("{prefix}search:page:{key}");
-                let mut value = Vec::with_capacity(8 + page.len());
-                value.extend_from_slice(&generation.to_be_bytes());
-                value.extend_from_slice(&page);
+                let key = page_key_in_redis(prefix, key);
+                let value = tagged_page(generation, &page);
                 let ttl = self.ttl.as_secs().max(1);
                 let _: Option<()> = deadline(conn.set_ex(key, value, ttl)).await;
             }
@@ -197,8 +193,8 @@ impl SearchCache {
             } => {
                 let done = match self.connection().await {
                     Some(mut conn) => {
-                        let key = format!("{prefix}search:generation");
-                        let n: Option<u64> = deadline(conn.incr(key, 1u64)).await;
+                        let n: Option<u64> =
+                            deadline(conn.incr(generation_key(prefix), 1u64)).await;
                         n.is_some()
                     }
                     None => false,
@@ -243,8 +239,30 @@ pub struct Lookup {
     pub page: Option<Bytes>,
 }
 
-/// The page in a Redis value (the generation it was stored in, 8 bytes big-endian, then
-/// the page) when that generation is `generation`.
+/// The in-process cache's key of the page for `key` in generation `generation`.
+fn local_key(generation: u64, key: &str) -> String {
+    format!("{generation}:{key}")
+}
+
+/// The Redis key of the generation.
+fn generation_key(prefix: &str) -> String {
+    format!("{prefix}search:generation")
+}
+
+/// The Redis key of the page for `key` (whatever its generation: see [`tagged_page`]).
+fn page_key_in_redis(prefix: &str, key: &str) -> String {
+    format!("{prefix}search:page:{key}")
+}
+
+/// A Redis value: the generation `page` was computed in, 8 bytes big-endian, then `page`.
+fn tagged_page(generation: u64, page: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + page.len());
+    value.extend_from_slice(&generation.to_be_bytes());
+    value.extend_from_slice(page);
+    value
+}
+
+/// The page in a Redis value made by [`tagged_page`] when it was stored in `generation`.
 fn page_of_generation(value: Vec<u8>, generation: u64) -> Option<Bytes> {
     let value = Bytes::from(value);
     (value.get(..8)? == generation.to_be_bytes().as_slice()).then(|| value.slice(8..))
@@ -293,8 +311,8 @@ mod tests {
 
     #[test]
     fn a_redis_value_is_a_page_only_in_its_generation() {
-        let mut value = 7u64.to_be_bytes().to_vec();
-        value.extend_from_slice(b"page");
+        let value = tagged_page(7, b"page");
+        assert_eq!(value[..8], 7u64.to_be_bytes());
         assert_eq!(
             page_of_generation(value.clone(), 7).as_deref(),
             Some(&b"page"[..])
