@@ -228,14 +228,9 @@ async fn get(client: &HttpClient, url: &str, token: &str) -> (u16, Result<Option
         .header("authorization", format!("Bearer {token}"))
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let res = match client.request(req).await {
-        Ok(res) => res,
-        Err(e) => return (0, Err(e.to_string())),
-    };
-    let status = res.status().as_u16();
-    let body = match res.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return (0, Err(e.to_string())),
+    let (status, body) = match fetch(client, req).await {
+        Ok(answer) => answer,
+        Err(e) => return (0, Err(e)),
     };
     if status != 200 {
         return (status, Err(String::from_utf8_lossy(&body).into_owned()));
@@ -255,9 +250,7 @@ async fn client_token(client: &HttpClient, base: &str) -> String {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
         .unwrap();
-    let res = client.request(req).await.expect("create a client");
-    let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let (status, bytes) = fetch(client, req).await.expect("create a client");
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     assert_eq!(status, 201, "{v}");
     v["api_token"].as_str().expect("api_token").to_owned()
@@ -342,19 +335,18 @@ async fn run_job(target: &Target, job: &Job, samples: &mut Vec<(String, Duration
     errors
 }
 
+/// Sends `req` and reads the whole answer: its status and body.
+async fn fetch(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), String> {
+    let res = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok((status, body.to_bytes()))
+}
+
 /// The status of one `GET` (0 when there is none); the body is read and dropped.
 async fn get_status(client: &HttpClient, url: &str) -> u16 {
     let req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
-    match client.request(req).await {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            match res.into_body().collect().await {
-                Ok(_) => status,
-                Err(_) => 0,
-            }
-        }
-        Err(_) => 0,
-    }
+    fetch(client, req).await.map_or(0, |(status, _)| status)
 }
 
 struct Outcome {
@@ -435,6 +427,24 @@ enum Cache {
     Local,
     /// Redis at `REDIS_URL`, under a prefix of this run's own.
     Redis,
+}
+
+/// On a server with `cache`: the warm-up pass over the jobs, then the timed run.
+async fn cached_scenarios(
+    db: &TestDatabase,
+    cache: Cache,
+    target: impl Fn(&str) -> Target,
+    jobs: &Arc<Vec<Job>>,
+    clients: usize,
+    seconds: u64,
+) -> (Outcome, Outcome) {
+    let (base, stop, server, _) = start(db, cache).await;
+    let target = target(&base);
+    let warm = drive(&target, jobs, clients, None).await;
+    let cached = drive(&target, jobs, clients, Some(seconds)).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    (warm, cached)
 }
 
 /// Starts the server on `db` with `cache`.
@@ -567,11 +577,7 @@ async fn main() {
     )
     .await;
 
-    let (base, stop, server, _) = start(&db, Cache::Local).await;
-    let warm = drive(&search(&base), &jobs, clients, None).await;
-    let cached = drive(&search(&base), &jobs, clients, Some(seconds)).await;
-    let _ = stop.send(());
-    let _ = server.await;
+    let (warm, cached) = cached_scenarios(&db, Cache::Local, search, &jobs, clients, seconds).await;
 
     // With REDIS_URL, the same two scenarios with the pages in Redis.
     let redis = if Config::from_env()
@@ -579,12 +585,7 @@ async fn main() {
         .redis_url
         .is_some()
     {
-        let (base, stop, server, _) = start(&db, Cache::Redis).await;
-        let warm = drive(&search(&base), &jobs, clients, None).await;
-        let cached = drive(&search(&base), &jobs, clients, Some(seconds)).await;
-        let _ = stop.send(());
-        let _ = server.await;
-        Some((warm, cached))
+        Some(cached_scenarios(&db, Cache::Redis, search, &jobs, clients, seconds).await)
     } else {
         None
     };
